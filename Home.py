@@ -1,0 +1,128 @@
+"""Vision Lab home: what the tool does, model status, samples and the session's image tray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.images import ImageInputError, load_image
+from core.models import ModelError, Status
+from core.samples import sample_names
+from ui.resources import registry, sample_image, torch_info
+from ui.state import add_to_tray, tray
+from ui.widgets import IMAGE_TYPES
+
+st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
+
+AREAS = [
+    (
+        "pages/1_Captioning.py",
+        "Captioning",
+        "📝",
+        "Compare captioners side by side and see which image patches each word attended to.",
+    ),
+    (
+        "pages/2_Saliency.py",
+        "Saliency",
+        "🔥",
+        "Gradients, SmoothGrad, Integrated Gradients and Grad-CAM, with faithfulness metrics.",
+    ),
+    (
+        "pages/3_Adversarial.py",
+        "Adversarial",
+        "🎯",
+        "FGSM and PGD with ε in /255 units: watch predictions flip, see robustness curves.",
+    ),
+    (
+        "pages/4_Style_Transfer.py",
+        "Style transfer",
+        "🎨",
+        "Gatys et al. style transfer with a loss curve that updates while it optimizes.",
+    ),
+]
+ROOT = Path(__file__).parent
+
+st.title("🔬 Vision Lab")
+st.markdown(
+    "Vision Lab lets you **see inside vision models**: which pixels a classifier relies on, which image "
+    "regions a captioner looks at for each word, how little noise flips a prediction, and how style and "
+    "content trade off. Everything runs on a laptop CPU, with models that load on demand."
+)
+
+cols = st.columns(len(AREAS))
+for col, (path, title, icon, blurb) in zip(cols, AREAS, strict=True):
+    with col.container(border=True):
+        if (ROOT / path).exists():
+            st.page_link(path, label=title, icon=icon)
+        else:
+            st.markdown(f"{icon} **{title}** — coming soon")
+        st.caption(blurb)
+
+st.header("Models")
+reg = registry()
+rows = []
+for spec in reg.specs():
+    state = reg.status(spec.id)
+    rows.append(
+        {
+            "Model": spec.display_name,
+            "id": spec.id,
+            "Task": spec.task,
+            "Status": state.status.value,
+            "Download": f"{spec.download_mb:,.0f} MB",
+            "Memory": f"{spec.memory_mb:,.0f} MB",
+            "Licence": spec.license,
+            "Loaded": "yes" if reg.is_loaded(spec.id) else "",
+            "Notes": spec.note or state.message,
+        }
+    )
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="model_table")
+downloadable = [r["id"] for r in rows if r["Status"] == Status.DOWNLOADABLE.value]
+if downloadable:
+    with st.form("download"):
+        chosen = st.selectbox("Download a model now", downloadable, format_func=lambda i: reg.get(i).display_name)
+        if st.form_submit_button("Download"):
+            bar = st.progress(0.0)
+            try:
+                reg.download(chosen, lambda f, m: bar.progress(min(f, 1.0), text=m))
+                st.success(f"{reg.get(chosen).display_name} downloaded.")
+            except ModelError as err:
+                st.error(str(err))
+else:
+    st.caption(
+        "Offline: models marked *unavailable* can be downloaded on a connected machine with "
+        "`python -m core.models download ID` and copied here through `VISIONLAB_MODELS_DIR` (see README)."
+    )
+info = torch_info()
+loaded = reg.loaded_mb()
+st.caption(
+    f"Device: {info['device']} · torch {info['torch']} · {info['threads']} threads · "
+    f"memory budget {reg.budget_mb:,.0f} MB · loaded now: {sum(loaded.values()):,.0f} MB"
+)
+
+st.header("Sample images")
+names = sample_names("all")
+gallery = st.columns(5)
+for i, name in enumerate(names):
+    gallery[i % 5].image(sample_image(name), caption=name, width="stretch")
+
+st.header("Image tray")
+st.caption(
+    "Images you upload here, or send from another page (e.g. an adversarial example), can be picked "
+    "on every page during this session. They stay in your session only."
+)
+upload = st.file_uploader("Add an image to the tray", type=IMAGE_TYPES, key="home_upload", max_upload_size=25)
+if upload is not None:
+    try:
+        add_to_tray(upload.name, load_image(upload.getvalue()), "upload")
+    except ImageInputError as err:
+        st.error(f"**{upload.name}**: {err}")
+items = list(tray().values())
+if items:
+    tray_cols = st.columns(min(len(items), 4))
+    for i, item in enumerate(items):
+        tray_cols[i % 4].image(item.image, caption=f"{item.name} ({item.origin})", width="stretch")
+else:
+    st.info("The tray is empty.")

@@ -1,0 +1,1 @@
+"""Vision Lab's computational core: pure Python + PyTorch, no Streamlit."""

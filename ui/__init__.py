@@ -1,0 +1,1 @@
+"""Streamlit-aware helpers: the only place outside pages that imports Streamlit."""

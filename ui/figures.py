@@ -1,0 +1,73 @@
+"""Plotly builders shared by pages: pure functions, data in → ``go.Figure`` out."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+HEAT_SCALE = "Inferno"
+DIVERGING_SCALE = "RdBu_r"
+
+
+def _frame(fig: go.Figure, width: int, height: int, title: str | None) -> go.Figure:
+    fig.update_xaxes(visible=False, range=[-0.5, width - 0.5])
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x")
+    fig.update_layout(
+        margin={"l": 0, "r": 0, "t": 30 if title else 0, "b": 0},
+        title={"text": title or "", "font": {"size": 14}},
+        height=None,
+    )
+    return fig
+
+
+def image_figure(img: Image.Image, title: str | None = None) -> go.Figure:
+    """An image as a Plotly figure (zoom, pan, hover for pixel coordinates)."""
+    arr = np.asarray(img.convert("RGB"))
+    fig = go.Figure(go.Image(z=arr, hoverinfo="x+y"))
+    return _frame(fig, arr.shape[1], arr.shape[0], title)
+
+
+def heatmap_trace(
+    heat: np.ndarray,
+    size: tuple[int, int],
+    *,
+    opacity: float = 0.5,
+    colorscale: str = HEAT_SCALE,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    name: str = "",
+) -> go.Heatmap:
+    """A (h, w) map stretched over an image of ``size`` = (width, height), cells aligned to pixels."""
+    h, w = heat.shape
+    width, height = size
+    return go.Heatmap(
+        z=heat,
+        x0=(width / w - 1) / 2,
+        dx=width / w,
+        y0=(height / h - 1) / 2,
+        dy=height / h,
+        opacity=opacity,
+        colorscale=colorscale,
+        zmin=zmin,
+        zmax=zmax,
+        zsmooth="best" if max(h, w) <= 64 else False,
+        name=name,
+        hovertemplate="%{z:.3g}<extra></extra>",
+    )
+
+
+def overlay_figure(
+    img: Image.Image,
+    heat: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    colorscale: str = HEAT_SCALE,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """The image with a heatmap laid over it at ``opacity``."""
+    fig = image_figure(img, title)
+    fig.add_trace(heatmap_trace(heat, img.size, opacity=opacity, colorscale=colorscale, zmin=zmin, zmax=zmax))
+    return fig

@@ -1,0 +1,64 @@
+"""Every ``st.cache_resource`` / ``st.cache_data`` wrapper lives here, and nowhere else.
+
+Models are cached by the process-wide :class:`core.models.Registry` (which enforces the memory
+budget and evicts least-recently-used models); Streamlit caches only the registry itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from core.models import ImageClassifier, ModelError, Registry
+from core.samples import load_sample
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> Registry:
+    """One registry per server process, shared by every session."""
+    return Registry.from_env()
+
+
+def load_model(model_id: str) -> Any:
+    """Load through the registry, showing progress; raise :class:`ModelError` with a UI message."""
+    reg = registry()
+    if reg.is_loaded(model_id):
+        return reg.load(model_id)
+    spec = reg.get(model_id)
+    with st.status(f"Loading {spec.display_name}…", expanded=False) as box:
+        bar = st.progress(0.0)
+
+        def report(fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+        try:
+            model = reg.load(model_id, report)
+        except ModelError:
+            box.update(label=f"{spec.display_name} is not available", state="error")
+            raise
+        box.update(label=f"{spec.display_name} ready", state="complete")
+    return model
+
+
+def load_classifier(model_id: str) -> ImageClassifier:
+    model = load_model(model_id)
+    if not isinstance(model, ImageClassifier):
+        raise ModelError(f"{model_id} is not an image classifier.")
+    return model
+
+
+def torch_info() -> dict[str, str]:
+    return {
+        "device": "CUDA" if torch.cuda.is_available() else "CPU",
+        "torch": torch.__version__,
+        "threads": str(torch.get_num_threads()),
+    }
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def sample_image(name: str) -> Image.Image:
+    """Bundled samples are immutable: decode each once per process."""
+    return load_sample(name)

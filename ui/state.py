@@ -1,0 +1,43 @@
+"""Session-state keys, the image tray, and query-parameter conventions, in one place.
+
+Shareable views: every page binds its main settings to URL query parameters with Streamlit's
+``bind="query-params"`` (the widget ``key`` is the parameter name). Streamlit drops values that
+are not among a widget's options, so a sample name in a URL can only name a bundled file.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import streamlit as st
+from PIL import Image
+
+TRAY_KEY = "vl_tray"
+TRAY_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class TrayItem:
+    """An image shared across pages within one session (uploads, adversarial examples, results)."""
+
+    name: str
+    image: Image.Image
+    origin: str
+
+
+def tray() -> OrderedDict[str, TrayItem]:
+    """This session's tray; lives only in session state (never on shared disk)."""
+    if TRAY_KEY not in st.session_state:
+        st.session_state[TRAY_KEY] = OrderedDict()
+    return st.session_state[TRAY_KEY]
+
+
+def add_to_tray(name: str, image: Image.Image, origin: str) -> str:
+    """Add (or refresh) an image; the oldest items drop out past :data:`TRAY_LIMIT`."""
+    items = tray()
+    items.pop(name, None)
+    items[name] = TrayItem(name, image, origin)
+    while len(items) > TRAY_LIMIT:
+        items.popitem(last=False)
+    return name

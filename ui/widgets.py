@@ -1,0 +1,105 @@
+"""Shared widgets: the image picker (sample / upload / tray) and the model picker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+from PIL import Image
+
+from core.images import ImageInputError, load_image_with_info
+from core.models import ModelError, Status, Task
+from core.samples import sample_names
+from ui.resources import registry, sample_image
+from ui.state import add_to_tray, tray
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+SOURCES = ["Sample", "Upload", "Tray"]
+STATUS_ICON = {Status.READY: "🟢", Status.DOWNLOADABLE: "⬇️", Status.UNAVAILABLE: "⚪"}
+
+
+@dataclass(frozen=True)
+class PickedImage:
+    name: str
+    image: Image.Image
+    source: str
+
+
+def image_picker(
+    key: str = "image",
+    *,
+    label: str = "Image",
+    kind: str = "photo",
+    default: str = "sample.jpg",
+    container: Any = None,
+) -> PickedImage | None:
+    """Pick an image; bad uploads show a message and return ``None`` (never a traceback)."""
+    box = container if container is not None else st.sidebar
+    source = box.segmented_control(
+        f"{label} source", SOURCES, default="Sample", required=True, key=f"{key}_src", bind="query-params"
+    )
+    if source == "Upload":
+        return _upload(box, key, label)
+    if source == "Tray":
+        items = tray()
+        if not items:
+            box.info("The image tray is empty: upload an image or send one here from another page.")
+            return None
+        name = box.selectbox(label, list(items), index=len(items) - 1, key=f"{key}_tray")
+        item = items[name]
+        box.caption(f"From the tray ({item.origin}).")
+        return PickedImage(name, item.image, "tray")
+    names = list(sample_names(kind))
+    name = box.selectbox(
+        label, names, index=names.index(default) if default in names else 0, key=key, bind="query-params"
+    )
+    return PickedImage(name, sample_image(name), "sample")
+
+
+def _upload(box: Any, key: str, label: str) -> PickedImage | None:
+    upload = box.file_uploader(f"Upload {label.lower()}", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=25)
+    if upload is None:
+        box.info("Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file (25 MB at most).")
+        return None
+    cache_key = f"{key}_decoded"
+    cached = st.session_state.get(cache_key)
+    if cached is not None and cached[0] == upload.file_id:
+        return PickedImage(upload.name, cached[1], "upload")
+    try:
+        image, info = load_image_with_info(upload.getvalue())
+    except ImageInputError as err:
+        box.error(f"**{upload.name}**: {err}")
+        return None
+    note = f"{info.format} {info.mode} {info.size[0]}×{info.size[1]}"
+    if info.frames > 1:
+        note += f", first of {info.frames} frames"
+    if info.exif_rotated:
+        note += ", EXIF rotation applied"
+    box.caption(note)
+    st.session_state[cache_key] = (upload.file_id, image)
+    add_to_tray(upload.name, image, "upload")
+    return PickedImage(upload.name, image, "upload")
+
+
+def model_picker(
+    task: Task, *, key: str, label: str = "Model", default: str | None = None, container: Any = None
+) -> str:
+    """Choose one model of ``task``; every model is listed with its status icon."""
+    box = container if container is not None else st.sidebar
+    reg = registry()
+    ids = [s.id for s in reg.specs(task)]
+    statuses = {i: reg.status(i).status for i in ids}
+    index = ids.index(default) if default in ids else 0
+    return box.selectbox(
+        label,
+        ids,
+        index=index,
+        key=key,
+        bind="query-params",
+        format_func=lambda i: f"{STATUS_ICON[statuses[i]]} {reg.get(i).display_name}",
+    )
+
+
+def show_model_error(err: ModelError) -> None:
+    st.warning(f"{err}", icon="⚠️")
