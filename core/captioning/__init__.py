@@ -1,0 +1,5 @@
+"""Captioners behind one result type: HF transformers adapters and our Show-Attend-Tell model."""
+
+from .types import CaptionResult, DecodingConfig
+
+__all__ = ["CaptionResult", "DecodingConfig"]

@@ -1,0 +1,39 @@
+"""Result and settings types shared by every captioner, so pages and figures treat them alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Decoding controls shown on the captioning page."""
+
+    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    num_beams: int = 3
+    top_p: float = 0.9
+    temperature: float = 1.0
+    seed: int = 0
+    max_new_tokens: int = 20
+    repetition_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """A caption with everything its figures need (figures never recompute).
+
+    ``word_maps[i]`` is word ``i``'s attention over the model's patch grid and sums to 1.
+    """
+
+    model_id: str
+    caption: str
+    words: list[str]
+    word_maps: np.ndarray  # (n_words, grid_h, grid_w)
+    word_probs: np.ndarray  # (n_words,)
+    alternatives: list[list[tuple[str, float]]]  # top-k (token, prob) per word's first step
+    seconds: float
+    grid: tuple[int, int]
+    extra: dict[str, object] = field(default_factory=dict)
