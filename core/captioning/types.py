@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,19 @@ class CaptionResult:
     seconds: float
     grid: tuple[int, int]
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """What every registry loader for ``task="captioning"`` returns.
+
+    ``caption`` decodes; ``explain`` runs one teacher-forced pass over a given caption (the
+    faithfulness check re-scores a fixed caption on a masked image with it).
+    """
+
+    model_id: str
+    grid: tuple[int, int]
+
+    def caption(self, image: Image.Image, config: DecodingConfig) -> CaptionResult: ...
+
+    def explain(self, image: Image.Image, caption: str) -> CaptionResult: ...
