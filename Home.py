@@ -12,7 +12,7 @@ from core.models import ModelError, Status
 from core.samples import sample_names
 from ui.resources import registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
-from ui.widgets import IMAGE_TYPES
+from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
 
@@ -70,16 +70,16 @@ for spec in reg.specs():
             "Model": spec.display_name,
             "id": spec.id,
             "Task": spec.task,
-            "Status": state.status.value,
+            "Status": f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}",
             "Download": f"{spec.download_mb:,.0f} MB",
             "Memory": f"{spec.memory_mb:,.0f} MB",
             "Licence": spec.license,
             "Loaded": "yes" if reg.is_loaded(spec.id) else "",
-            "Notes": spec.note or state.message,
+            "Notes": " ".join(filter(None, [spec.note, state.message])),
         }
     )
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="model_table")
-downloadable = [r["id"] for r in rows if r["Status"] == Status.DOWNLOADABLE.value]
+downloadable = [s.id for s in reg.specs() if reg.status(s.id).status is Status.DOWNLOADABLE]
 if downloadable:
     with st.form("download"):
         chosen = st.selectbox("Download a model now", downloadable, format_func=lambda i: reg.get(i).display_name)

@@ -17,6 +17,7 @@ from ui.state import add_to_tray, tray
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCES = ["Sample", "Upload", "Tray"]
 STATUS_ICON = {Status.READY: "🟢", Status.DOWNLOADABLE: "⬇️", Status.UNAVAILABLE: "⚪"}
+STATUS_LABEL = {Status.READY: "ready", Status.DOWNLOADABLE: "downloadable", Status.UNAVAILABLE: "not available offline"}
 
 
 @dataclass(frozen=True)
