@@ -102,7 +102,7 @@ def load_image_with_info(
                 raise ImageInputError("The image has zero width or height.")
             if width * height > max_pixels:
                 raise ImageInputError(
-                    f"The image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
+                    f"The image is {width}×{height} pixels, too large: the limit is {max_pixels / 1e6:g} megapixels."
                 )
             fmt = img.format or "unknown"
             frames = int(getattr(img, "n_frames", 1))
@@ -118,7 +118,7 @@ def load_image_with_info(
         raise ImageInputError("The image is too large to decode safely (decompression bomb).") from err
     except UnidentifiedImageError as err:
         raise ImageInputError(
-            "This file is not an image format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF)."
+            "This file is not an image we can read (JPEG, PNG, WebP, GIF, BMP, TIFF), or its header is damaged."
         ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageInputError("The image file is damaged or truncated and cannot be decoded.") from err

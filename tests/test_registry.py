@@ -1,0 +1,180 @@
+"""Registry: status offline/online, load order through the real loaders, budget eviction, CLI."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torchvision.models import resnet18
+
+from core.models import ImageClassifier, ModelError, ModelSpec, Registry, Source, Status
+from core.models.__main__ import main as cli
+from core.models.registry import REPO_ROOT, torch_hub_file
+
+LOADS: list[str] = []
+
+
+def fake_loader(spec: ModelSpec, location: Path | None, progress) -> torch.nn.Module:
+    """A loader whose model holds ``params_m`` million fp32 parameters, recording each call."""
+    LOADS.append(spec.id)
+    time.sleep(0.05)
+    return torch.nn.Linear(1000, int(spec.params_m * 1000), bias=False)
+
+
+def fake_spec(model_id: str, params_m: float) -> ModelSpec:
+    return ModelSpec(
+        id=model_id,
+        task="classification",
+        family="fake",
+        display_name=model_id,
+        source=Source.PACKAGE,
+        ref="torch",  # an importable package: status "ready"
+        loader="tests.test_registry:fake_loader",
+        params_m=params_m,
+        download_mb=1.0,
+        license="MIT",
+        input_size=8,
+    )
+
+
+def test_status_offline(registry):
+    assert registry.status("efficientnet-lite0").status is Status.READY
+    for model_id, size in [("blip-base", "990 MB"), ("vit-gpt2", "982 MB"), ("vgg19", "548 MB")]:
+        state = registry.status(model_id)
+        assert state.status is Status.UNAVAILABLE
+        assert size in state.message and "VISIONLAB_MODELS_DIR" in state.message
+
+
+def test_status_online_is_downloadable_without_touching_network(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("VISIONLAB_OFFLINE")
+    reg = Registry(online=True)
+    assert reg.status("blip-base").status is Status.DOWNLOADABLE
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the env var always wins
+    assert reg.status("blip-base").status is Status.UNAVAILABLE
+
+
+def test_unavailable_model_raises_a_ui_message(registry):
+    with pytest.raises(ModelError, match="Not available offline"):
+        registry.load("resnet18")
+
+
+def test_builtin_classifier_is_real(effnet, coffee):
+    assert isinstance(effnet, ImageClassifier)
+    top = effnet.predict(coffee)[0]
+    assert top.label == "espresso" and top.prob > 0.8
+
+
+def _tiny_resnet_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return resnet18(num_classes=1000).state_dict()
+
+
+def test_local_models_folder_loads_through_the_real_loader(tmp_path):
+    state = _tiny_resnet_state()
+    (tmp_path / "resnet18").mkdir()
+    save_file(state, tmp_path / "resnet18" / "model.safetensors")
+    reg = Registry(models_dir=tmp_path, online=False)
+    st = reg.status("resnet18")
+    assert st.status is Status.READY and st.location == tmp_path / "resnet18"
+    model = reg.load("resnet18")
+    assert isinstance(model, ImageClassifier) and "layer4 (7×7)" in model.cam_layers
+    ref = resnet18()
+    ref.load_state_dict(state)
+    ref.eval()
+    x = torch.rand(1, 3, 64, 64)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(model(x), ref((x - mean) / std))  # normalization lives inside
+
+
+def test_torch_hub_cache_is_found_and_pth_loads_weights_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = torch_hub_file("ResNet18_Weights.IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    torch.save(_tiny_resnet_state(), path)
+    reg = Registry(online=False)
+    assert reg.status("resnet18").location == path
+    assert isinstance(reg.load("resnet18"), ImageClassifier)
+
+
+def test_corrupt_cache_file_gives_a_clear_error(tmp_path):
+    (tmp_path / "resnet18").mkdir()
+    (tmp_path / "resnet18" / "model.safetensors").write_bytes(b"not really safetensors")
+    reg = Registry(models_dir=tmp_path, online=False)
+    with pytest.raises(ModelError, match="could not be loaded"):
+        reg.load("resnet18")
+    assert not reg.is_loaded("resnet18")
+
+
+def test_lru_eviction_keeps_memory_under_budget():
+    LOADS.clear()
+    reg = Registry([fake_spec("a", 1.0), fake_spec("b", 1.0), fake_spec("c", 1.0)], budget_mb=9.0)
+    reg.load("a")
+    reg.load("b")
+    reg.load("a")  # a is now most recently used
+    reg.load("c")  # 3 × 3.8 MB > 9 MB: b (least recently used) goes
+    assert set(reg.loaded_mb()) == {"a", "c"}
+    assert sum(reg.loaded_mb().values()) <= 9.0
+    assert LOADS == ["a", "b", "c"]
+
+
+def test_concurrent_loads_happen_once():
+    LOADS.clear()
+    reg = Registry([fake_spec("a", 0.1)])
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(reg.load("a"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert LOADS == ["a"]
+    assert all(r is results[0] for r in results)
+
+
+def test_cli_list_matches_status(capsys):
+    assert cli(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert " ready " in lines["efficientnet-lite0"]
+    assert " unavailable " in lines["blip-base"] and "990 MB" in lines["blip-base"]
+    assert " unavailable " in lines["vgg19"]
+
+
+def test_cli_export_copies_cached_models(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    path = torch_hub_file("ResNet18_Weights.IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    torch.save(_tiny_resnet_state(), path)
+    assert cli(["export", str(tmp_path / "out")]) == 0
+    exported = tmp_path / "out" / "resnet18" / path.name
+    assert exported.is_file()
+    assert Registry(models_dir=tmp_path / "out", online=False).status("resnet18").location == exported.parent
+    assert cli(["download", "blip-base"]) == 1  # offline: a clear error, no traceback
+    assert "no network" in capsys.readouterr().err
+
+
+def test_nothing_loads_a_model_at_import():
+    code = (
+        "import sys, core.models, core.images, core.samples, core.captioning\n"
+        "bad = [m for m in ('efficientnet_lite_pytorch', 'transformers', 'streamlit') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_core_never_imports_streamlit():
+    for path in (REPO_ROOT / "core").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "streamlit" for n in names), path
