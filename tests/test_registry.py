@@ -97,7 +97,7 @@ def test_local_models_folder_loads_through_the_real_loader(tmp_path):
 
 def test_torch_hub_cache_is_found_and_pth_loads_weights_only(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    path = torch_hub_file("ResNet18_Weights.IMAGENET1K_V1")
+    path = torch_hub_file(Registry().get("resnet18"))
     path.parent.mkdir(parents=True)
     torch.save(_tiny_resnet_state(), path)
     reg = Registry(online=False)
@@ -150,7 +150,7 @@ def test_cli_list_matches_status(capsys):
 
 def test_cli_export_copies_cached_models(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    path = torch_hub_file("ResNet18_Weights.IMAGENET1K_V1")
+    path = torch_hub_file(Registry().get("resnet18"))
     path.parent.mkdir(parents=True)
     torch.save(_tiny_resnet_state(), path)
     assert cli(["export", str(tmp_path / "out")]) == 0
@@ -159,6 +159,14 @@ def test_cli_export_copies_cached_models(tmp_path, monkeypatch, capsys):
     assert Registry(models_dir=tmp_path / "out", online=False).status("resnet18").location == exported.parent
     assert cli(["download", "blip-base"]) == 1  # offline: a clear error, no traceback
     assert "no network" in capsys.readouterr().err
+
+
+def test_catalogue_file_names_match_torchvision(registry):
+    from torchvision.models import get_weight
+
+    for spec in registry.specs():
+        if spec.source is Source.TORCHVISION:
+            assert spec.extra["file"] == get_weight(spec.ref).url.rsplit("/", 1)[-1]
 
 
 def test_nothing_loads_a_model_at_import():

@@ -125,7 +125,7 @@ def load_torchvision(spec: ModelSpec, location: Path | None, progress: ProgressF
     arch = spec.ref.split("_Weights")[0].lower()
     net = get_model(arch, weights=None)
     if location is None:
-        location = torch_hub_file(spec.ref)
+        location = torch_hub_file(spec)
         fetch_url(weights.url, location, progress)
     progress(0.6, "Reading weights…")
     net.load_state_dict(_state_dict(location))

@@ -71,10 +71,10 @@ def torchvision_weights(ref: str) -> Any:
     return get_weight(ref)
 
 
-def torch_hub_file(ref: str) -> Path:
-    """Where torchvision would cache the weights file named by ``ref``."""
-    url = torchvision_weights(ref).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+def torch_hub_file(spec: ModelSpec) -> Path:
+    """Where torchvision caches ``spec``'s weights (the name is in the catalogue: importing
+    torchvision just to ask would cost seconds on every status check)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / spec.extra["file"]
 
 
 def resident_mb(obj: object) -> float:
@@ -164,7 +164,7 @@ class Registry:
             if isinstance(hit, str):
                 return Path(hit).parent
         if spec.source is Source.TORCHVISION:
-            for path in (cache_dir() / f"{spec.id}.safetensors", torch_hub_file(spec.ref)):
+            for path in (cache_dir() / f"{spec.id}.safetensors", torch_hub_file(spec)):
                 if path.is_file():
                     return path
         return None
@@ -254,7 +254,7 @@ class Registry:
             progress(1.0, "Done.")
             return path
         if spec.source is Source.TORCHVISION:
-            dest = torch_hub_file(spec.ref)
+            dest = torch_hub_file(spec)
             fetch_url(torchvision_weights(spec.ref).url, dest, progress)
             return dest
         raise ModelError(f"{spec.display_name} has nothing to download.")
