@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import subprocess
 import sys
 import threading
@@ -186,3 +187,14 @@ def test_core_never_imports_streamlit():
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "streamlit" for n in names), path
+
+
+def test_hub_download_progress_is_forwarded():
+    from core.models.registry import _forwarding_tqdm
+
+    seen: list[float] = []
+    bar_class = _forwarding_tqdm(lambda f, _m: seen.append(f))
+    with io.StringIO() as sink, bar_class(total=4, desc="files", file=sink) as bar:
+        bar.update(1)
+        bar.update(3)
+    assert seen == [0.25, 1.0]

@@ -250,7 +250,7 @@ class Registry:
             from huggingface_hub import snapshot_download
 
             progress(0.0, f"Downloading {spec.ref}…")
-            path = Path(snapshot_download(spec.ref))
+            path = Path(snapshot_download(spec.ref, tqdm_class=_forwarding_tqdm(progress)))
             progress(1.0, "Done.")
             return path
         if spec.source is Source.TORCHVISION:
@@ -276,6 +276,20 @@ class Registry:
                 shutil.copy2(where, target / where.name)
             written.append(target)
         return written
+
+
+def _forwarding_tqdm(progress: ProgressFn) -> type:
+    """A tqdm class that also reports to ``progress`` (huggingface_hub only accepts a tqdm class)."""
+    from tqdm.auto import tqdm
+
+    class Forwarding(tqdm):  # type: ignore[misc]
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            if self.total:
+                progress(min(self.n / self.total, 1.0), str(getattr(self, "desc", "") or "Downloading"))
+            return shown
+
+    return Forwarding
 
 
 def _describe(path: Path) -> str:
