@@ -1,0 +1,54 @@
+"""Shared benchmark helpers: medians over repeats, ratio tables against a baseline from the same run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+import torch
+
+
+def setup(threads: int = 2) -> str:
+    """Fix torch threads (the README's numbers use 2) and describe the machine for the table header."""
+    torch.set_num_threads(threads)
+    cpu = platform.processor() or platform.machine()
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, torch {torch.__version__}, {threads} threads"
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    ours: float
+    baseline: float
+    target: str
+    unit: str = "s"
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else float("nan")
+
+
+def print_table(title: str, machine: str, rows: list[Row], baseline_name: str) -> None:
+    """Print a Markdown table (pasted into the README as is)."""
+    print(f"\n### {title}\n\n{machine}\n")
+    print(f"| case | ours ({rows[0].unit}) | {baseline_name} ({rows[0].unit}) | ratio ours/baseline | target |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.case} | {r.ours:.4g} | {r.baseline:.4g} | {r.ratio:.2f} | {r.target} |")
