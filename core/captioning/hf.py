@@ -1,0 +1,309 @@
+"""Hugging Face captioners (BLIP, ViT-GPT2, GIT) behind the :class:`Captioner` protocol.
+
+Attention is never read from ``generate``: BLIP's returns no cross-attention, and per-step shapes
+under the KV cache and beam search are easy to misread. Instead every caption is re-run through
+one teacher-forced forward pass with ``output_attentions=True`` (models load with eager attention,
+since SDPA returns none), so the map drawn for a word is the attention of the query that predicted
+it, for greedy, beam and sampled captions alike.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
+from core.models.registry import ModelError, Registry
+from core.models.spec import ModelSpec, ProgressFn, Source
+from core.runtime import SILENT, Reporter
+
+from .types import CaptionResult, DecodingConfig
+
+Family = Literal["blip", "vit-gpt2", "git"]
+LOADER = "core.captioning.hf:load"
+TOP_K = 5
+
+
+def detect_family(model_type: str) -> Family:
+    """The supported architecture a ``config.model_type`` belongs to."""
+    families: dict[str, Family] = {"blip": "blip", "vision-encoder-decoder": "vit-gpt2", "git": "git"}
+    if model_type not in families:
+        raise ModelError(
+            f"Unsupported captioner architecture {model_type!r}: BLIP, VisionEncoderDecoder (e.g. ViT-GPT2) "
+            "and GIT are supported."
+        )
+    return families[model_type]
+
+
+def generate_kwargs(config: DecodingConfig) -> dict[str, Any]:
+    """``DecodingConfig`` → keyword arguments of ``generate`` (explicit, so checkpoint defaults never leak in)."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "repetition_penalty": config.repetition_penalty,
+        "num_beams": 1,
+        "do_sample": False,
+    }
+    if config.strategy == "beam":
+        kwargs |= {"num_beams": config.num_beams, "early_stopping": True}
+    elif config.strategy == "sample":
+        kwargs |= {"do_sample": True, "top_p": config.top_p, "temperature": config.temperature, "top_k": 0}
+    return kwargs
+
+
+def _stopping(reporter: Reporter, max_new_tokens: int, prompt_len: int) -> Any:
+    """A stopping criterion that reports progress per token and raises ``Cancelled`` on request."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Report(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: Any) -> torch.BoolTensor:
+            done = input_ids.shape[-1] - prompt_len
+            reporter.step(min(done / max(max_new_tokens, 1), 1.0), f"token {done}")
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Report()])
+
+
+@dataclass
+class _Pass:
+    """One teacher-forced pass: logits predicting each caption token and the attention tensors."""
+
+    logits: torch.Tensor  # (tokens, vocab)
+    attentions: tuple[torch.Tensor, ...]  # per layer, as the model returned them (autograd leaves of interest)
+    index: tuple[Any, ...]  # selects (heads, tokens, image positions) from each of ``attentions``
+    encoder: list[torch.Tensor]  # per layer (heads, positions, positions): vision self-attention
+    decoder: list[torch.Tensor]  # GIT only: full decoder self-attention (heads, n, n)
+    image_positions: int
+
+    @property
+    def rows(self) -> list[torch.Tensor]:
+        """Per layer (heads, tokens, positions): each caption token's query over the image positions."""
+        return [a[self.index] for a in self.attentions]
+
+
+def pixels_positions(encoder: list[torch.Tensor]) -> int:
+    """Number of positions the vision encoder outputs (patches plus CLS/extra tokens)."""
+    return encoder[0].shape[-1]
+
+
+class HFCaptioner:
+    """A loaded hub captioner. ``caption`` decodes, ``explain`` re-scores a given caption."""
+
+    def __init__(self, model_id: str, family: Family, model: Any, image_processor: Any, tokenizer: Any) -> None:
+        self.model_id = model_id
+        self.family = family
+        self.model = model.eval().requires_grad_(False)
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        vision = model.config.encoder if family == "vit-gpt2" else model.config.vision_config
+        side = vision.image_size // vision.patch_size
+        self.grid: tuple[int, int] = (side, side)
+        self.merge_style: MergeStyle = "wordpiece" if type(tokenizer).__name__.startswith("Bert") else "gpt2"
+        if family == "blip":
+            self.prefix = [model.config.text_config.bos_token_id]
+            self.stop_ids = {model.config.text_config.sep_token_id, model.config.text_config.pad_token_id}
+        elif family == "git":
+            self.prefix = [tokenizer.cls_token_id]
+            self.stop_ids = {tokenizer.sep_token_id, tokenizer.pad_token_id}
+        else:
+            self.prefix = [model.config.decoder_start_token_id]
+            self.stop_ids = {model.config.eos_token_id, model.config.pad_token_id}
+        self.stop_ids.discard(None)
+
+    # -- public API --------------------------------------------------------------------------------
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        return self.image_processor(images=image.convert("RGB"), return_tensors="pt").pixel_values
+
+    def caption(
+        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
+    ) -> CaptionResult:
+        pixels = self.pixels(image)
+        start = time.perf_counter()
+        ids = self.generate_ids(pixels, config, reporter)
+        seconds = time.perf_counter() - start
+        return self._explain_ids(pixels, ids, seconds, gradients=gradients)
+
+    def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult:
+        ids = self.tokenizer(caption.strip(), add_special_tokens=False).input_ids
+        if not ids:
+            raise ValueError("The caption to explain is empty.")
+        return self._explain_ids(self.pixels(image), ids, 0.0, gradients=gradients)
+
+    def generate_ids(self, pixels: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT) -> list[int]:
+        """Decode one caption; returns its token ids without the prompt and the end token."""
+        kwargs = generate_kwargs(config)
+        kwargs["stopping_criteria"] = _stopping(reporter, config.max_new_tokens, len(self.prefix))
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            if self.family == "vit-gpt2":
+                out = self.model.generate(pixels, **kwargs)
+            else:
+                out = self.model.generate(pixel_values=pixels, **kwargs)
+        ids: list[int] = []
+        for token in out[0, len(self.prefix) :].tolist():
+            if token in self.stop_ids:
+                break
+            ids.append(token)
+        return ids
+
+    # -- teacher-forced pass -------------------------------------------------------------------------
+    def forward(self, pixels: torch.Tensor, ids: list[int]) -> _Pass:
+        """Run the model over ``prefix + ids`` once; row ``t`` of everything predicts ``ids[t]``."""
+        tokens = torch.tensor([self.prefix + ids])
+        span = slice(len(self.prefix) - 1, len(self.prefix) - 1 + len(ids))
+        if self.family == "vit-gpt2":
+            out = self.model(pixel_values=pixels, decoder_input_ids=tokens, output_attentions=True)
+            index = (0, slice(None), span)
+            encoder = [a[0] for a in out.encoder_attentions]
+            return _Pass(out.logits[0, span], out.cross_attentions, index, encoder, [], pixels_positions(encoder))
+        if self.family == "blip":
+            vision = self.model.vision_model(pixel_values=pixels, output_attentions=True)
+            out = self.model.text_decoder(
+                input_ids=tokens, encoder_hidden_states=vision.last_hidden_state, output_attentions=True
+            )
+            index = (0, slice(None), span)
+            encoder = [a[0] for a in vision.attentions]
+            return _Pass(out.logits[0, span], out.cross_attentions, index, encoder, [], pixels_positions(encoder))
+        vision = self.model.git.image_encoder(pixel_values=pixels, output_attentions=True)
+        out = self.model(input_ids=tokens, pixel_values=pixels, output_attentions=True)
+        n_image = out.attentions[0].shape[-1] - tokens.shape[-1]  # image tokens are a prefix of the sequence
+        text = slice(n_image + span.start, n_image + span.stop)
+        index = (0, slice(None), text, slice(0, n_image))
+        decoder = [a[0] for a in out.attentions]
+        return _Pass(out.logits[0, text], out.attentions, index, [a[0] for a in vision.attentions], decoder, n_image)
+
+    def _rollout(self, run: _Pass, n_tokens: int) -> np.ndarray:
+        """Token → encoder-input-patch rollout: through GIT's own self-attention, or the mean cross-attention."""
+        encoder = rollout([a.detach().numpy() for a in run.encoder])
+        n = run.image_positions
+        if run.decoder:
+            full = rollout([a.detach().numpy() for a in run.decoder])
+            to_image = full[n + len(self.prefix) - 1 : n + len(self.prefix) - 1 + n_tokens, :n]
+        else:
+            to_image = np.mean([r.detach().numpy().mean(axis=0) for r in run.rows], axis=0)
+        return to_image @ encoder
+
+    def _gradients(self, run: _Pass, ids: list[int]) -> np.ndarray:
+        """∂ log p(token t) / ∂ attention row t, for every layer and head: (layers, heads, tokens, positions)."""
+        logp = run.logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)]
+        grads = np.zeros((len(run.attentions), *run.rows[0].shape))
+        for t in range(len(ids)):
+            per_layer = torch.autograd.grad(logp[t], run.attentions, retain_graph=True)
+            for layer, g in enumerate(per_layer):
+                grads[layer, :, t] = g[run.index][:, t].numpy()
+        return grads
+
+    def _explain_ids(self, pixels: torch.Tensor, ids: list[int], seconds: float, *, gradients: bool) -> CaptionResult:
+        start = time.perf_counter()
+        if not ids:  # a model may stop at once; show an empty caption rather than fail
+            empty = np.zeros((0, *self.grid))
+            return CaptionResult(self.model_id, "", [], empty, np.zeros(0), [], seconds, self.grid, {})
+        with torch.enable_grad() if gradients else torch.inference_mode():
+            if gradients:
+                pixels = pixels.clone().requires_grad_(True)  # so attention tensors join the autograd graph
+            run = self.forward(pixels, ids)
+            grads = self._gradients(run, ids) if gradients else None
+        rows = np.stack([r.detach().numpy() for r in run.rows]).astype(np.float64)
+        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        spans = tuple(merge_subwords(tokens, self.merge_style))
+        n_extra = rows.shape[-1] - self.grid[0] * self.grid[1]
+        stack = AttentionStack(rows, self._rollout(run, len(ids)), n_extra, self.grid, spans, grads)
+        probs = run.logits.detach().float().softmax(-1)
+        token_probs = probs[torch.arange(len(ids)), torch.tensor(ids)].numpy()
+        words, word_probs, alternatives = [], [], []
+        for span in spans:
+            words.append(self.tokenizer.decode([ids[i] for i in span]).strip())
+            word_probs.append(float(np.prod(token_probs[list(span)])))
+            top = probs[span[0]].topk(TOP_K)
+            pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+            alternatives.append([(self.tokenizer.decode([i]).strip(), p) for p, i in pairs])
+        return CaptionResult(
+            model_id=self.model_id,
+            caption=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            words=words,
+            word_maps=word_maps(stack),
+            word_probs=np.array(word_probs),
+            alternatives=alternatives,
+            seconds=seconds,
+            grid=self.grid,
+            extra={
+                "attention": stack,
+                "token_ids": ids,
+                "tokens": tokens,
+                "token_probs": token_probs,
+                "explain_seconds": time.perf_counter() - start,
+            },
+        )
+
+
+def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> HFCaptioner:
+    """Registry loader: ``from_pretrained`` from the local folder the registry found, else the hub id."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    if location is not None and location.is_file():  # user folders are registered by their config.json
+        location = location.parent
+    source = str(location) if location is not None else spec.ref
+    family = detect_family(AutoConfig.from_pretrained(source).model_type)
+    progress(0.2, "Reading weights…")
+    if family == "vit-gpt2":
+        from transformers import VisionEncoderDecoderModel
+
+        model = VisionEncoderDecoderModel.from_pretrained(source, attn_implementation="eager")
+        image_processor = AutoImageProcessor.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    else:
+        from transformers import BlipForConditionalGeneration, GitForCausalLM
+
+        model_class = BlipForConditionalGeneration if family == "blip" else GitForCausalLM
+        model = model_class.from_pretrained(source, attn_implementation="eager")
+        processor = AutoProcessor.from_pretrained(source)
+        image_processor, tokenizer = processor.image_processor, processor.tokenizer
+    progress(0.9, "Preparing…")
+    return HFCaptioner(spec.id, family, model, image_processor, tokenizer)
+
+
+def _weights_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")) / 2**20
+
+
+def add_user_model(registry: Registry, ref: str) -> ModelSpec:
+    """Register a hub id (``owner/name``) or a local ``save_pretrained`` folder of a supported captioner.
+
+    A local folder is registered as a built-in whose ``ref`` is its ``config.json``, so the registry's
+    usual "is the file there?" check finds it.
+    """
+    from transformers import AutoConfig
+
+    ref = ref.strip()
+    folder = Path(ref).expanduser()
+    local = folder.is_dir()
+    if not local and not re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
+        raise ModelError(f"{ref!r} is neither a local folder nor a hub id like 'owner/name'.")
+    try:
+        config = AutoConfig.from_pretrained(str(folder) if local else ref)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"Could not read the configuration of {ref!r} (offline, or not a model): {err}") from err
+    family = detect_family(config.model_type)
+    vision = config.encoder if family == "vit-gpt2" else config.vision_config
+    size_mb = _weights_mb(folder) if local else 0.0
+    spec = ModelSpec(
+        id=f"{'local' if local else 'hf'}:{folder.name if local else ref}",
+        task="captioning",
+        family=family,
+        display_name=f"{folder.name if local else ref} ({family})",
+        source=Source.BUILTIN if local else Source.HF,
+        ref=str(folder.resolve() / "config.json") if local else ref,
+        loader=LOADER,
+        params_m=size_mb * 2**20 / 4 / 1e6,
+        download_mb=size_mb,
+        license="see the model card",
+        input_size=int(vision.image_size),
+        note="Added by a user.",
+    )
+    return registry.register(spec)
