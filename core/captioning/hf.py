@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
 from core.models.registry import ModelError, Registry
@@ -119,6 +119,16 @@ class HFCaptioner:
     # -- public API --------------------------------------------------------------------------------
     def pixels(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image.convert("RGB"), return_tensors="pt").pixel_values
+
+    def view(self, image: Image.Image) -> Image.Image:
+        """The image as the model sees it (resized, centre-cropped where the processor crops), for overlays."""
+        processor = self.image_processor
+        if getattr(processor, "do_center_crop", False):
+            crop = processor.crop_size
+            return ImageOps.fit(image.convert("RGB"), (crop["width"], crop["height"]), Image.Resampling.BICUBIC)
+        size = processor.size
+        width, height = (size["width"], size["height"]) if "width" in size else (size["shortest_edge"],) * 2
+        return image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
 
     def caption(
         self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
