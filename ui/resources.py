@@ -6,12 +6,14 @@ budget and evicts least-recently-used models); Streamlit caches only the registr
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import streamlit as st
 import torch
 from PIL import Image
 
+from core import attacks
 from core.models import ImageClassifier, ModelError, Registry
 from core.samples import load_sample
 
@@ -62,3 +64,29 @@ def torch_info() -> dict[str, str]:
 def sample_image(name: str) -> Image.Image:
     """Bundled samples are immutable: decode each once per process."""
     return load_sample(name)
+
+def tensor_key(x: torch.Tensor) -> str:
+    """A content hash standing in for an image tensor in cache keys (tensors themselves are not hashed)."""
+    return hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def fgsm_direction(
+    model_id: str, image: str, label: int, target: int | None, _model: ImageClassifier, _x: torch.Tensor
+) -> torch.Tensor:
+    """FGSM's gradient sign, once per (model, image, class, target): moving ε then costs one forward."""
+    return attacks.gradient_sign(_model, _x, label, target)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def fgsm_noise_sweeps(
+    model_id: str, image: str, label: int, target: int | None, _model: ImageClassifier, _x: torch.Tensor
+) -> tuple[attacks.Sweep, attacks.Sweep, float | None]:
+    """FGSM and noise-control curves over ε = 0…16/255 and FGSM's minimal flipping ε, per image."""
+    direction = fgsm_direction(model_id, image, label, target, _model, _x)
+    grid = attacks.eps_grid()
+    fgsm = attacks.fgsm_sweep(_model, _x, label, grid, target, direction=direction)
+    noise = attacks.noise_sweep(_model, _x, label, grid)
+    flips = attacks.fools(_model, label, target, lambda e: attacks.fgsm_images(_x, direction, e))
+    least = attacks.minimal_eps(flips, hi=float(grid[-1]))
+    return fgsm, noise, least

@@ -1,0 +1,267 @@
+"""Adversarial robustness: drag ε (in /255) and watch the prediction flip; curves, minimal ε, PGD steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import torch
+
+from core import attacks
+from core.images import to_pil
+from core.models import ImageClassifier, ModelError, imagenet_labels
+from core.runtime import Cancelled, Reporter
+from core.saliency import explain
+from core.samples import expected_labels
+from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, robustness_figure, topk_figure
+from ui.figures import image_figure, overlay_figure
+from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
+from ui.state import add_to_tray
+from ui.widgets import image_picker, model_picker, show_model_error
+
+st.set_page_config(page_title="Adversarial · Vision Lab", page_icon="🎯", layout="wide")
+
+LABELS = imagenet_labels()
+#: Option names for the target picker; ImageNet repeats two names ("crane", "maillot"), so those get their index.
+TARGET_NAMES = [n if LABELS.count(n) == 1 else f"{n} ({i})" for i, n in enumerate(LABELS)]
+ATTACKS = ["FGSM", "PGD", "Noise"]
+GOALS = ["Untargeted", "Least likely", "Chosen class"]
+NORMS = {"L∞": "linf", "L2": "l2"}
+SALIENCY_PAGE = "pages/2_Saliency.py"
+CURVE_GRID = attacks.eps_grid(16, 2)  # PGD curves: 9 budgets in one batch
+RESULTS_KEY = "adv_results"
+STOPPED_KEY = "adv_stopped"
+KEEP_RESULTS = 8
+
+st.title("🎯 Adversarial robustness")
+st.caption(
+    "**Threat model.** The attacker adds δ to the image in [0, 1] pixel space (normalization happens inside the "
+    "model), with ‖δ‖∞ ≤ ε (or ‖δ‖₂ ≤ ε for L2 PGD) and every pixel kept in [0, 1]. The model is in eval mode and "
+    "the attacker sees its gradients (white box). ε is in /255 units: ε = 2 changes each pixel by at most two of "
+    "255 grey levels."
+)
+
+
+def _stop(key: tuple[Any, ...]) -> None:
+    st.session_state[STOPPED_KEY] = key
+
+
+def run_job(name: str, key: tuple[Any, ...], work: Callable[[Reporter], Any], *, auto: bool) -> Any:
+    """Run long work with a progress bar and a Stop button; keep its result per settings for this session.
+
+    Clicking Stop (or changing a setting) reruns the page, which interrupts the work at its next progress
+    update; a stopped job waits for its Run button instead of starting again.
+    """
+    results: dict[tuple[Any, ...], Any] = st.session_state.setdefault(RESULTS_KEY, {})
+    if key in results:
+        return results[key]
+    stopped = st.session_state.get(STOPPED_KEY) == key
+    if (not auto or stopped) and not st.button(f"Run {name}", key=f"run_{name}"):
+        if stopped:
+            st.info(f"{name} was stopped.")
+        return None
+    stop = st.empty()
+    stop.button("Stop", key=f"stop_{name}", on_click=_stop, args=(key,), icon="⏹️")
+    bar = st.progress(0.0, text=name)
+    reporter = Reporter(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=f"{name}: {m}"))
+    try:
+        result = work(reporter)
+    except Cancelled:
+        return None
+    finally:
+        bar.empty()
+        stop.empty()
+    results[key] = result
+    while len(results) > KEEP_RESULTS:
+        results.pop(next(iter(results)))
+    return result
+
+
+# -- settings (bound to the URL) -----------------------------------------------------------------
+picked = image_picker()
+model_id = model_picker("classification", key="model", default="efficientnet-lite0")
+side = st.sidebar
+attack = side.segmented_control("Attack", ATTACKS, default="FGSM", required=True, key="attack", bind="query-params")
+norm = "linf"
+if attack == "PGD":
+    norm = NORMS[
+        side.segmented_control("Norm", list(NORMS), default="L∞", required=True, key="norm", bind="query-params")
+    ]
+if norm == "l2":
+    eps = side.slider("ε₂ (L2 radius, pixel units)", 0.0, 3.0, 0.5, 0.05, key="eps2", bind="query-params")
+    eps255 = eps * 255
+else:
+    eps255 = side.slider(
+        "ε (/255)",
+        0.0,
+        16.0,
+        2.0,
+        0.5,
+        key="eps",
+        bind="query-params",
+        help="Largest change of any pixel, in grey levels out of 255.",
+    )
+    eps = attacks.from255(eps255)
+goal = side.segmented_control("Goal", GOALS, default="Untargeted", required=True, key="goal", bind="query-params")
+chosen = side.selectbox(
+    "Target class",
+    TARGET_NAMES,
+    index=TARGET_NAMES.index("goldfish"),
+    key="target",
+    bind="query-params",
+    disabled=goal != "Chosen class",
+)
+cfg = attacks.PGDConfig(eps=eps, norm=norm)  # type: ignore[arg-type]
+if attack == "PGD":
+    steps = side.slider("Steps", 1, 40, 10, key="steps", bind="query-params")
+    alpha255 = side.slider(
+        "Step size α (/255)", 0.1, 4.0, 0.5, 0.1, key="alpha", bind="query-params", disabled=norm == "l2"
+    )
+    random_start = side.toggle("Random start (PGD; off = BIM)", key="rs", bind="query-params")
+    restarts = side.slider("Restarts", 1, 5, 1, key="restarts", bind="query-params", disabled=not random_start)
+    cfg = replace(
+        cfg,
+        steps=steps,
+        alpha=attacks.from255(alpha255) if norm == "linf" else None,
+        random_start=random_start,
+        restarts=restarts,
+    )
+
+if picked is None:
+    st.stop()
+try:
+    model: ImageClassifier = load_classifier(model_id)
+except ModelError as err:
+    show_model_error(err)
+    st.stop()
+
+x = model.preprocess(picked.image)
+image_key = tensor_key(x)
+accepted_names = expected_labels().get(picked.name, ()) if picked.source == "sample" else ()
+accepted = [LABELS.index(c) for c in accepted_names]
+with torch.inference_mode():
+    clean_logits = model(x)[0]
+# attack the accepted class the model ranks highest, or the model's own top-1 for unlabelled images
+label = max(accepted, key=lambda c: float(clean_logits[c])) if accepted else int(clean_logits.argmax())
+target = {"Untargeted": None, "Least likely": int(clean_logits.argmin())}.get(goal, TARGET_NAMES.index(chosen))
+truth = accepted or [label]
+st.markdown(
+    f"Attacking **{LABELS[label]}** "
+    + ("(the photo's label)" if accepted else "(the model's clean top-1: this image has no label)")
+    + (f", pushing towards **{LABELS[target]}**" if target is not None else "")
+    + "."
+)
+
+# -- the attack at the current ε -----------------------------------------------------------------
+if attack == "FGSM":
+    direction = fgsm_direction(model_id, image_key, label, target, model, x)
+    result = attacks.fgsm(model, x, label, eps, target, direction=direction)
+elif attack == "Noise":
+    result = attacks.noise(model, x, label, eps)
+else:
+    result = run_job(
+        "PGD",
+        ("pgd", model_id, image_key, label, target, cfg),
+        lambda rep: attacks.pgd(model, x, label, cfg, target, rep),
+        auto=True,
+    )
+if result is None:
+    st.stop()
+
+cols = st.columns(3)
+cols[0].plotly_chart(image_figure(to_pil(x), "Clean"), key="img_clean")
+cols[1].plotly_chart(image_figure(to_pil(result.adversarial), f"{result.method}, ε = {eps255:g}/255"), key="img_adv")
+delta = result.adversarial - x
+cols[2].plotly_chart(image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified"), key="img_delta")
+
+with st.container(key="adv_prediction", border=True):
+    before, after = result.clean_top5[0], result.adv_top5[0]
+    verdict = "✅ fooled" if result.success else "🛡️ not fooled"
+    st.markdown(
+        f"**Prediction:** {before.label} ({before.prob:.1%}) → **{after.label}** ({after.prob:.1%}) · {verdict}"
+    )
+    st.plotly_chart(topk_figure(result.clean_top5, result.adv_top5), key="topk")
+    m = st.columns(5)
+    m[0].metric("‖δ‖∞", f"{result.delta_linf * 255:.2f}/255")
+    m[1].metric("‖δ‖₂", f"{result.delta_l2:.3f}")
+    m[2].metric("PSNR", f"{result.psnr:.1f} dB")
+    m[3].metric("SSIM", f"{result.ssim:.4f}")
+    m[4].metric("Time", f"{result.seconds:.2f} s")
+
+act = st.columns([1, 1, 2])
+if act[0].button("Send adversarial image to the tray", icon="📥"):
+    name = f"{Path(picked.name).stem} {result.method} ε{eps255:g}.png"
+    add_to_tray(name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
+    act[1].success(f"Added {name!r}.")
+if (Path(__file__).parents[1] / SALIENCY_PAGE).exists():
+    act[2].page_link(
+        SALIENCY_PAGE, label="Open the tray on the saliency page", icon="🔥", query_params={"image_src": "Tray"}
+    )
+
+if st.toggle("Saliency: clean vs adversarial", key="sal", bind="query-params"):
+    sal = st.columns(2)
+    for col, img, pred, title in (
+        (sal[0], x, before, "Clean"),
+        (sal[1], result.adversarial, after, "Adversarial"),
+    ):
+        smap = explain(model, img, pred.index, "gradient")
+        col.plotly_chart(overlay_figure(to_pil(img), smap.values, title=f"{title}: gradient for {pred.label}"))
+
+if result.history is not None:
+    classes = [label, after.index] + ([target] if target is not None else [])
+    st.plotly_chart(pgd_steps_figure(result.history, classes), key="pgd_steps")
+
+# -- robustness curves ---------------------------------------------------------------------------
+st.header("Robustness")
+here, labelled = st.tabs(["This image", "Labelled sample photos"])
+with here:
+    with st.spinner("FGSM and noise over ε = 0…16/255…"):
+        fgsm_sweep, noise_sweep, fgsm_min = fgsm_noise_sweeps(model_id, image_key, label, target, model, x)
+    k = min(cfg.steps, 10)
+
+    def pgd_curve(rep: Reporter) -> tuple[attacks.Sweep, float | None]:
+        """PGD-k on the coarse grid in one batch, then bisection between the last safe and first fooled ε."""
+        sweep = attacks.pgd_sweep(model, x, label, CURVE_GRID, attacks.PGDConfig(eps=eps, steps=k), target, rep)
+        fooled = [i for i, c in enumerate(sweep.top1) if (c == target if target is not None else c not in truth)]
+        if not fooled:
+            return sweep, None
+        hi, lo = float(CURVE_GRID[fooled[0]]), float(CURVE_GRID[max(fooled[0] - 1, 0)])
+
+        def make(e: float) -> torch.Tensor:
+            return attacks.pgd_images(model, x, label, attacks.PGDConfig(eps=e, steps=k), target)[0]
+
+        return sweep, attacks.minimal_eps(attacks.fools(model, label, target, make), hi, lo, 0.25 / 255, rep)
+
+    pgd = run_job(f"PGD-{k} curve", ("pgd_curve", model_id, image_key, label, target, k), pgd_curve, auto=False)
+    sweeps = [fgsm_sweep, noise_sweep] + ([pgd[0]] if pgd else [])
+    st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve")
+    st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon")
+    found = [("FGSM", fgsm_min)] + ([(f"PGD-{k}", pgd[1])] if pgd else [])
+    st.markdown(
+        "**Minimal flipping ε** (bisection): "
+        + " · ".join(f"{n}: {'> 16/255' if v is None else f'{v * 255:.2f}/255'}" for n, v in found)
+    )
+
+with labelled:
+    names = list(expected_labels())
+
+    def accuracy(rep: Reporter) -> list[attacks.AccuracyCurve]:
+        images = [model.preprocess(sample_image(n)) for n in names]
+        ok = [[LABELS.index(c) for c in expected_labels()[n]] for n in names]
+        out = []
+        for i, method in enumerate(("FGSM", "Noise", "PGD")):
+            sub = Reporter(lambda f, m, i=i: rep.step((i + f) / 3, m))
+            out.append(
+                attacks.accuracy_curve(
+                    model, images, ok, names, CURVE_GRID, method, attacks.PGDConfig(eps=eps, steps=5), sub
+                )
+            )
+        return out
+
+    curves = run_job("accuracy curves", ("accuracy", model_id), accuracy, auto=False)
+    if curves:
+        st.plotly_chart(accuracy_figure(curves, eps255), key="accuracy")
+    st.caption(f"Photos: {', '.join(names)} (labels in sample_images/labels.json). PGD here is PGD-5.")

@@ -1,0 +1,50 @@
+"""The adversarial page in Streamlit's AppTest: default FGSM view, the ε slider, a PGD link from the URL."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = "../pages/3_Adversarial.py"
+
+
+def _run(**params: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _prediction(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Prediction:**"))
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_default_view_and_eps_slider():
+    at = _run(eps="999")  # out of range: dropped, the default ε = 2 is used
+    assert not at.exception
+    assert at.slider(key="eps").value == 2.0
+    assert _prediction(at).startswith("**Prediction:** espresso")
+    assert _metric(at, "‖δ‖∞") == "2.00/255"
+    assert float(_metric(at, "SSIM")) < 1
+    assert any(m.value.startswith("**Minimal flipping ε**") for m in at.markdown)
+
+    at.slider(key="eps").set_value(0.0).run()
+    assert not at.exception
+    assert _metric(at, "‖δ‖∞") == "0.00/255"
+    assert "→ **espresso**" in _prediction(at) and "not fooled" in _prediction(at)
+
+    at.button(key="run_accuracy curves")  # long sweeps wait for a click
+    assert not any(c.key == "accuracy" for c in at.get("plotly_chart"))
+
+
+def test_pgd_view_from_url_flips_espresso():
+    at = _run(attack="PGD", eps="2", steps="3", alpha="1")
+    assert not at.exception
+    assert at.segmented_control(key="attack").value == "PGD"
+    line = _prediction(at)
+    assert line.startswith("**Prediction:** espresso") and "✅ fooled" in line
+    assert "→ **espresso**" not in line
+    assert float(_metric(at, "‖δ‖∞").split("/")[0]) <= 2.0
