@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,8 @@ st.set_page_config(page_title="Adversarial · Vision Lab", page_icon="🎯", lay
 
 LABELS = imagenet_labels()
 #: Option names for the target picker; ImageNet repeats two names ("crane", "maillot"), so those get their index.
-TARGET_NAMES = [n if LABELS.count(n) == 1 else f"{n} ({i})" for i, n in enumerate(LABELS)]
+_COUNTS = Counter(LABELS)
+TARGET_NAMES = [n if _COUNTS[n] == 1 else f"{n} ({i})" for i, n in enumerate(LABELS)]
 ATTACKS = ["FGSM", "PGD", "Noise"]
 GOALS = ["Untargeted", "Least likely", "Chosen class"]
 NORMS = {"L∞": "linf", "L2": "l2"}

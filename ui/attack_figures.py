@@ -20,6 +20,11 @@ def _colour(method: str) -> str:
     return METHOD_COLOURS.get(method, PGD_COLOUR)
 
 
+def _eps_line(method: str, eps: np.ndarray, y: np.ndarray, **style: object) -> go.Scatter:
+    """One method's curve against ε, drawn in /255 units in the method's colour."""
+    return go.Scatter(x=eps * 255, y=y, name=method, mode="lines+markers", line={"color": _colour(method)}, **style)
+
+
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     fig.update_layout(
         title={"text": title, "font": {"size": 14}},
@@ -62,12 +67,10 @@ def robustness_figure(sweeps: Sequence[Sweep], accepted: Sequence[int], eps255: 
     for sweep in sweeps:
         correct = sweep.correct(accepted)
         fig.add_trace(
-            go.Scatter(
-                x=sweep.eps * 255,
-                y=sweep.label_prob,
-                name=sweep.method,
-                mode="lines+markers",
-                line={"color": _colour(sweep.method)},
+            _eps_line(
+                sweep.method,
+                sweep.eps,
+                sweep.label_prob,
                 marker={"symbol": np.where(correct, "circle", "circle-open"), "size": 8},
                 customdata=[imagenet_labels()[i] for i in sweep.top1],
                 hovertemplate="ε=%{x:g}/255: p=%{y:.3f}, top-1 %{customdata}<extra>" + sweep.method + "</extra>",
@@ -127,12 +130,10 @@ def accuracy_figure(curves: Sequence[AccuracyCurve], eps255: float) -> go.Figure
     fig = go.Figure()
     for curve in curves:
         fig.add_trace(
-            go.Scatter(
-                x=curve.eps * 255,
-                y=curve.accuracy,
-                name=curve.method,
-                mode="lines+markers",
-                line={"color": _colour(curve.method)},
+            _eps_line(
+                curve.method,
+                curve.eps,
+                curve.accuracy,
                 hovertemplate="ε=%{x:g}/255: %{y:.0%}<extra>" + curve.method + "</extra>",
             )
         )
