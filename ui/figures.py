@@ -71,3 +71,30 @@ def overlay_figure(
     fig = image_figure(img, title)
     fig.add_trace(heatmap_trace(heat, img.size, opacity=opacity, colorscale=colorscale, zmin=zmin, zmax=zmax))
     return fig
+
+
+def loss_figure(history: list[dict[str, float]], title: str | None = None) -> go.Figure:
+    """Every loss term against the evaluation count on a log axis; the total drawn bold."""
+    fig = go.Figure()
+    steps = list(range(1, len(history) + 1))
+    for name in history[0] if history else ():
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=[h.get(name) for h in history],
+                mode="lines",
+                name=name,
+                line={"width": 3 if name == "total" else 1.5},
+                hovertemplate=f"{name}: %{{y:.3g}}<extra>step %{{x}}</extra>",
+            )
+        )
+    fig.update_xaxes(title="loss evaluation")
+    fig.update_yaxes(type="log", title="weighted loss", exponentformat="power")
+    fig.update_layout(
+        title={"text": title or "", "font": {"size": 14}},
+        margin={"l": 0, "r": 0, "t": 30 if title else 10, "b": 0},
+        height=380,
+        legend={"orientation": "h", "y": -0.2},
+        uirevision="losses",  # keep the user's zoom while the curve grows
+    )
+    return fig

@@ -16,6 +16,7 @@ from PIL import Image
 from core import attacks
 from core.models import ImageClassifier, ModelError, Registry
 from core.samples import load_sample
+from core.style import FeatureExtractor, benchmark, efficientnet_extractor
 
 
 @st.cache_resource(show_spinner=False)
@@ -64,6 +65,23 @@ def torch_info() -> dict[str, str]:
 def sample_image(name: str) -> Image.Image:
     """Bundled samples are immutable: decode each once per process."""
     return load_sample(name)
+
+
+def load_style_features(model_id: str) -> FeatureExtractor:
+    """VGG19's features from the registry, or EfficientNet-Lite0's (the fallback), sharing the classifier."""
+    if model_id == "efficientnet-lite0":
+        return efficientnet_extractor(load_classifier(model_id))
+    model = load_model(model_id)
+    if not isinstance(model, FeatureExtractor):
+        raise ModelError(f"{model_id} is not a style feature network.")
+    return model
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def style_seconds_per_megapixel(model_id: str, layers: tuple[str, ...], _extractor: FeatureExtractor) -> float:
+    """A quick forward/backward benchmark, once per network and layer set: the estimate before any run."""
+    return benchmark(_extractor, layers)
+
 
 def tensor_key(x: torch.Tensor) -> str:
     """A content hash standing in for an image tensor in cache keys (tensors themselves are not hashed)."""

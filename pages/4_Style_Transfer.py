@@ -1,0 +1,216 @@
+"""Style transfer (Gatys et al.): live loss curves, Stop / Continue, a filmstrip and a weight explorer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from core.images import to_pil
+from core.models import ModelError
+from core.samples import sample_names
+from core.style import StyleConfig, StyleProblem, estimate_seconds, start, weight_grid
+from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
+from ui.state import add_to_tray
+from ui.style_run import RUN_KEY, RunRecord, calibrated_rate, draw, drive, record
+from ui.widgets import STATUS_ICON, image_picker, show_model_error
+
+st.set_page_config(page_title="Style transfer · Vision Lab", page_icon="🎨", layout="wide")
+st.title("🎨 Style transfer")
+st.caption(
+    "Gatys et al.: optimize the pixels of an image so its deep features match the content image and its "
+    "feature correlations (Gram matrices) match the style image. Watch every loss term fall as it runs; "
+    "stop, adjust the weights and continue."
+)
+
+NETS = ["vgg19", "efficientnet-lite0"]
+SIDES = [128, 192, 256, 384, 512, 768]
+GRID_KEY = "style_grid"
+
+
+def decades(lo: int, hi: int) -> list[float]:
+    """1, 3, 10, 30 … between 10**lo and 10**hi: the options of a log slider."""
+    return [float(f"{m}e{e}") for e in range(lo, hi + 1) for m in (1, 3)][:-1]
+
+
+def sci(value: float) -> str:
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+# -- inputs -------------------------------------------------------------------------------------------
+content = image_picker("content", label="Content image", default="content.jpg")
+style = image_picker("style", label="Style image", kind="style", default="style.jpg")
+styles = sample_names("style")
+second = st.sidebar.selectbox(
+    "Blend with a second style", ["none", *styles], key="style2", bind="query-params", help="Gram targets are mixed."
+)
+share = (
+    st.sidebar.slider("Share of the second style", 0.0, 1.0, 0.5, 0.05, key="mix", bind="query-params")
+    if second != "none"
+    else 0.0
+)
+reg = registry()
+statuses = {i: reg.status(i).status for i in NETS}
+net = st.sidebar.selectbox(
+    "Feature network",
+    NETS,
+    index=0 if statuses["vgg19"].value == "ready" else 1,
+    key="net",
+    bind="query-params",
+    format_func=lambda i: f"{STATUS_ICON[statuses[i]]} {reg.get(i).display_name}",
+)
+try:
+    extractor = load_style_features(net)
+except ModelError as err:
+    show_model_error(err)
+    st.info("Using EfficientNet-Lite0's features instead (real ImageNet weights, always available).")
+    net = "efficientnet-lite0"
+    extractor = load_style_features(net)
+if extractor.fallback:
+    st.sidebar.warning(f"**{extractor.name}**. Results differ from the classic VGG19 look.", icon="ℹ️")
+
+# -- settings -------------------------------------------------------------------------------------------
+with st.container(border=True):
+    c1, c2, c3 = st.columns(3)
+    cw = c1.select_slider("Content weight", decades(-2, 2), 1.0, sci, key="cw", bind="query-params")
+    sw = c2.select_slider("Style weight", decades(2, 10), 1e6, sci, key="sw", bind="query-params")
+    tv = c3.select_slider("TV weight (smoothness)", [0.0, *decades(-4, 2)], 1e-2, sci, key="tv", bind="query-params")
+    l1, l2 = st.columns([1, 3])
+    layers = list(extractor.layers)
+    content_layer = l1.selectbox(
+        "Content layer", layers, layers.index(extractor.default_content), key="cl", bind="query-params"
+    )
+    style_layers = l2.multiselect(
+        "Style layers", layers, list(extractor.default_style), key="sl", bind="query-params"
+    ) or list(extractor.default_style)
+    with st.expander("Per-layer style weights"):
+        cols = st.columns(min(len(style_layers), 5))
+        layer_weights = tuple(
+            cols[i % len(cols)].slider(name, 0.0, 2.0, 1.0, 0.1, key=f"lw_{name}")
+            for i, name in enumerate(style_layers)
+        )
+    o1, o2, o3, o4 = st.columns(4)
+    side = o1.select_slider("Resolution (longest side, px)", SIDES, 256, key="res", bind="query-params")
+    steps = int(o2.number_input("Steps", 1, 2000, 100, 10, key="n", bind="query-params"))
+    optimizer = o3.segmented_control(
+        "Optimizer", ["lbfgs", "adam"], default="lbfgs", required=True, key="opt", bind="query-params",
+        format_func={"lbfgs": "L-BFGS", "adam": "Adam"}.get,
+    )  # fmt: skip
+    init = o4.segmented_control(
+        "Start from", ["content", "style", "noise"], default="content", required=True, key="init", bind="query-params"
+    )
+    p1, p2, p3 = st.columns(3)
+    colour = p1.segmented_control(
+        "Colour", ["none", "luminance", "histogram"], default="none", required=True, key="col", bind="query-params",
+        help="luminance: transfer only brightness and keep the content's colours; histogram: recolour the style "
+        "images to the content's colour statistics first.",
+    )  # fmt: skip
+    multiscale = p2.toggle("Coarse → fine (half, then full size)", key="ms", bind="query-params")
+    seed = int(p3.number_input("Noise seed", 0, 10_000, 0, key="seed", bind="query-params"))
+
+config = StyleConfig(
+    content_layer=content_layer,
+    style_layers=tuple(style_layers),
+    layer_weights=layer_weights,
+    content_weight=cw,
+    style_weight=sw,
+    tv_weight=tv,
+    side=side,
+    optimizer=optimizer,
+    init=init,
+    seed=seed,
+    colour=colour,
+    scales=(0.5, 1.0) if multiscale else (1.0,),
+    coarse_steps=max(1, steps // 3) if multiscale else StyleConfig.coarse_steps,
+)
+if content is None or style is None:
+    st.info("Choose a content image and a style image in the sidebar to start.")
+    st.stop()
+style_inputs = [(style.image, 1.0 - share)]
+if second != "none":
+    style_inputs.append((sample_image(second), share))
+inputs = (content.name, style.name, second, f"{share:g}")
+
+rate = calibrated_rate(net) or style_seconds_per_megapixel(net, tuple(style_layers), extractor)
+aspect = content.image.width / content.image.height
+source = "calibrated on your last run" if calibrated_rate(net) else "from a quick benchmark of this CPU"
+eta = estimate_seconds(rate, side, aspect, steps)
+st.caption(f"Estimated time for {steps} steps at {side} px: **~{eta:.0f} s** ({source}).")
+
+# -- run controls (outside any fragment: a click reruns the script, which interrupts the loop) ------------
+b1, b2, b3, b4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
+start_clicked = b1.button("Start", type="primary", key="start", icon="▶️")
+stop_clicked = b2.button("Stop", key="stop", icon="⏹️")
+more = int(b4.number_input("More steps", 1, 2000, 50, 10, key="more"))
+rec = record()
+continue_clicked = b3.button("Continue", key="continue", icon="⏩")
+
+if rec is not None and rec.running and not (start_clicked or continue_clicked):
+    rec.running = False  # the loop was interrupted by this rerun; everything up to the last step is saved
+    how = "Stopped" if stop_clicked else "Paused (a setting changed)"
+    st.info(f"{how} at step {rec.state.step} of {rec.goal}. **Continue** resumes exactly from there.")
+
+chart_col, image_col = st.columns([3, 2])
+chart, picture = chart_col.empty(), image_col.empty()
+problem = StyleProblem(extractor, content.image, style_inputs, config)
+if start_clicked:
+    rec = RunRecord(net, inputs, config, start(problem))
+    st.session_state[RUN_KEY] = rec
+    drive(problem, rec, steps, chart, picture)
+elif continue_clicked and rec is not None:
+    if (rec.config, rec.inputs, rec.model_id) != (config, inputs, net):
+        st.info("Settings changed since this run paused: continuing from its image with a fresh optimizer.")
+        rec.state, rec.config, rec.inputs, rec.model_id = replace(rec.state, optim={}), config, inputs, net
+    drive(problem, rec, more, chart, picture)
+elif rec is not None:
+    draw(rec, chart, picture)
+else:
+    if continue_clicked:
+        st.info("There is no run to continue yet: press **Start**.")
+    picture.image(content.image, caption="content", width="stretch")
+    chart.info("Press **Start**: the loss curve appears here and grows while the image changes.")
+
+if rec is not None and rec.diverged:
+    st.warning("The loss became infinite: lower the style weight, or switch to Adam. The last finite image is kept.")
+
+# -- filmstrip and download -------------------------------------------------------------------------------
+if rec is not None and rec.frames and not rec.running:
+    st.subheader("Filmstrip")
+    frame_steps = [s for s, _ in rec.frames]
+    chosen = st.select_slider("Step", frame_steps, frame_steps[-1], key="frame") if len(frame_steps) > 1 else 1
+    frames = dict(rec.frames)
+    f1, f2 = st.columns([1, 3])
+    f1.image(frames.get(chosen, rec.frames[-1][1]), caption=f"step {chosen}", width="stretch")
+    f2.image([img for _, img in rec.frames[-8:]], caption=[f"{s}" for s, _ in rec.frames[-8:]], width=96)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download PNG", rec.png(), "style_transfer.png", "image/png", key="download", icon="⬇️")
+    if d2.button("Send to the image tray", key="tray"):
+        add_to_tray(f"style step {rec.state.step}.png", rec.result(), "style transfer")
+        st.toast("Added to the image tray.")
+
+# -- weight explorer ---------------------------------------------------------------------------------------
+st.subheader("Weight explorer")
+st.caption("Short 128 px runs over a range of style weights: click **Use** under one to load it for a full run.")
+options = decades(2, 10)
+nearest = min(range(len(options)), key=lambda i: abs(options[i] - sw))
+grid_weights = [options[i] for i in range(nearest - 4, nearest + 5, 2) if 0 <= i < len(options)]
+if st.button("Render the weight grid", key="grid"):
+    bar = st.progress(0.0)
+    cells = []
+    for cell in weight_grid(extractor, content.image, style_inputs, config, grid_weights, steps=15):
+        cells.append((cell.style_weight, cell.ratio, to_pil(cell.image)))
+        bar.progress(len(cells) / len(grid_weights), text=f"{len(cells)} of {len(grid_weights)}")
+    bar.empty()
+    st.session_state[GRID_KEY] = cells
+
+
+def use_weight(weight: float) -> None:
+    st.session_state["sw"] = weight
+
+
+if cells := st.session_state.get(GRID_KEY):
+    grid = st.columns(len(cells))
+    for col, (weight, ratio, thumb) in zip(grid, cells, strict=True):
+        col.image(thumb, caption=f"style/content = {sci(ratio)}", width=128)
+        col.button(f"Use {sci(weight)}", key=f"use_{weight:g}", on_click=use_weight, args=(weight,))

@@ -1,0 +1,262 @@
+"""Style transfer core: loss maths against direct formulas, falling losses, colour, resume, VGG19 loading."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.color import rgb2yuv
+from torchvision.models.vgg import make_layers
+
+from core import style as S
+from core.images import to_pil
+from core.models import Registry
+from core.samples import load_sample
+
+TINY_VGG = [8, "M", 12, 12, "M", 16, 16, "M", 16]
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[Image.Image, Image.Image]:
+    return load_sample("content.jpg"), load_sample("style.jpg")
+
+
+@pytest.fixture(scope="module")
+def tiny_vgg() -> S.FeatureExtractor:
+    torch.manual_seed(0)
+    return S.vgg_extractor(make_layers(TINY_VGG), name="tiny VGG")
+
+
+@pytest.fixture(scope="module")
+def effnet_features(effnet) -> S.FeatureExtractor:
+    return S.efficientnet_extractor(effnet)
+
+
+def _config(extractor: S.FeatureExtractor, **kw) -> S.StyleConfig:
+    return S.StyleConfig(extractor.default_content, extractor.default_style, side=kw.pop("side", 48), **kw)
+
+
+def _problem(extractor, images, **kw) -> S.StyleProblem:
+    content, style = images
+    return S.StyleProblem(extractor, content, [(style, 1.0)], _config(extractor, **kw))
+
+
+# -- maths ------------------------------------------------------------------------------------------
+def test_gram_matches_pytorch_tutorial():
+    f = torch.randn(1, 5, 7, 6, dtype=torch.float64)
+    a, b, c, d = f.size()  # the tutorial's gram_matrix, verbatim
+    features = f.view(a * b, c * d)
+    expected = torch.mm(features, features.t()).div(a * b * c * d)
+    torch.testing.assert_close(S.gram(f), expected)
+
+
+def test_loss_terms_match_direct_numpy(tiny_vgg, images):
+    problem = _problem(
+        tiny_vgg, images, content_weight=2.0, style_weight=1e3, tv_weight=0.5, layer_weights=(1, 2, 3, 4)
+    )
+    x = torch.rand(1, 3, *problem.targets(0).content.shape[-2:], generator=torch.Generator().manual_seed(1))
+    terms = {k: float(v) for k, v in problem.losses(x, 0).items()}
+
+    feats = {k: v.numpy().astype(np.float64) for k, v in tiny_vgg(x, tiny_vgg.layers).items()}
+    target = problem.targets(0)
+    content = 2.0 * np.mean((feats[problem.config.content_layer] - target.content_features.double().numpy()) ** 2)
+    assert terms["content"] == pytest.approx(content, rel=1e-4)
+    for layer, w in zip(problem.config.style_layers, (1, 2, 3, 4), strict=True):
+        f = feats[layer][0].reshape(feats[layer].shape[1], -1)
+        g = f @ f.T / f.size
+        expected = 1e3 * w * np.mean((g - target.grams[layer].double().numpy()) ** 2)
+        assert terms[f"style {layer}"] == pytest.approx(expected, rel=1e-4)
+    arr = x[0].double().numpy()
+    tv = np.abs(np.diff(arr, axis=1)).mean() + np.abs(np.diff(arr, axis=2)).mean()
+    assert terms["tv"] == pytest.approx(0.5 * tv, rel=1e-5)
+
+
+def test_blended_style_targets_are_weighted_gram_means(tiny_vgg, images):
+    content, style = images
+    other = load_sample("style_waves.jpg")
+    cfg = _config(tiny_vgg)
+    mixed = S.StyleProblem(tiny_vgg, content, [(style, 3.0), (other, 1.0)], cfg).targets(0).grams
+    first = S.StyleProblem(tiny_vgg, content, [(style, 1.0)], cfg).targets(0).grams
+    second = S.StyleProblem(tiny_vgg, content, [(other, 1.0)], cfg).targets(0).grams
+    for layer in cfg.style_layers:
+        torch.testing.assert_close(mixed[layer], 0.75 * first[layer] + 0.25 * second[layer])
+
+
+def test_extractor_stops_at_the_deepest_requested_layer(tiny_vgg):
+    calls = []
+    hooks = [
+        s.register_forward_hook(lambda *_, n=n: calls.append(n))
+        for n, s in zip(tiny_vgg.layers, tiny_vgg.stages, strict=True)
+    ]
+    tiny_vgg(torch.rand(1, 3, 32, 32), ["relu2_1"])
+    for h in hooks:
+        h.remove()
+    assert calls == ["relu1_1", "relu2_1"]
+    assert tiny_vgg.layers == ("relu1_1", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu4_1")
+
+
+# -- optimization -----------------------------------------------------------------------------------
+def _first_last(problem: S.StyleProblem, steps: int) -> tuple[dict[str, float], dict[str, float]]:
+    out = list(S.run(problem, S.start(problem), steps))
+    assert [s.step for s in out] == list(range(1, steps + 1))
+    return out[0].losses, out[-1].losses
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_every_loss_term_falls_on_tiny_random_vgg(tiny_vgg, images, optimizer):
+    problem = _problem(tiny_vgg, images, init="noise", optimizer=optimizer, tv_weight=1e-2, style_weight=1e4)
+    first, last = _first_last(problem, 12 if optimizer == "lbfgs" else 25)
+    for term in first:
+        assert last[term] < first[term], f"{term}: {first[term]:.4g} → {last[term]:.4g}"
+
+
+def test_every_loss_term_falls_on_real_efficientnet_weights(effnet_features, images):
+    problem = _problem(effnet_features, images, init="noise", side=64, tv_weight=1e-2)
+    first, last = _first_last(problem, 10)
+    assert set(first) == {"total", "content", "tv", *(f"style {n}" for n in effnet_features.default_style)}
+    for term in first:
+        assert last[term] < first[term], f"{term}: {first[term]:.4g} → {last[term]:.4g}"
+
+
+def test_higher_style_weight_trades_content_for_style(tiny_vgg, images):
+    content, style = images
+    config = _config(tiny_vgg, optimizer="adam")
+    cells = list(S.weight_grid(tiny_vgg, content, [(style, 1.0)], config, [1e2, 1e5], side=32, steps=8))
+    assert [c.style_weight for c in cells] == [1e2, 1e5] and [c.ratio for c in cells] == [1e2, 1e5]
+    assert max(cells[0].image.shape[-2:]) == 32
+    raw_style = [sum(v for k, v in c.losses.items() if k.startswith("style")) / c.style_weight for c in cells]
+    raw_content = [c.losses["content"] for c in cells]
+    assert raw_style[1] < raw_style[0] and raw_content[1] > raw_content[0]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"optimizer": "lbfgs"}, {"optimizer": "adam"}, {"optimizer": "lbfgs", "scales": (0.5, 1.0), "coarse_steps": 3}],
+    ids=["lbfgs", "adam", "multiscale"],
+)
+def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, settings):
+    problem = _problem(tiny_vgg, images, **settings)
+    straight = list(S.run(problem, S.start(problem), 8))
+    stopped = None
+    for stopped in S.run(problem, S.start(problem), 8):  # the UI's Stop: the generator is abandoned
+        if stopped.step == 5:
+            break
+    resumed = list(S.run(problem, stopped.state, 3))
+    assert [s.step for s in resumed] == [6, 7, 8]
+    for a, b in zip(straight[5:], resumed, strict=True):
+        assert a.losses == b.losses
+        assert torch.equal(a.image, b.image)
+    again = list(S.run(problem, stopped.state, 3))  # a state can be continued twice: it is never modified
+    assert torch.equal(again[-1].image, resumed[-1].image)
+
+
+def test_multiscale_runs_coarse_then_fine(tiny_vgg, images):
+    problem = _problem(tiny_vgg, images, side=40, scales=(0.5, 1.0), coarse_steps=2)
+    sizes = [max(s.image.shape[-2:]) for s in S.run(problem, S.start(problem), 4)]
+    assert sizes == [20, 20, 40, 40]
+
+
+def test_noise_init_is_seeded(tiny_vgg, images):
+    a = _problem(tiny_vgg, images, init="noise", seed=3).initial_image()
+    b = _problem(tiny_vgg, images, init="noise", seed=3).initial_image()
+    c = _problem(tiny_vgg, images, init="noise", seed=4).initial_image()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# -- colour -------------------------------------------------------------------------------------------
+def _uv(img: torch.Tensor) -> np.ndarray:
+    return rgb2yuv(np.asarray(to_pil(img), dtype=np.float64) / 255.0)[..., 1:]
+
+
+def test_luminance_transfer_keeps_the_contents_chroma(tiny_vgg, images):
+    problem = _problem(tiny_vgg, images, colour="luminance", init="style", side=48)
+    result = list(S.run(problem, S.start(problem), 4))[-1].image
+    content = problem.targets(0).content
+    kept = np.abs(_uv(result) - _uv(content)).mean()
+    plain = _problem(tiny_vgg, images, init="style", side=48)
+    changed = np.abs(_uv(list(S.run(plain, S.start(plain), 4))[-1].image) - _uv(content)).mean()
+    assert kept < 0.01 < changed
+
+
+def test_histogram_matching_gives_styles_the_contents_colour_statistics(images):
+    content, style = (S._fit(img, 64)[0] for img in images)
+    matched = S.match_colours(style, content)
+    flat_c, flat_m = content.reshape(3, -1).double().numpy(), matched.reshape(3, -1).double().numpy()
+    np.testing.assert_allclose(flat_m.mean(1), flat_c.mean(1), atol=0.02)
+    np.testing.assert_allclose(np.cov(flat_m), np.cov(flat_c), atol=0.004)
+    uv_content = rgb2yuv(content.permute(1, 2, 0).numpy())[..., 1:].mean((0, 1))
+    uv_style = rgb2yuv(style.permute(1, 2, 0).numpy())[..., 1:].mean((0, 1))
+    uv_matched = rgb2yuv(matched.permute(1, 2, 0).numpy())[..., 1:].mean((0, 1))
+    assert np.abs(uv_matched - uv_content).max() < 0.25 * np.abs(uv_style - uv_content).max()
+
+
+# -- estimates ----------------------------------------------------------------------------------------
+def test_time_estimate_scales_with_pixels_and_steps():
+    assert S.estimate_seconds(2.0, 1000, 2.0, 10) == pytest.approx(2.0 * 1000 * 500 / 1e6 * 10)
+    assert S.estimate_seconds(2.0, 1000, 0.5, 10) == S.estimate_seconds(2.0, 1000, 2.0, 10)
+
+
+# -- VGG19 through the registry ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vgg_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {k: v.clone() for k, v in S._vgg19_stack().state_dict().items()}
+
+
+def _check_loaded(extractor: S.FeatureExtractor, state: dict[str, torch.Tensor]) -> None:
+    assert isinstance(extractor, S.FeatureExtractor) and not extractor.fallback
+    assert extractor.layers[-1] == S.VGG_DEEPEST and extractor.default_content == "relu4_2"
+    loaded = {k.split("stages.", 1)[1]: v for k, v in extractor.state_dict().items() if "weight" in k}
+    assert len(loaded) == 13  # 13 convolutions up to relu5_1; nothing of the classifier
+    assert torch.equal(next(iter(loaded.values())), state["0.weight"])
+    assert torch.equal(extractor.stages[-1][-2].weight, state["28.weight"])
+
+
+def test_vgg19_from_models_dir_full_checkpoint_or_features_only(tmp_path, monkeypatch, vgg_state):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path / "cache"))
+    full = {f"features.{k}": v for k, v in vgg_state.items()}
+    full["features.30.weight"] = torch.zeros(1)  # conv5_2 onwards: must not be read
+    full["classifier.0.weight"] = torch.zeros(3, 2)
+    (tmp_path / "full" / "vgg19").mkdir(parents=True)
+    torch.save(full, tmp_path / "full" / "vgg19" / "vgg19-dcbb9e9d.pth")
+    (tmp_path / "lean" / "vgg19").mkdir(parents=True)
+    save_file(vgg_state, str(tmp_path / "lean" / "vgg19" / "features.safetensors"))
+    for folder in ("full", "lean"):
+        _check_loaded(Registry(models_dir=tmp_path / folder, online=False).load("vgg19"), vgg_state)
+    assert not (tmp_path / "cache").exists(), "a models folder is used in place, not copied"
+
+
+def test_vgg19_download_keeps_only_a_features_copy(tmp_path, monkeypatch, vgg_state):
+    monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    for var in ("VISIONLAB_OFFLINE", "HF_HUB_OFFLINE"):  # "online", but the download itself is faked
+        monkeypatch.delenv(var)
+    full = {f"features.{k}": v for k, v in vgg_state.items()} | {"classifier.6.bias": torch.zeros(1000)}
+
+    def fake_fetch(url, dest, progress):
+        assert url.startswith("https://download.pytorch.org/models/vgg19")
+        torch.save(full, dest)
+
+    monkeypatch.setattr(S, "fetch_url", fake_fetch)
+    registry = Registry(online=True)
+    monkeypatch.setattr(registry, "locate", lambda spec: None)
+    _check_loaded(registry.load("vgg19"), vgg_state)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["vgg19.safetensors"]
+    offline = Registry(online=False)
+    assert offline.locate(offline.get("vgg19")) == tmp_path / "vgg19.safetensors"
+    _check_loaded(offline.load("vgg19"), vgg_state)
+
+
+def test_style_config_refuses_bad_settings():
+    with pytest.raises(ValueError, match="style layer"):
+        S.StyleConfig("relu1_1", ())
+    with pytest.raises(ValueError, match="between"):
+        S.StyleConfig("relu1_1", ("relu1_1",), side=5000)
+    with pytest.raises(ValueError, match="one weight per"):
+        S.StyleConfig("relu1_1", ("relu1_1",), layer_weights=(1.0, 2.0))
+    assert replace(S.StyleConfig("a", ("b",)), side=64).side == 64

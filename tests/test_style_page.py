@@ -1,0 +1,64 @@
+"""AppTest of the style-transfer page: a short run completes and draws its loss chart and image."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = "../pages/4_Style_Transfer.py"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path))  # no VGG19 copy: the page must fall back
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _configure(at: AppTest, steps: int) -> None:
+    at.select_slider(key="res").set_value(128)
+    at.number_input(key="n").set_value(steps)
+
+
+def test_short_run_draws_chart_and_image(app):
+    assert any("fallback" in w.value for w in app.sidebar.warning), "the EfficientNet fallback must be labelled"
+    _configure(app, 4)
+    app.button(key="start").click().run()
+    assert not app.exception
+    charts = app.get("plotly_chart")
+    assert charts, "no loss chart"
+    spec = json.loads(charts[-1].proto.spec)
+    names = [trace["name"] for trace in spec["data"]]
+    assert names[:2] == ["total", "content"] and "tv" in names and any(n.startswith("style ") for n in names)
+    assert len(spec["data"][0]["x"]) == 4, "one point per loss evaluation"
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    captions = [img.caption for element in app.get("image") for img in element.proto.imgs]
+    assert "step 4" in captions, "the current image is missing"
+    assert app.get("download_button"), "the PNG download is missing"
+
+
+def test_continue_resumes_and_extends_the_curve(app):
+    _configure(app, 3)
+    app.button(key="start").click().run()
+    app.number_input(key="more").set_value(2)
+    app.button(key="continue").click().run()
+    assert not app.exception
+    spec = json.loads(app.get("plotly_chart")[-1].proto.spec)
+    assert len(spec["data"][0]["x"]) == 5
+
+
+def test_settings_are_bound_to_query_params(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.query_params.update({"sw": "1e8", "res": "192", "opt": "Adam", "col": "luminance", "sl": "stem"})
+    at.run()
+    assert not at.exception
+    assert at.select_slider(key="sw").value == 1e8
+    assert at.select_slider(key="res").value == 192
+    assert at.segmented_control(key="opt").value == "adam"
+    assert at.segmented_control(key="col").value == "luminance"
+    assert at.multiselect(key="sl").value == ["stem"]

@@ -1,0 +1,109 @@
+"""The style-transfer run as it lives in session state, and the loop that draws it while it optimizes.
+
+The optimization runs inside the script run, so Streamlit's rerun (the Stop button, or any other
+widget) interrupts it at the next drawing call. The record is updated after every step, so whatever
+interrupts the loop, the latest image, losses and optimizer state are already saved.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from core.images import to_pil
+from core.style import StyleConfig, StyleProblem, StyleState, StyleStep, run, seconds_per_megapixel
+from ui.figures import loss_figure
+
+RUN_KEY = "style_run"
+RATES_KEY = "style_rates"
+#: Filmstrip frames kept per run (thinned by half when full) and their longest side.
+MAX_FRAMES = 24
+FRAME_SIDE = 256
+#: Redraw the chart and image at most this often; the progress bar moves every step.
+DRAW_EVERY_S = 0.5
+
+
+@dataclass
+class RunRecord:
+    """One run: what it optimizes (to detect changed settings), where it stands, what it has drawn."""
+
+    model_id: str
+    inputs: tuple[str, ...]
+    config: StyleConfig
+    state: StyleState
+    history: list[dict[str, float]] = field(default_factory=list)
+    frames: list[tuple[int, Image.Image]] = field(default_factory=list)
+    image: torch.Tensor | None = None
+    goal: int = 0
+    running: bool = False
+    diverged: bool = False
+
+    def result(self) -> Image.Image | None:
+        return None if self.image is None else to_pil(self.image)
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        image = self.result()
+        if image is not None:
+            image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def record() -> RunRecord | None:
+    return st.session_state.get(RUN_KEY)
+
+
+def calibrated_rate(model_id: str) -> float | None:
+    """Seconds per megapixel-step measured on this session's last run with ``model_id``."""
+    return st.session_state.get(RATES_KEY, {}).get(model_id)
+
+
+def draw(rec: RunRecord, chart: Any, picture: Any) -> None:
+    """Loss curve and current image into their placeholders (unique keys: redrawn many times per run)."""
+    if rec.history:
+        chart.plotly_chart(loss_figure(rec.history), key=f"style_loss_{len(rec.history)}")
+    if rec.image is not None:
+        picture.image(to_pil(rec.image), caption=f"step {rec.state.step}", width="stretch")
+
+
+def _keep_frame(rec: RunRecord, item: StyleStep, every: int) -> None:
+    if item.step % every and item.step != rec.goal:
+        return
+    frame = to_pil(item.image)
+    frame.thumbnail((FRAME_SIDE, FRAME_SIDE))
+    rec.frames.append((item.step, frame))
+    if len(rec.frames) > MAX_FRAMES:
+        del rec.frames[1::2]
+
+
+def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture: Any) -> None:
+    """Run ``steps`` more evaluations, saving each into ``rec`` and redrawing every :data:`DRAW_EVERY_S`."""
+    rec.goal, rec.running, rec.diverged = rec.state.step + steps, True, False
+    every = max(1, steps // 12)
+    bar = st.progress(0.0, text="Computing targets…")
+    timed: list[StyleStep] = []
+    drawn = 0.0
+    for item in run(problem, rec.state, steps):
+        if not math.isfinite(item.losses["total"]):
+            rec.diverged = True
+            break
+        rec.state, rec.image = item.state, item.image
+        rec.history.append(item.losses)
+        _keep_frame(rec, item, every)
+        if len(timed) < 8:
+            timed.append(item)
+        bar.progress((item.step - rec.goal + steps) / steps, text=f"Step {item.step} of {rec.goal}")
+        if time.monotonic() - drawn >= DRAW_EVERY_S or item.step == rec.goal:
+            draw(rec, chart, picture)
+            drawn = time.monotonic()
+    rec.running = False
+    bar.empty()
+    if timed:
+        st.session_state.setdefault(RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)
