@@ -1,0 +1,424 @@
+"""Show, Attend and Tell (Xu et al., 2015): a frozen CNN grid encoder and an LSTM with soft attention.
+
+The encoder is the registered EfficientNet-Lite0 cut after an early block, so each of the 14×14 grid
+cells sees a small part of the image and attention maps can be checked against object masks. The LSTM
+starts from a zero state: the only way image information reaches a word is the attention context of
+that word's step, so the map shown for a word is the evidence the word was predicted from.
+
+Training and evaluation live in :mod:`core.captioning.sat_train`; run ``python -m core.captioning.sat
+train|evaluate --help``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn import functional as F
+
+from core.images import to_tensor
+from core.models import ImageClassifier, ModelError, ModelSpec, ProgressFn, Registry
+from core.runtime import SILENT, Reporter
+
+from .types import CaptionResult, DecodingConfig
+
+ENCODER_ID = "efficientnet-lite0"
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+SPECIALS = (PAD, START, END, UNK)
+PAD_ID, START_ID, END_ID, UNK_ID = range(4)
+NEVER = [PAD_ID, START_ID, UNK_ID]  # tokens decoding may not produce
+TOP_K = 5
+FORMAT = "visionlab-sat-v1"
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words; punctuation is dropped so user captions and CSV captions tokenise alike."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
+
+
+class Vocab:
+    """Word list with the four special tokens first; unknown words map to ``<unk>``."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError("A vocabulary starts with the special tokens.")
+        self.words = tuple(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_count: int = 1) -> Vocab:
+        counts = Counter(w for c in captions for w in tokenize(c))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, caption: str) -> list[int]:
+        """``<start> words… <end>`` as ids."""
+        return [START_ID, *(self.index.get(w, UNK_ID) for w in tokenize(caption)), END_ID]
+
+
+@dataclass(frozen=True)
+class SatConfig:
+    """Architecture hyperparameters, stored in the checkpoint's metadata."""
+
+    image_size: int = 112
+    encoder_blocks: int = 5  # EfficientNet-Lite0 blocks kept: 5 → 40 channels on a 14×14 grid at 112 px
+    feature_dim: int = 40
+    grid: int = 14
+    annotation_dim: int = 128
+    embed_dim: int = 96
+    hidden_dim: int = 256
+    attention_dim: int = 128
+    dropout: float = 0.2
+
+
+class GridEncoder(nn.Module):
+    """Frozen stem + first blocks of the classifier: [0, 1] pixels → (N, grid², channels) annotations."""
+
+    def __init__(self, classifier: ImageClassifier, blocks: int) -> None:
+        super().__init__()
+        net = classifier.net
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.Sequential(*net._blocks[:blocks])
+        self.register_buffer("mean", classifier.mean.clone())
+        self.register_buffer("std", classifier.std.clone())
+        self.eval().requires_grad_(False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        grid = self.blocks(self.stem((pixels - self.mean) / self.std))
+        return grid.flatten(2).transpose(1, 2)
+
+
+@torch.inference_mode()
+def encode_images(encoder: GridEncoder, images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """Whole images squeezed to the encoder's square input (no crop, so maps cover every pixel)."""
+    pixels = torch.cat([to_tensor(img.convert("RGB"), size) for img in images])
+    return encoder(pixels.to(encoder.mean.device))
+
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Step:
+    logits: torch.Tensor  # (n, vocab)
+    alpha: torch.Tensor  # (n, cells), sums to 1
+    beta: torch.Tensor  # (n,), the gate on the context
+    state: State
+
+
+class SatDecoder(nn.Module):
+    """LSTM with additive (Bahdanau) attention, gating scalar β and the paper's deep output layer."""
+
+    def __init__(self, config: SatConfig, vocab_size: int) -> None:
+        super().__init__()
+        c = config
+        self.config = config
+        # a 3×3 conv lets each cell combine its neighbours (shape edges) before attention
+        self.adapt = nn.Conv2d(c.feature_dim, c.annotation_dim, 3, padding=1)
+        self.position = nn.Parameter(torch.randn(1, c.grid * c.grid, c.annotation_dim) * 0.02)
+        self.embed = nn.Embedding(vocab_size, c.embed_dim)
+        self.att_keys = nn.Linear(c.annotation_dim, c.attention_dim)
+        self.att_query = nn.Linear(c.hidden_dim, c.attention_dim)
+        self.att_score = nn.Linear(c.attention_dim, 1)
+        self.gate = nn.Linear(c.hidden_dim, 1)
+        self.lstm = nn.LSTMCell(c.embed_dim + c.annotation_dim, c.hidden_dim)
+        self.out_h = nn.Linear(c.hidden_dim, c.embed_dim)
+        self.out_z = nn.Linear(c.annotation_dim, c.embed_dim)
+        self.out = nn.Linear(c.embed_dim, vocab_size)
+        self.drop = nn.Dropout(c.dropout)
+
+    def annotate(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder grid (N, cells, channels) → annotation vectors a_i and their attention keys."""
+        n, cells, channels = feats.shape
+        side = math.isqrt(cells)
+        grid = feats.float().transpose(1, 2).reshape(n, channels, side, side)
+        a = torch.relu(self.adapt(grid)).flatten(2).transpose(1, 2) + self.position
+        return a, self.att_keys(a)
+
+    def init_state(self, n: int, device: torch.device) -> State:
+        zeros = torch.zeros(n, self.config.hidden_dim, device=device)
+        return zeros, zeros
+
+    def step(self, token: torch.Tensor, state: State, a: torch.Tensor, keys: torch.Tensor) -> Step:
+        """Attend with the previous hidden state, then read the word ``token`` and predict the next one."""
+        h, c = state
+        alpha = self.att_score(torch.tanh(keys + self.att_query(h)[:, None])).squeeze(-1).softmax(-1)
+        beta = torch.sigmoid(self.gate(h))
+        z = beta * torch.bmm(alpha[:, None], a).squeeze(1)
+        e = self.embed(token)
+        h, c = self.lstm(torch.cat([e, z], -1), (h, c))
+        logits = self.out(self.drop(e + self.out_h(h) + self.out_z(z)))
+        return Step(logits, alpha, beta.squeeze(-1), (h, c))
+
+    def forward(self, feats: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher forcing over ``tokens`` (N, T): logits, attention and β for predicting tokens[:, 1:]."""
+        a, keys = self.annotate(feats)
+        state = self.init_state(len(tokens), tokens.device)
+        logits, alphas, betas = [], [], []
+        for t in range(tokens.shape[1] - 1):
+            out = self.step(tokens[:, t], state, a, keys)
+            state = out.state
+            logits.append(out.logits)
+            alphas.append(out.alpha)
+            betas.append(out.beta)
+        return torch.stack(logits, 1), torch.stack(alphas, 1), torch.stack(betas, 1)
+
+
+def caption_loss(
+    logits: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor, alpha_c: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy plus the doubly stochastic term λ·mean_i (1 − Σ_t α_ti)², which spreads attention
+    over the image across the caption instead of letting every word stare at one place."""
+    target = tokens[:, 1:]
+    ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD_ID)
+    coverage = (alphas * (target != PAD_ID)[..., None]).sum(1)
+    return ce + alpha_c * ((1 - coverage) ** 2).mean(), ce
+
+
+@dataclass
+class _Path:
+    """One hypothesis with everything recorded along its own steps (a beam's own attention path)."""
+
+    tokens: list[int] = field(default_factory=lambda: [START_ID])
+    logp: float = 0.0
+    probs: list[float] = field(default_factory=list)
+    alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
+    maps: list[np.ndarray] = field(default_factory=list)
+    betas: list[float] = field(default_factory=list)
+
+    def extend(self, token: int, logp: float, probs: torch.Tensor, alpha: torch.Tensor, beta: float) -> _Path:
+        top = probs.topk(TOP_K)
+        return _Path(
+            [*self.tokens, token],
+            logp,
+            [*self.probs, float(probs[token])],
+            [*self.alternatives, list(zip(top.indices.tolist(), top.values.tolist(), strict=True))],
+            [*self.maps, alpha.cpu().numpy()],
+            [*self.betas, beta],
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.tokens[-1] == END_ID
+
+    def score(self) -> float:
+        """Length-normalised log-probability, so beam search does not favour short captions."""
+        return self.logp / max(1, len(self.tokens) - 1)
+
+
+def _penalise(logits: torch.Tensor, paths: list[_Path], penalty: float) -> torch.Tensor:
+    """CTRL-style repetition penalty on words each path already produced."""
+    if penalty == 1.0:
+        return logits
+    logits = logits.clone()
+    for row, path in enumerate(paths):
+        seen = torch.tensor(sorted(set(path.tokens[1:])), dtype=torch.long)
+        if len(seen):
+            picked = logits[row, seen]
+            logits[row, seen] = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return logits
+
+
+def _nucleus(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator) -> int:
+    """Sample from the smallest set of words whose probability reaches ``top_p``, at ``temperature``."""
+    probs = (logits / max(config.temperature, 1e-5)).softmax(-1)
+    sorted_probs, order = probs.sort(descending=True)
+    keep = sorted_probs.cumsum(-1) - sorted_probs < config.top_p
+    keep[0] = True
+    kept = sorted_probs * keep
+    return int(order[torch.multinomial(kept / kept.sum(), 1, generator=generator)])
+
+
+@torch.inference_mode()
+def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT) -> _Path:
+    """Greedy (a beam of 1), beam search or nucleus sampling for one image's features (1, cells, channels).
+
+    Each beam carries its own maps; when beams are reordered the records move with them, so the
+    returned maps are exactly those of the returned caption.
+    """
+    decoder.eval()
+    a, keys = decoder.annotate(feats)
+    width = config.num_beams if config.strategy == "beam" else 1
+    generator = torch.Generator().manual_seed(config.seed)
+    paths, done = [_Path()], []
+    state = decoder.init_state(1, feats.device)
+    for t in range(config.max_new_tokens + 1):
+        reporter.step(t / (config.max_new_tokens + 1), "decoding")
+        n = len(paths)
+        tokens = torch.tensor([p.tokens[-1] for p in paths], device=feats.device)
+        out = decoder.step(tokens, state, a.expand(n, -1, -1), keys.expand(n, -1, -1))
+        probs = out.logits.float().softmax(-1).cpu()
+        logits = _penalise(out.logits.float().cpu(), paths, config.repetition_penalty)
+        logits[:, NEVER] = -math.inf
+        if t == config.max_new_tokens:  # out of room: every path ends here
+            logits = torch.full_like(logits, -math.inf)
+            logits[:, END_ID] = 0.0
+        if config.strategy == "sample":
+            word = _nucleus(logits[0], config, generator)
+            picks = [(0, word, paths[0].logp + math.log(max(float(probs[0, word]), 1e-30)))]
+        else:
+            total = torch.tensor([p.logp for p in paths])[:, None] + logits.log_softmax(-1)
+            top = total.flatten().topk(width - len(done))
+            picks = [(int(i) // total.shape[1], int(i) % total.shape[1], float(v)) for v, i in zip(*top, strict=True)]
+        extended = [paths[b].extend(w, logp, probs[b], out.alpha[b], float(out.beta[b])) for b, w, logp in picks]
+        done += [p for p in extended if p.finished]
+        rows = [b for (b, _, _), p in zip(picks, extended, strict=True) if not p.finished]
+        paths = [p for p in extended if not p.finished]
+        if not paths or len(done) >= width:
+            break
+        index = torch.tensor(rows, device=feats.device)
+        state = (out.state[0][index], out.state[1][index])
+    return max(done or paths, key=_Path.score)
+
+
+@torch.inference_mode()
+def greedy_batch(decoder: SatDecoder, feats: torch.Tensor, max_len: int = 20) -> list[list[int]]:
+    """Greedy word ids (without ``<end>``) for a batch of feature grids: fast validation during training."""
+    decoder.eval()
+    a, keys = decoder.annotate(feats)
+    state = decoder.init_state(len(feats), feats.device)
+    token = torch.full((len(feats),), START_ID, device=feats.device)
+    words = []
+    for _ in range(max_len):
+        out = decoder.step(token, state, a, keys)
+        out.logits[:, NEVER] = -math.inf
+        state, token = out.state, out.logits.argmax(-1)
+        words.append(token)
+        if bool((torch.stack(words, 1) == END_ID).any(1).all()):
+            break
+    rows = torch.stack(words, 1).tolist()
+    return [row[: row.index(END_ID)] if END_ID in row else row for row in rows]
+
+
+class SatCaptioner(nn.Module):
+    """The :class:`~core.captioning.types.Captioner` for a Show-Attend-Tell checkpoint."""
+
+    def __init__(
+        self,
+        encoder: GridEncoder,
+        decoder: SatDecoder,
+        vocab: Vocab,
+        model_id: str = "sat-shapes",
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder.eval().requires_grad_(False)
+        self.vocab = vocab
+        self.model_id = model_id
+        self.config = decoder.config
+        self.grid: tuple[int, int] = (self.config.grid, self.config.grid)
+        self.info = info or {}
+
+    def features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return encode_images(self.encoder, images, self.config.image_size)
+
+    def caption(self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT) -> CaptionResult:
+        start = time.perf_counter()
+        path = decode(self.decoder, self.features([image]), config, reporter)
+        return self._result(path, time.perf_counter() - start)
+
+    def explain(self, image: Image.Image, caption: str) -> CaptionResult:
+        """Teacher-forced pass over ``caption``: per-word maps and the model's probability of each word."""
+        ids = self.vocab.encode(caption)
+        if len(ids) == 2:
+            raise ValueError("The caption to explain is empty.")
+        start = time.perf_counter()
+        with torch.inference_mode():
+            tokens = torch.tensor([ids], device=self.encoder.mean.device)
+            logits, alphas, betas = self.decoder(self.features([image]), tokens)
+        probs = logits[0].float().softmax(-1).cpu()
+        path = _Path()
+        for t, token in enumerate(ids[1:]):
+            logp = path.logp + math.log(float(probs[t, token]))
+            path = path.extend(token, logp, probs[t], alphas[0, t], float(betas[0, t]))
+        return self._result(path, time.perf_counter() - start)
+
+    def _result(self, path: _Path, seconds: float) -> CaptionResult:
+        n = len(path.tokens) - 1 - int(path.finished)  # words, without <start> and <end>
+        words = [self.vocab.words[i] for i in path.tokens[1 : 1 + n]]
+        maps = np.stack(path.maps[:n]).reshape(n, *self.grid) if n else np.zeros((0, *self.grid))
+        return CaptionResult(
+            model_id=self.model_id,
+            caption=" ".join(words),
+            words=words,
+            word_maps=maps.astype(np.float64),
+            word_probs=np.array(path.probs[:n]),
+            alternatives=[[(self.vocab.words[i], p) for i, p in alts] for alts in path.alternatives[:n]],
+            seconds=seconds,
+            grid=self.grid,
+            extra={
+                "betas": np.array(path.betas[:n]),
+                "log_prob": path.logp,
+                "end_prob": path.probs[n] if path.finished else 0.0,
+                "trained_on": self.info.get("trained_on", ""),
+            },
+        )
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, decoder: SatDecoder, vocab: Vocab, info: dict[str, Any]) -> None:
+    """Decoder weights as safetensors; vocabulary, hyperparameters and training record in its metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "vocab": json.dumps(vocab.words),
+        "config": json.dumps(asdict(decoder.config)),
+        "info": json.dumps(info),
+    }
+    partial = path.with_suffix(".partial")
+    save_file(tensors, partial, metadata=metadata)
+    partial.replace(path)
+
+
+def read_checkpoint(path: Path) -> tuple[SatDecoder, Vocab, dict[str, Any]]:
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != FORMAT:
+            raise ModelError(f"{path.name} is not a Show-Attend-Tell checkpoint.")
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    vocab = Vocab(json.loads(metadata["vocab"]))
+    decoder = SatDecoder(SatConfig(**json.loads(metadata["config"])), len(vocab))
+    decoder.load_state_dict(state)
+    return decoder, vocab, json.loads(metadata["info"])
+
+
+def build_encoder(config: SatConfig, progress: ProgressFn) -> GridEncoder:
+    progress(0.2, "Loading the EfficientNet-Lite0 encoder…")
+    classifier = Registry.from_env().load(ENCODER_ID)
+    return GridEncoder(classifier, config.encoder_blocks)
+
+
+def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> SatCaptioner:
+    """Registry loader: the checkpoint file (or the first ``.safetensors`` in a models-folder copy)."""
+    if location is not None and location.is_dir():
+        location = next(iter(sorted(location.glob("*.safetensors"))), None)
+    if location is None:
+        raise ModelError(f"No {spec.display_name} checkpoint found.")
+    progress(0.1, "Reading the decoder…")
+    decoder, vocab, info = read_checkpoint(location)
+    return SatCaptioner(build_encoder(decoder.config, progress), decoder, vocab, spec.id, info)
+
+
+if __name__ == "__main__":
+    from .sat_train import main
+
+    sys.exit(main())
