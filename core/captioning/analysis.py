@@ -38,6 +38,15 @@ def model_view(model: Captioner, image: Image.Image) -> Image.Image:
     return view(image) if callable(view) else image.convert("RGB")
 
 
+def point_in_view(model: Captioner, size: tuple[int, int], x: float, y: float) -> tuple[float, float] | None:
+    """A point given as fractions of the original image → fractions of the model's view (``None`` if cropped away)."""
+    box = getattr(model, "view_box", None)
+    left, top, right, bottom = box(size) if callable(box) else (0.0, 0.0, 1.0, 1.0)
+    if not (left <= x <= right and top <= y <= bottom):
+        return None
+    return (x - left) / (right - left), (y - top) / (bottom - top)
+
+
 def mask_cells(image: Image.Image, cells: np.ndarray, mode: MaskMode = "blur") -> Image.Image:
     """Hide the grid cells where ``cells`` (h, w) is true: a strong blur, or the image's mean colour."""
     h, w = cells.shape
@@ -69,11 +78,20 @@ class FaithfulnessCurve:
     masked_caption: str
 
 
-def _word_logp(model: Captioner, image: Image.Image, caption: str, word: int, words: list[str]) -> float:
-    result = model.explain(image, caption)
-    if result.words != words:
+def rescore(model: Captioner, image: Image.Image, result: CaptionResult) -> CaptionResult:
+    """Explain ``result``'s caption on ``image``, from its exact token ids when the model keeps them."""
+    ids = result.extra.get("token_ids")
+    explain_ids = getattr(model, "explain_ids", None)
+    if ids is not None and callable(explain_ids):
+        return explain_ids(image, ids)
+    return model.explain(image, result.caption)
+
+
+def _word_logp(model: Captioner, image: Image.Image, result: CaptionResult, word: int) -> float:
+    scored = rescore(model, image, result)
+    if scored.words != result.words:
         raise ValueError("Re-tokenizing the caption changed its words; cannot compare the same word.")
-    return math.log(max(float(result.word_probs[word]), 1e-30))
+    return math.log(max(float(scored.word_probs[word]), 1e-30))
 
 
 def faithfulness(
@@ -102,7 +120,7 @@ def faithfulness(
         nonlocal done
         reporter.step(done / total, f"re-scoring {done + 1}/{total}")
         done += 1
-        return _word_logp(model, img, result.caption, word, result.words)
+        return _word_logp(model, img, result, word)
 
     base = score(view)
     top, rand, rand_std = [], [], []

@@ -130,6 +130,15 @@ class HFCaptioner:
         width, height = (size["width"], size["height"]) if "width" in size else (size["shortest_edge"],) * 2
         return image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
 
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of an image of ``size`` the model sees, as (left, top, right, bottom) fractions."""
+        if not getattr(self.image_processor, "do_center_crop", False):
+            return (0.0, 0.0, 1.0, 1.0)
+        width, height = size
+        side = min(width, height)
+        left, top = (width - side) / 2 / width, (height - side) / 2 / height
+        return (left, top, 1.0 - left, 1.0 - top)
+
     def caption(
         self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
     ) -> CaptionResult:
@@ -143,6 +152,10 @@ class HFCaptioner:
         ids = self.tokenizer(caption.strip(), add_special_tokens=False).input_ids
         if not ids:
             raise ValueError("The caption to explain is empty.")
+        return self.explain_ids(image, ids, gradients=gradients)
+
+    def explain_ids(self, image: Image.Image, ids: list[int], *, gradients: bool = False) -> CaptionResult:
+        """Like ``explain`` for exact token ids: decoded text does not always re-tokenize to the same pieces."""
         return self._explain_ids(self.pixels(image), ids, 0.0, gradients=gradients)
 
     def generate_ids(self, pixels: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT) -> list[int]:

@@ -1,0 +1,304 @@
+"""Captioning: compare captioners side by side and see which patches each word attended to."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import pandas as pd
+import streamlit as st
+
+from core.attention import AGGREGATIONS, attention_at, layer_head_maps
+from core.caption_metrics import reference_scores
+from core.captioning.analysis import (
+    batch_table,
+    caption_batch,
+    faithfulness,
+    model_view,
+    point_in_view,
+    read_batch,
+)
+from core.captioning.hf import add_user_model
+from core.captioning.types import CaptionResult, DecodingConfig
+from core.models import ModelError
+from core.runtime import Cancelled
+from ui.caption_figures import (
+    click_grid_figure,
+    faithfulness_figure,
+    layer_head_figure,
+    reverse_figure,
+    token_scrub_figure,
+    token_strip_figure,
+)
+from ui.captioning import (
+    image_key,
+    load_captioner,
+    maps_for,
+    model_status_panel,
+    reporter,
+    run_captions,
+    stop_button,
+    with_gradients,
+)
+from ui.resources import registry
+from ui.state import add_to_tray
+from ui.widgets import IMAGE_TYPES, STATUS_ICON, image_picker
+
+st.set_page_config(page_title="Captioning · Vision Lab", page_icon="📝", layout="wide")
+st.title("📝 Captioning")
+st.caption(
+    "Each word's heatmap is recomputed with one teacher-forced pass over the final caption, so it is the "
+    "attention of the very step that produced the word — for greedy, beam and sampled captions alike."
+)
+
+reg = registry()
+AGG_LABELS = {
+    "head-mean": "Mean over heads (one layer)",
+    "last-k": "Mean of the last k layers",
+    "layer-head": "One layer and head",
+    "rollout": "Attention rollout",
+    "gradient": "Gradient-weighted (∂ log p ⊙ attention)",
+}
+
+# -- sidebar: image, models, decoding, view ---------------------------------------------------------
+with st.sidebar:
+    if importlib.util.find_spec("core.shapes") is not None:  # the ShapesWorld generator (our LSTM's data)
+        with st.expander("ShapesWorld scene"):
+            seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene")
+            if st.button("Generate scene", help="A synthetic scene the built-in LSTM captioner was trained on."):
+                from core.shapes import render_scene
+
+                scene = render_scene(int(seed))
+                name = add_to_tray(f"ShapesWorld {int(seed)}", scene.image, "ShapesWorld")
+                st.session_state.update({"img_src": "Tray", "img_tray": name, "refs": scene.caption})
+                st.rerun()
+picked = image_picker("img")
+
+ids = [s.id for s in reg.specs("captioning")]
+statuses = {i: reg.status(i).status for i in ids}
+default_models = [i for i in ids if statuses[i].value == "ready"][:3] or ids[:1]
+with st.sidebar:
+    # Bound widgets put their *labels* in the URL: plain ids keep links short and stable.
+    chosen = st.multiselect("Captioners", ids, default=default_models, key="models", bind="query-params")
+    st.caption(" · ".join(f"{STATUS_ICON[statuses[i]]} {i}" for i in ids))
+    with st.expander("Add a model (hub id or local folder)"):
+        ref = st.text_input("e.g. Salesforce/blip-image-captioning-base or /models/my-blip", key="add_ref")
+        if st.button("Add") and ref.strip():
+            try:
+                spec = add_user_model(reg, ref)
+            except ModelError as err:
+                st.error(str(err))
+            else:
+                st.success(f"Added {spec.display_name}; pick it above.")
+    st.subheader("Decoding")
+    strategy = st.segmented_control(
+        "Strategy", ["greedy", "beam", "sample"], default="greedy", required=True, key="dec", bind="query-params"
+    )
+    beams = st.slider("Beams", 2, 8, 3, key="beams", bind="query-params", disabled=strategy != "beam")
+    top_p = st.slider("top-p", 0.1, 1.0, 0.9, 0.05, key="p", bind="query-params", disabled=strategy != "sample")
+    temperature = st.slider(
+        "Temperature", 0.1, 2.0, 1.0, 0.1, key="temp", bind="query-params", disabled=strategy != "sample"
+    )
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind="query-params", disabled=strategy != "sample")
+    max_new = st.slider("Max new tokens", 5, 40, 20, key="max", bind="query-params")
+    penalty = st.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="rep", bind="query-params")
+    st.subheader("Attention view")
+    method = st.selectbox("Aggregation", AGGREGATIONS, key="agg", bind="query-params")
+    st.caption(AGG_LABELS[method])
+    layer = st.number_input("Layer (1 = last)", 1, 48, 1, key="layer", bind="query-params")
+    head = st.number_input("Head", 1, 32, 1, key="head", bind="query-params") - 1
+    last_k = st.number_input("k (last layers)", 1, 48, 3, key="k", bind="query-params")
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="op", bind="query-params")
+
+config = DecodingConfig(
+    strategy=strategy,
+    num_beams=beams,
+    top_p=top_p,
+    temperature=temperature,
+    seed=int(seed),
+    max_new_tokens=max_new,
+    repetition_penalty=penalty,
+)
+
+if picked is None:
+    st.info("Pick or upload an image in the sidebar.")
+    st.stop()
+if not chosen:
+    st.info("Choose at least one captioner in the sidebar.")
+    st.stop()
+
+ready = model_status_panel(chosen)
+if not ready:
+    st.warning("None of the chosen captioners is available here. Pick a 🟢 model, or see the README.")
+    st.stop()
+
+key = image_key(picked.name, picked.image)
+found = run_captions(picked.image, key, ready, config, gradients=method == "gradient")
+good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
+if method == "gradient":
+    good = {m: with_gradients(picked.image, key, m, config) for m in good}
+views = {m: model_view(load_captioner(m), picked.image) for m in good}
+shown = {m: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)) for m, r in good.items()}
+
+# -- side by side -----------------------------------------------------------------------------------
+columns = st.columns(max(len(found), 1))
+for column, (model_id, result) in zip(columns, found.items(), strict=False):
+    spec = reg.get(model_id)
+    with column:
+        st.subheader(spec.display_name)
+        if spec.note:
+            st.caption(spec.note)
+        if isinstance(result, str):
+            st.warning(result, icon="⚠️")
+            continue
+        st.markdown(f"> {result.caption or '(empty caption)'}")
+        a, b = st.columns(2)
+        a.metric("Time to caption", f"{result.seconds:.2f} s")
+        b.metric("Model size", f"{spec.params_m:,.0f} M params")
+        if not result.words:
+            continue
+        maps, note = shown[model_id]
+        st.plotly_chart(
+            token_scrub_figure(views[model_id], result, maps, opacity=opacity),
+            key=f"scrub_{model_id}",
+            config={"displayModeBar": False},
+        )
+        st.caption(f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words")
+        st.plotly_chart(token_strip_figure(result), key=f"strip_{model_id}", config={"displayModeBar": False})
+
+if not good:
+    st.stop()
+
+tab_grid, tab_reverse, tab_faith, tab_refs, tab_batch = st.tabs(
+    ["Layer × head", "Reverse view", "Faithfulness", "References", "Batch"]
+)
+
+with tab_grid:
+    with_stack = [m for m, r in good.items() if "attention" in r.extra]
+    if not with_stack:
+        st.info("The chosen models have a single attention map per word.")
+    else:
+        a, b = st.columns(2)
+        grid_model = a.selectbox("Model", with_stack, key="grid_model")
+        words = good[grid_model].words
+        word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
+        stack = good[grid_model].extra["attention"]
+        st.plotly_chart(layer_head_figure(layer_head_maps(stack, word), words[word]), key="layer_head")
+
+with tab_reverse:
+    st.caption("Click a point of the image: the bars show how strongly each word of each caption attended there.")
+    point = st.session_state.get("cap_point")
+    thumb = picked.image.copy()
+    thumb.thumbnail((448, 448))
+    left, right = st.columns([2, 3])
+    with left:
+        event = st.plotly_chart(click_grid_figure(thumb, point), key="reverse_click", on_select="rerun")
+    clicked = (event or {}).get("selection", {}).get("points", [])
+    if clicked:
+        point = (clicked[0]["x"] / thumb.width, clicked[0]["y"] / thumb.height)
+        st.session_state["cap_point"] = point
+    with right:
+        if point is None:
+            st.info("No point chosen yet.")
+        else:
+            values = {}
+            for model_id, result in good.items():
+                where = point_in_view(load_captioner(model_id), picked.image.size, *point)
+                if where is not None:
+                    values[model_id] = (result.words, attention_at(shown[model_id][0], *where))
+            if values:
+                st.plotly_chart(reverse_figure(values), key="reverse_bars")
+            else:
+                st.info("That point lies outside every model's centre crop.")
+
+with tab_faith:
+    st.caption(
+        "Hide the most-attended patches of a word and re-score the same caption: if attention is faithful, "
+        "log p(word) drops faster than when hiding as many random patches."
+    )
+    a, b, c = st.columns(3)
+    faith_model = a.selectbox("Model", list(good), key="faith_model")
+    words = good[faith_model].words
+    word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
+    mode = c.segmented_control("Hide with", ["blur", "mean"], default="blur", required=True, key="faith_mode")
+    faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
+    curves = st.session_state.setdefault("cap_faith", {})
+    if st.button("Run the check", type="primary"):
+        run_key = f"faith|{faith_key}"
+        st.session_state.pop("cap_stopped", None)
+        stop_button(run_key)
+        bar = st.progress(0.0)
+        target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
+        try:
+            curves[faith_key] = faithfulness(
+                load_captioner(faith_model),
+                picked.image,
+                target,
+                word,
+                mode=mode,
+                recaption=config,
+                reporter=reporter(bar, run_key),
+            )
+        except Cancelled:
+            st.info("Stopped.")
+        except ValueError as err:
+            st.warning(str(err))
+    curve = curves.get(faith_key)
+    if curve is not None:
+        a, b = st.columns([3, 2])
+        a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
+        b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
+        b.markdown(f"Re-captioned: > {curve.masked_caption or '(empty)'}")
+
+with tab_refs:
+    text = st.text_area("Reference captions, one per line", key="refs", bind="query-params", height=110)
+    references = [line for line in text.splitlines() if line.strip()]
+    if references:
+        try:
+            scores = reference_scores({m: r.caption for m, r in good.items()}, references)
+        except ValueError as err:
+            st.warning(str(err))
+        else:
+            st.dataframe(
+                pd.DataFrame(
+                    [{"model": s.model_id, "caption": s.caption, "BLEU-4": s.bleu4, "CIDEr-D": s.cider} for s in scores]
+                ),
+                hide_index=True,
+                column_config={
+                    "BLEU-4": st.column_config.NumberColumn(format="%.3f"),
+                    "CIDEr-D": st.column_config.NumberColumn(format="%.2f"),
+                },
+            )
+            st.caption(
+                "BLEU-4 without smoothing (0 when no 4-gram matches). CIDEr-D on one image uses uniform IDF, "
+                "since document frequencies need a corpus; 10 means the caption equals every reference."
+            )
+    else:
+        st.caption("Type references (e.g. your own description) to score each model's caption.")
+
+with tab_batch:
+    files = st.file_uploader(
+        "Images or zip archives",
+        type=[*IMAGE_TYPES, "zip"],
+        accept_multiple_files=True,
+        key="batch_files",
+        max_upload_size=25,
+    )
+    if files and st.button(f"Caption {len(files)} file(s) with {len(good)} model(s)", type="primary"):
+        batch = read_batch([(f.name, f.getvalue()) for f in files])
+        for error in batch.errors:
+            st.warning(error)
+        run_key = f"batch|{len(files)}"
+        st.session_state.pop("cap_stopped", None)
+        stop_button(run_key)
+        bar = st.progress(0.0)
+        try:
+            rows = caption_batch({m: load_captioner(m) for m in good}, batch.images, config, reporter(bar, run_key))
+        except Cancelled:
+            st.info("Stopped.")
+        else:
+            st.session_state["cap_batch"] = batch_table(rows)
+    table = st.session_state.get("cap_batch")
+    if table is not None:
+        st.dataframe(table, hide_index=True)
+        st.download_button("Download CSV", table.to_csv(index=False), "captions.csv", "text/csv")

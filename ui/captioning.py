@@ -1,0 +1,159 @@
+"""Streamlit helpers of the captioning page: model loading, runs with progress and Stop, session results.
+
+Results live in this session's state, keyed by (image, model, decoding), so a rerun caused by a
+click (reverse view, faithfulness, references) redraws without recomputing, and a run interrupted by
+Stop or a new setting keeps the models that had already finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core.attention import AttentionStack, word_maps
+from core.captioning.types import Captioner, CaptionResult, DecodingConfig
+from core.models import ModelError, Status
+from core.runtime import Cancelled, Reporter
+from ui.resources import load_model, registry
+
+RESULTS_KEY = "cap_results"
+STOPPED_KEY = "cap_stopped"
+
+
+def load_captioner(model_id: str) -> Captioner:
+    model = load_model(model_id)
+    if not isinstance(model, Captioner):
+        raise ModelError(f"{model_id} is not a captioner.")
+    return model
+
+
+def image_key(name: str, image: Image.Image) -> str:
+    return f"{name}:{hashlib.sha1(image.tobytes()).hexdigest()[:16]}"
+
+
+def results() -> dict[tuple[str, str, DecodingConfig], CaptionResult | str]:
+    """(image key, model id, decoding) → result, or the error message shown instead."""
+    return st.session_state.setdefault(RESULTS_KEY, {})
+
+
+def reporter(bar: Any, stop_key: str) -> Reporter:
+    """Progress into ``bar``; stops when this session pressed Stop for ``stop_key``."""
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+    return Reporter(progress, lambda: st.session_state.get(STOPPED_KEY) == stop_key)
+
+
+def stop_button(run_key: str, label: str = "Stop") -> None:
+    st.button(label, key=f"stop_{run_key}", on_click=lambda: st.session_state.update({STOPPED_KEY: run_key}))
+
+
+def run_captions(
+    image: Image.Image, key: str, model_ids: list[str], config: DecodingConfig, *, gradients: bool
+) -> dict[str, CaptionResult | str]:
+    """Caption with every model that has no stored result yet, with progress and a Stop button."""
+    store = results()
+    todo = [m for m in model_ids if (key, m, config) not in store]
+    run_key = f"{key}|{config}"
+    stopped = st.session_state.get(STOPPED_KEY) == run_key
+    if todo and stopped:
+        st.info("Stopped. Change a setting, or press **Caption** to run the remaining models.")
+        if st.button("Caption", type="primary"):
+            st.session_state.pop(STOPPED_KEY, None)
+            st.rerun()
+    elif todo:
+        with st.status(f"Captioning with {len(todo)} model(s)…", expanded=True) as box:
+            stop_button(run_key)
+            for model_id in todo:
+                bar = st.progress(0.0, text=model_id)
+                try:
+                    model = load_captioner(model_id)
+                    kwargs = {"gradients": True} if gradients and _takes_gradients(model) else {}
+                    store[(key, model_id, config)] = model.caption(image, config, reporter(bar, run_key), **kwargs)
+                except ModelError as err:
+                    store[(key, model_id, config)] = str(err)
+                except Cancelled:
+                    box.update(label="Stopped", state="error")
+                    break
+            else:
+                box.update(label="Captions ready", state="complete", expanded=False)
+    return {m: store[(key, m, config)] for m in model_ids if (key, m, config) in store}
+
+
+def _takes_gradients(model: Captioner) -> bool:
+    return "gradients" in inspect.signature(model.caption).parameters
+
+
+def with_gradients(image: Image.Image, key: str, model_id: str, config: DecodingConfig) -> CaptionResult:
+    """The stored result, re-explained once with gradients when a gradient-weighted view needs them."""
+    store = results()
+    result = store[(key, model_id, config)]
+    assert isinstance(result, CaptionResult)
+    stack = result.extra.get("attention")
+    if isinstance(stack, AttentionStack) and stack.gradients is None:
+        model = load_captioner(model_id)
+        with st.spinner(f"Gradients for {model_id}…"):
+            fresh = model.explain_ids(image, result.extra["token_ids"], gradients=True)  # type: ignore[attr-defined]
+        stack = fresh.extra["attention"]
+        result = CaptionResult(**{**result.__dict__, "extra": {**result.extra, "attention": stack}})
+        store[(key, model_id, config)] = result
+    return result
+
+
+def maps_for(result: CaptionResult, method: str, *, layer: int, head: int, last_k: int) -> tuple[np.ndarray, str]:
+    """The word maps to draw and a note; models without per-layer attention (e.g. our LSTM) have one map."""
+    stack = result.extra.get("attention")
+    if not isinstance(stack, AttentionStack):
+        return result.word_maps, "one soft-attention map per word"
+    layers, heads = stack.shape
+    layer = max(-layers, -layer)
+    head = min(head, heads - 1)
+    note = {
+        "layer-head": f"layer {layers + layer + 1}/{layers}, head {head + 1}/{heads}",
+        "head-mean": f"layer {layers + layer + 1}/{layers}, mean of {heads} heads",
+        "last-k": f"mean of the last {min(last_k, layers)} layers' heads",
+        "rollout": "attention rollout to the input patches",
+        "gradient": f"gradient-weighted, layer {layers + layer + 1}/{layers}",
+    }[method]
+    return word_maps(stack, method, layer=layer, head=head, last_k=last_k), note  # type: ignore[arg-type]
+
+
+def model_status_panel(model_ids: list[str]) -> list[str]:
+    """Show the selected models that cannot run now (size, download button or why not); returns those that can."""
+    reg = registry()
+    ready = []
+    for model_id in model_ids:
+        spec = reg.get(model_id)
+        state = reg.status(model_id)
+        if state.status is Status.READY or reg.is_loaded(model_id):
+            ready.append(model_id)
+            continue
+        with st.container(border=True):
+            size = f"{spec.download_mb:,.0f} MB download, {spec.params_m:,.0f} M parameters"
+            if state.status is Status.DOWNLOADABLE:
+                st.markdown(f"**{spec.display_name}** — {size}. {state.message}")
+                if st.button(f"Download {spec.display_name}", key=f"dl_{model_id}"):
+                    _download(model_id)
+            else:
+                st.markdown(f"**{spec.display_name}** — {size}: not available offline — see README.")
+                st.caption(state.message)
+    return ready
+
+
+def _download(model_id: str) -> None:
+    bar = st.progress(0.0, text="Starting download…")
+    try:
+        registry().download(model_id, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+    except ModelError as err:
+        st.error(str(err))
+        return
+    except OSError as err:  # network dropped mid-download
+        st.error(f"The download failed: {err}")
+        return
+    st.rerun()
