@@ -94,7 +94,8 @@ if attack == "PGD":
     ]
 if norm == "l2":
     eps = side.slider("ε₂ (L2 radius, pixel units)", 0.0, 3.0, 0.5, 0.05, key="eps2", bind="query-params")
-    eps255 = eps * 255
+    eps255 = None  # the curves below are L∞: no current-ε marker for an L2 radius
+    eps_text = f"ε₂ = {eps:g}"
 else:
     eps255 = side.slider(
         "ε (/255)",
@@ -107,6 +108,7 @@ else:
         help="Largest change of any pixel, in grey levels out of 255.",
     )
     eps = attacks.from255(eps255)
+    eps_text = f"ε = {eps255:g}/255"
 goal = side.segmented_control("Goal", GOALS, default="Untargeted", required=True, key="goal", bind="query-params")
 chosen = side.selectbox(
     "Target class",
@@ -175,7 +177,7 @@ if result is None:
 
 cols = st.columns(3)
 cols[0].plotly_chart(image_figure(to_pil(x), "Clean"), key="img_clean")
-cols[1].plotly_chart(image_figure(to_pil(result.adversarial), f"{result.method}, ε = {eps255:g}/255"), key="img_adv")
+cols[1].plotly_chart(image_figure(to_pil(result.adversarial), f"{result.method}, {eps_text}"), key="img_adv")
 delta = result.adversarial - x
 cols[2].plotly_chart(image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified"), key="img_delta")
 
@@ -195,7 +197,7 @@ with st.container(key="adv_prediction", border=True):
 
 act = st.columns([1, 1, 2])
 if act[0].button("Send adversarial image to the tray", icon="📥"):
-    name = f"{Path(picked.name).stem} {result.method} ε{eps255:g}.png"
+    name = f"{Path(picked.name).stem} {result.method} {eps_text}.png"
     add_to_tray(name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
     act[1].success(f"Added {name!r}.")
 if (Path(__file__).parents[1] / SALIENCY_PAGE).exists():

@@ -35,8 +35,9 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
-def _mark_eps(fig: go.Figure, eps255: float) -> None:
-    fig.add_vline(x=eps255, line_dash="dot", line_color="black", annotation_text=f"ε = {eps255:g}/255")
+def _mark_eps(fig: go.Figure, eps255: float | None) -> None:
+    if eps255 is not None:
+        fig.add_vline(x=eps255, line_dash="dot", line_color="black", annotation_text=f"ε = {eps255:g}/255")
 
 
 def topk_figure(clean: Sequence[Prediction], adversarial: Sequence[Prediction]) -> go.Figure:
@@ -61,7 +62,7 @@ def topk_figure(clean: Sequence[Prediction], adversarial: Sequence[Prediction]) 
     return _layout(fig, "Top-5 predictions", 260)
 
 
-def robustness_figure(sweeps: Sequence[Sweep], accepted: Sequence[int], eps255: float) -> go.Figure:
+def robustness_figure(sweeps: Sequence[Sweep], accepted: Sequence[int], eps255: float | None) -> go.Figure:
     """Attacked-class probability vs ε per method; filled markers where the top-1 is still correct."""
     fig = go.Figure()
     for sweep in sweeps:
@@ -82,7 +83,7 @@ def robustness_figure(sweeps: Sequence[Sweep], accepted: Sequence[int], eps255: 
     return _layout(fig, "Robustness curve (filled: top-1 still correct)", 360)
 
 
-def ribbon_figure(sweeps: Sequence[Sweep], eps255: float) -> go.Figure:
+def ribbon_figure(sweeps: Sequence[Sweep], eps255: float | None) -> go.Figure:
     """The "label ribbon": one row per method, each cell coloured and labelled by the winning class."""
     classes = sorted({int(c) for s in sweeps for c in s.top1})
     index = {c: i for i, c in enumerate(classes)}
@@ -125,7 +126,7 @@ def pgd_steps_figure(history: PGDHistory, classes: Sequence[int]) -> go.Figure:
     return _layout(fig, "PGD step by step", 340)
 
 
-def accuracy_figure(curves: Sequence[AccuracyCurve], eps255: float) -> go.Figure:
+def accuracy_figure(curves: Sequence[AccuracyCurve], eps255: float | None) -> go.Figure:
     """Top-1 accuracy vs ε on the labelled sample photos."""
     fig = go.Figure()
     for curve in curves:

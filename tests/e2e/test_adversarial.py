@@ -11,21 +11,26 @@ from tests.e2e.conftest import ARTIFACTS, assert_no_exception, wait_for_idle
 pytestmark = pytest.mark.e2e
 
 
+def _wait_for_panel(page, text: str) -> None:
+    """The panel renders in pieces (text, chart, metrics): wait until its ‖δ‖∞ metric shows ``text``."""
+    page.wait_for_function(
+        "t => document.querySelector('.st-key-adv_prediction')?.innerText.includes(t)", arg=text, timeout=120_000
+    )
+    wait_for_idle(page)
+
+
 def test_eps_slider_updates_prediction_panel(page, app_url):
     page.goto(f"{app_url}/Adversarial")
     wait_for_idle(page)
     panel = page.locator(".st-key-adv_prediction")
-    panel.get_by_text("Prediction:", exact=False).wait_for()
+    _wait_for_panel(page, "2.00/255")
     before = panel.inner_text()
     assert "espresso" in before and "2.00/255" in before
 
-    slider = page.locator('.st-key-eps [role="slider"]')
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="ε (/255)").get_by_role("slider")
     slider.focus()
     slider.press("End")  # ε = 16/255
-    page.wait_for_function(
-        "() => document.querySelector('.st-key-adv_prediction')?.innerText.includes('16.00/255')", timeout=120_000
-    )
-    wait_for_idle(page)
+    _wait_for_panel(page, "16.00/255")
     after = panel.inner_text()
     assert after != before
     assert re.search(r"[?&]eps=16", page.url)
