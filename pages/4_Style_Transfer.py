@@ -26,6 +26,7 @@ st.caption(
 NETS = ["vgg19", "efficientnet-lite0"]
 SIDES = [128, 192, 256, 384, 512, 768]
 GRID_KEY = "style_grid"
+GRID_STEPS = 10
 
 
 def decades(lo: int, hi: int) -> list[float]:
@@ -198,7 +199,7 @@ grid_weights = [options[i] for i in range(nearest - 4, nearest + 5, 2) if 0 <= i
 if st.button("Render the weight grid", key="grid"):
     bar = st.progress(0.0)
     cells = []
-    for cell in weight_grid(extractor, content.image, style_inputs, config, grid_weights, steps=15):
+    for cell in weight_grid(extractor, content.image, style_inputs, config, grid_weights, steps=GRID_STEPS):
         cells.append((cell.style_weight, cell.ratio, to_pil(cell.image)))
         bar.progress(len(cells) / len(grid_weights), text=f"{len(cells)} of {len(grid_weights)}")
     bar.empty()

@@ -62,3 +62,17 @@ def test_settings_are_bound_to_query_params(tmp_path, monkeypatch):
     assert at.segmented_control(key="opt").value == "adam"
     assert at.segmented_control(key="col").value == "luminance"
     assert at.multiselect(key="sl").value == ["stem"]
+
+
+def test_weight_grid_renders_and_loads_a_choice(app):
+    app.selectbox(key="cl").set_value("stem")  # shallow layers keep this test cheap
+    app.multiselect(key="sl").set_value(["stem", "block0"])
+    app.select_slider(key="sw").set_value(1e3).run()
+    app.button(key="grid").click().run()
+    assert not app.exception
+    use = [b for b in app.button if b.key and b.key.startswith("use_")]
+    assert [b.label for b in use] == ["Use 1e2", "Use 1e3", "Use 1e4", "Use 1e5"]
+    thumbs = [img for element in app.get("image") for img in element.proto.imgs if "style/content" in img.caption]
+    assert len(thumbs) == 4
+    use[-1].click().run()
+    assert app.select_slider(key="sw").value == 1e5
