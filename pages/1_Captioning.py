@@ -154,7 +154,8 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
         st.markdown(f"> {result.caption or '(empty caption)'}")
         a, b = st.columns(2)
         a.metric("Time to caption", f"{result.seconds:.2f} s")
-        b.metric("Model size", f"{spec.params_m:,.0f} M params")
+        resident = reg.loaded_mb().get(model_id)
+        b.metric("Model size", f"{resident:,.0f} MB" if resident is not None else f"{spec.download_mb:,.0f} MB")
         if not result.words:
             continue
         maps, note = shown[model_id]

@@ -1,0 +1,59 @@
+"""Captioning in a real browser: a side-by-side comparison, then scrubbing words without a rerun."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.captioning.tiny_models import build_tiny_models
+from tests.e2e.conftest import ARTIFACTS, assert_no_exception, wait_for_idle
+
+pytestmark = pytest.mark.e2e
+
+SCRUBS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(p => p._transitionData && p._transitionData._frames.length > 0)
+    .map(p => ({frames: p._transitionData._frames.length,
+                title: p.layout.title.text.replace(/<[^>]+>/g, ''), z: p.data[1].z}))"""
+
+
+@pytest.fixture(scope="module")
+def tiny_server_models(server_env: dict[str, str]) -> Path:
+    """The tiny random captioners in the server's models folder (the registry looks there on each status)."""
+    folder = Path(server_env["VISIONLAB_MODELS_DIR"])
+    if not (folder / "vit-gpt2").is_dir():
+        build_tiny_models(folder)
+    return folder
+
+
+def _scrubs(page, expected: int, timeout: float = 120.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = page.evaluate(SCRUBS)
+        if len(found) >= expected:
+            return found
+        time.sleep(0.3)
+    raise TimeoutError(f"expected {expected} scrubbable heatmaps")
+
+
+def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_models):
+    page.goto(f"{app_url}/Captioning?models=vit-gpt2&models=blip-base&max=6")
+    wait_for_idle(page)
+    before = _scrubs(page, 2)
+    assert len(before) == 2
+    assert page.get_by_text("Time to caption").count() == 2
+    first = before[0]
+    assert first["frames"] >= 2 and first["title"].startswith("1. ")
+    page.screenshot(path=str(ARTIFACTS / "captioning-compare.png"), full_page=True)
+
+    rail = page.locator(".js-plotly-plot .slider-rail-touch-rect").first
+    box = rail.bounding_box()
+    # the last step sits at the right end of the rail
+    page.mouse.click(box["x"] + box["width"] - 4, box["y"] + box["height"] / 2)
+    time.sleep(1.0)
+    after = page.evaluate(SCRUBS)[0]
+    assert after["title"].startswith(f"{first['frames']}. "), "the slider should show the last word"
+    assert after["z"] != first["z"], "the heatmap should change with the word"
+    assert page.locator('[data-testid="stApp"]').get_attribute("data-teststate") != "running"
+    assert_no_exception(page)
