@@ -180,10 +180,10 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         ref="VGG19_Weights.IMAGENET1K_V1",
         extra={"file": "vgg19-dcbb9e9d.pth"},  # torch hub cache name, known without importing torchvision
         loader="core.style:load_vgg19_features",
-        params_m=20.0,
+        params_m=12.9,
         download_mb=548.1,
         license="BSD-3-Clause",
         input_size=224,
-        note="Only the convolutional features (80 MB) are kept in memory and in the local cache.",
+        note="Only the convolutional features up to relu5_1 (52 MB) are kept in memory and in the local cache.",
     ),
 )
