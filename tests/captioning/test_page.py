@@ -80,3 +80,18 @@ def test_offline_with_nothing_installed_stays_usable(page, tmp_path):
     assert at.warning  # nothing chosen can run
     assert not _scrubs(at)
     assert at.multiselect(key="models").options  # the page still offers every captioner
+
+
+def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, tiny_dir):
+    at = page(tiny_dir)
+    at.query_params["models"] = "git-base"
+    at.query_params["max"] = "3"
+    at.run()
+    at.button[[b.label for b in at.button].index("Generate scene")].click().run()
+    assert not at.exception
+    assert at.session_state["img_src"] == "Tray"
+    assert at.selectbox(key="img_tray").value == "ShapesWorld 0"
+    from core.shapes import render_scene
+
+    assert at.text_area(key="refs").value == render_scene(0).caption
+    assert list(at.dataframe[0].value["model"]) == ["git-base"]  # scored against the scene's true caption
