@@ -133,7 +133,8 @@ if second != "none":
     style_inputs.append((sample_image(second), share))
 inputs = (content.name, style.name, second, f"{share:g}")
 
-rate = calibrated_rate(net) or style_seconds_per_megapixel(net, tuple(style_layers), extractor)
+used = tuple(sorted({content_layer, *style_layers}))
+rate = calibrated_rate(net) or style_seconds_per_megapixel(net, used, extractor)
 aspect = content.image.width / content.image.height
 source = "calibrated on your last run" if calibrated_rate(net) else "from a quick benchmark of this CPU"
 eta = estimate_seconds(rate, side, aspect, steps)
@@ -183,7 +184,8 @@ if rec is not None and rec.frames and not rec.running:
     frames = dict(rec.frames)
     f1, f2 = st.columns([1, 3])
     f1.image(frames.get(chosen, rec.frames[-1][1]), caption=f"step {chosen}", width="stretch")
-    f2.image([img for _, img in rec.frames[-8:]], caption=[f"{s}" for s, _ in rec.frames[-8:]], width=96)
+    strip = [rec.frames[round(i * (len(rec.frames) - 1) / 5)] for i in range(6)] if len(rec.frames) > 6 else rec.frames
+    f2.image([img for _, img in strip], caption=[f"step {s}" for s, _ in strip], width=96)
     d1, d2 = st.columns(2)
     d1.download_button("Download PNG", rec.png(), "style_transfer.png", "image/png", key="download", icon="⬇️")
     if d2.button("Send to the image tray", key="tray"):
