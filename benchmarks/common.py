@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -39,6 +40,7 @@ class Row:
     baseline: float
     target: str
     unit: str = "s"
+    check: str = ""  # e.g. whether ours and the baseline gave identical results
 
     @property
     def ratio(self) -> float:
@@ -48,7 +50,22 @@ class Row:
 def print_table(title: str, machine: str, rows: list[Row], baseline_name: str) -> None:
     """Print a Markdown table (pasted into the README as is)."""
     print(f"\n### {title}\n\n{machine}\n")
-    print(f"| case | ours ({rows[0].unit}) | {baseline_name} ({rows[0].unit}) | ratio ours/baseline | target |")
-    print("|---|---|---|---|---|")
+    checked = any(r.check for r in rows)
+    head, rule = (" check |", "---|") if checked else ("", "")
+    unit = rows[0].unit
+    print(f"| case | ours ({unit}) | {baseline_name} ({unit}) | ratio ours/baseline | target |{head}")
+    print(f"|---|---|---|---|---|{rule}")
     for r in rows:
-        print(f"| {r.case} | {r.ours:.4g} | {r.baseline:.4g} | {r.ratio:.2f} | {r.target} |")
+        check = f" {r.check} |" if checked else ""
+        print(f"| {r.case} | {r.ours:.4g} | {r.baseline:.4g} | {r.ratio:.2f} | {r.target} |{check}")
+
+
+def arguments(doc: str | None, argv: list[str] | None, repeats: int = 3) -> argparse.Namespace:
+    """The options every benchmark takes: ``--quick`` (smallest sizes, one repeat) and ``--repeats``."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="smallest sizes and one repeat (smoke test)")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per case (median reported)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
+    return args

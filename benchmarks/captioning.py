@@ -1,0 +1,79 @@
+"""Captioning: our caption + per-token attention vs the caption alone from the usual transformers route.
+
+Models: full-size BLIP-base and ViT-GPT2 twins (published configurations, random weights) in a temporary
+models folder; ours loads through the registry (eager attention, needed for attention maps), the baseline
+loads the same folder with the library's defaults. BLIP's baseline is ``pipeline("image-to-text")``
+(transformers 5 serves it as ``image-text-to-text`` with an empty prompt); the pipeline refuses
+VisionEncoderDecoder models (no processor class), so ViT-GPT2's baseline is its model card's recipe
+(image processor → ``generate`` → ``batch_decode``). Every caption has exactly ``tokens`` new tokens
+(min = max new tokens). The captions are random text and are never shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from PIL import Image
+
+from benchmarks.common import Row, arguments, median_seconds, print_table, setup
+from benchmarks.twins import twin_registry
+from core.captioning.hf import HFCaptioner
+from core.captioning.types import DecodingConfig
+from core.samples import load_sample
+
+
+def baseline(model_id: str, folder: str, tokens: int) -> Any:
+    """A callable image → caption text, the way a transformers user would write it (caption only)."""
+    fixed = {"min_new_tokens": tokens, "max_new_tokens": tokens}
+    if model_id == "blip-base":
+        from transformers import logging, pipeline
+
+        logging.set_verbosity_error()  # "image-to-text was renamed" is logged with a broken format string
+        pipe = pipeline("image-to-text", model=folder)
+        return lambda image: pipe(images=image, text="", generate_kwargs=fixed)[0]["generated_text"]
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+    model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    processor, tokenizer = AutoImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+    def caption(image: Image.Image) -> str:
+        pixel_values = processor(images=[image], return_tensors="pt").pixel_values
+        with torch.inference_mode():
+            output_ids = model.generate(pixel_values, **fixed)
+        return tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
+
+    return caption
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = arguments(__doc__, argv)
+    machine = setup()
+    tokens = 3 if args.quick else 20
+    image = load_sample("sample.jpg")
+    rows: list[Row] = []
+    with twin_registry([] if args.quick else ["blip-base", "vit-gpt2"], small=args.quick) as registry:
+        for model_id in ("blip-base", "vit-gpt2"):
+            ours: HFCaptioner = registry.load(model_id)
+            ours.model.generation_config.min_new_tokens = tokens  # fixed length; our config sets the maximum
+            config = DecodingConfig(max_new_tokens=tokens)
+            theirs = baseline(model_id, str(registry.models_dir / model_id), tokens)
+            result = ours.caption(image, config)
+            assert len(result.extra["token_ids"]) == tokens and result.word_maps.shape[0] == len(result.words)
+            same = result.caption == theirs(image)
+            rows.append(
+                Row(
+                    f"{model_id} twin, {tokens} tokens (ours with attention)",
+                    median_seconds(lambda ours=ours, config=config: ours.caption(image, config), args.repeats),
+                    median_seconds(lambda theirs=theirs: theirs(image), args.repeats),
+                    "≤ 1.15",
+                    check=f"same caption: {same}",
+                )
+            )
+            registry.evict(model_id)
+    print_table("Caption + per-token attention vs caption only", machine, rows, "transformers")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
