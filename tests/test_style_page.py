@@ -24,6 +24,12 @@ def _configure(at: AppTest, steps: int) -> None:
     at.number_input(key="n").set_value(steps)
 
 
+def _shallow(at: AppTest) -> None:
+    """Shallow layers only: the forward pass stops early, which keeps a test cheap."""
+    at.selectbox(key="cl").set_value("stem")
+    at.multiselect(key="sl").set_value(["stem", "block0"])
+
+
 def test_short_run_draws_chart_and_image(app):
     assert any("fallback" in w.value for w in app.sidebar.warning), "the EfficientNet fallback must be labelled"
     _configure(app, 4)
@@ -42,6 +48,7 @@ def test_short_run_draws_chart_and_image(app):
 
 
 def test_continue_resumes_and_extends_the_curve(app):
+    _shallow(app)
     _configure(app, 3)
     app.button(key="start").click().run()
     app.number_input(key="more").set_value(2)
@@ -49,6 +56,12 @@ def test_continue_resumes_and_extends_the_curve(app):
     assert not app.exception
     spec = json.loads(app.get("plotly_chart")[-1].proto.spec)
     assert len(spec["data"][0]["x"]) == 5
+    assert not any("Settings changed" in i.value for i in app.info)
+    app.select_slider(key="sw").set_value(1e7)
+    app.number_input(key="more").set_value(1)
+    app.button(key="continue").click().run()
+    assert any("Settings changed" in i.value for i in app.info)
+    assert len(json.loads(app.get("plotly_chart")[-1].proto.spec)["data"][0]["x"]) == 6
 
 
 def test_settings_are_bound_to_query_params(tmp_path, monkeypatch):
@@ -65,8 +78,7 @@ def test_settings_are_bound_to_query_params(tmp_path, monkeypatch):
 
 
 def test_weight_grid_renders_and_loads_a_choice(app):
-    app.selectbox(key="cl").set_value("stem")  # shallow layers keep this test cheap
-    app.multiselect(key="sl").set_value(["stem", "block0"])
+    _shallow(app)
     app.select_slider(key="sw").set_value(1e3).run()
     app.button(key="grid").click().run()
     assert not app.exception
