@@ -170,136 +170,147 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
 if not good:
     st.stop()
 
+# Tabs keep their state across the reruns a click causes, and only the open one runs.
 tab_grid, tab_reverse, tab_faith, tab_refs, tab_batch = st.tabs(
-    ["Layer × head", "Reverse view", "Faithfulness", "References", "Batch"]
+    ["Layer × head", "Reverse view", "Faithfulness", "References", "Batch"], key="tab", bind="query-params"
 )
 
-with tab_grid:
-    with_stack = [m for m, r in good.items() if "attention" in r.extra]
-    if not with_stack:
-        st.info("The chosen models have a single attention map per word.")
-    else:
-        a, b = st.columns(2)
-        grid_model = a.selectbox("Model", with_stack, key="grid_model")
-        words = good[grid_model].words
-        word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
-        stack = good[grid_model].extra["attention"]
-        st.plotly_chart(layer_head_figure(layer_head_maps(stack, word), words[word]), key="layer_head")
-
-with tab_reverse:
-    st.caption("Click a point of the image: the bars show how strongly each word of each caption attended there.")
-    point = st.session_state.get("cap_point")
-    thumb = picked.image.copy()
-    thumb.thumbnail((448, 448))
-    left, right = st.columns([2, 3])
-    with left:
-        event = st.plotly_chart(click_grid_figure(thumb, point), key="reverse_click", on_select="rerun")
-    clicked = (event or {}).get("selection", {}).get("points", [])
-    if clicked:
-        point = (clicked[0]["x"] / thumb.width, clicked[0]["y"] / thumb.height)
-        st.session_state["cap_point"] = point
-    with right:
-        if point is None:
-            st.info("No point chosen yet.")
+if tab_grid.open:
+    with tab_grid:
+        with_stack = [m for m, r in good.items() if "attention" in r.extra]
+        if not with_stack:
+            st.info("The chosen models have a single attention map per word.")
         else:
-            values = {}
-            for model_id, result in good.items():
-                where = point_in_view(load_captioner(model_id), picked.image.size, *point)
-                if where is not None:
-                    values[model_id] = (result.words, attention_at(shown[model_id][0], *where))
-            if values:
-                st.plotly_chart(reverse_figure(values), key="reverse_bars")
+            a, b = st.columns(2)
+            grid_model = a.selectbox("Model", with_stack, key="grid_model")
+            words = good[grid_model].words
+            word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
+            stack = good[grid_model].extra["attention"]
+            st.plotly_chart(layer_head_figure(layer_head_maps(stack, word), words[word]), key="layer_head")
+
+if tab_reverse.open:
+    with tab_reverse:
+        st.caption("Click a point of the image: the bars show how strongly each word of each caption attended there.")
+        point = st.session_state.get("cap_point")
+        thumb = picked.image.copy()
+        thumb.thumbnail((448, 448))
+        left, right = st.columns([2, 3])
+        with left:
+            event = st.plotly_chart(click_grid_figure(thumb, point), key="reverse_click", on_select="rerun")
+        clicked = (event or {}).get("selection", {}).get("points", [])
+        if clicked:
+            point = (clicked[0]["x"] / thumb.width, clicked[0]["y"] / thumb.height)
+            st.session_state["cap_point"] = point
+        with right:
+            if point is None:
+                st.info("No point chosen yet.")
             else:
-                st.info("That point lies outside every model's centre crop.")
+                values = {}
+                for model_id, result in good.items():
+                    where = point_in_view(load_captioner(model_id), picked.image.size, *point)
+                    if where is not None:
+                        values[model_id] = (result.words, attention_at(shown[model_id][0], *where))
+                if values:
+                    st.plotly_chart(reverse_figure(values), key="reverse_bars")
+                else:
+                    st.info("That point lies outside every model's centre crop.")
 
-with tab_faith:
-    st.caption(
-        "Hide the most-attended patches of a word and re-score the same caption: if attention is faithful, "
-        "log p(word) drops faster than when hiding as many random patches."
-    )
-    a, b, c = st.columns(3)
-    faith_model = a.selectbox("Model", list(good), key="faith_model")
-    words = good[faith_model].words
-    word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
-    mode = c.segmented_control("Hide with", ["blur", "mean"], default="blur", required=True, key="faith_mode")
-    faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
-    curves = st.session_state.setdefault("cap_faith", {})
-    if st.button("Run the check", type="primary"):
-        run_key = f"faith|{faith_key}"
-        st.session_state.pop("cap_stopped", None)
-        stop_button(run_key)
-        bar = st.progress(0.0)
-        target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
-        try:
-            curves[faith_key] = faithfulness(
-                load_captioner(faith_model),
-                picked.image,
-                target,
-                word,
-                mode=mode,
-                recaption=config,
-                reporter=reporter(bar, run_key),
-            )
-        except Cancelled:
-            st.info("Stopped.")
-        except ValueError as err:
-            st.warning(str(err))
-    curve = curves.get(faith_key)
-    if curve is not None:
-        a, b = st.columns([3, 2])
-        a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
-        b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
-        b.markdown(f"Re-captioned: > {curve.masked_caption or '(empty)'}")
+if tab_faith.open:
+    with tab_faith:
+        st.caption(
+            "Hide the most-attended patches of a word and re-score the same caption: if attention is faithful, "
+            "log p(word) drops faster than when hiding as many random patches."
+        )
+        a, b, c = st.columns(3)
+        faith_model = a.selectbox("Model", list(good), key="faith_model")
+        words = good[faith_model].words
+        word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
+        mode = c.segmented_control("Hide with", ["blur", "mean"], default="blur", required=True, key="faith_mode")
+        faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
+        curves = st.session_state.setdefault("cap_faith", {})
+        if st.button("Run the check", type="primary"):
+            run_key = f"faith|{faith_key}"
+            st.session_state.pop("cap_stopped", None)
+            stop_button(run_key)
+            bar = st.progress(0.0)
+            target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
+            try:
+                curves[faith_key] = faithfulness(
+                    load_captioner(faith_model),
+                    picked.image,
+                    target,
+                    word,
+                    mode=mode,
+                    recaption=config,
+                    reporter=reporter(bar, run_key),
+                )
+            except Cancelled:
+                st.info("Stopped.")
+            except ValueError as err:
+                st.warning(str(err))
+        curve = curves.get(faith_key)
+        if curve is not None:
+            a, b = st.columns([3, 2])
+            a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
+            b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
+            b.markdown(f"Re-captioned: > {curve.masked_caption or '(empty)'}")
 
-with tab_refs:
-    text = st.text_area("Reference captions, one per line", key="refs", bind="query-params", height=110)
-    references = [line for line in text.splitlines() if line.strip()]
-    if references:
-        try:
-            scores = reference_scores({m: r.caption for m, r in good.items()}, references)
-        except ValueError as err:
-            st.warning(str(err))
+if tab_refs.open:
+    with tab_refs:
+        text = st.text_area(
+            "Reference captions, one per line", key="refs", bind="query-params", persist_state="session", height=110
+        )
+        references = [line for line in text.splitlines() if line.strip()]
+        if references:
+            try:
+                scores = reference_scores({m: r.caption for m, r in good.items()}, references)
+            except ValueError as err:
+                st.warning(str(err))
+            else:
+                st.dataframe(
+                    pd.DataFrame(
+                        [
+                            {"model": s.model_id, "caption": s.caption, "BLEU-4": s.bleu4, "CIDEr-D": s.cider}
+                            for s in scores
+                        ]
+                    ),
+                    hide_index=True,
+                    column_config={
+                        "BLEU-4": st.column_config.NumberColumn(format="%.3f"),
+                        "CIDEr-D": st.column_config.NumberColumn(format="%.2f"),
+                    },
+                )
+                st.caption(
+                    "BLEU-4 without smoothing (0 when no 4-gram matches). CIDEr-D on one image uses uniform IDF, "
+                    "since document frequencies need a corpus; 10 means the caption equals every reference."
+                )
         else:
-            st.dataframe(
-                pd.DataFrame(
-                    [{"model": s.model_id, "caption": s.caption, "BLEU-4": s.bleu4, "CIDEr-D": s.cider} for s in scores]
-                ),
-                hide_index=True,
-                column_config={
-                    "BLEU-4": st.column_config.NumberColumn(format="%.3f"),
-                    "CIDEr-D": st.column_config.NumberColumn(format="%.2f"),
-                },
-            )
-            st.caption(
-                "BLEU-4 without smoothing (0 when no 4-gram matches). CIDEr-D on one image uses uniform IDF, "
-                "since document frequencies need a corpus; 10 means the caption equals every reference."
-            )
-    else:
-        st.caption("Type references (e.g. your own description) to score each model's caption.")
+            st.caption("Type references (e.g. your own description) to score each model's caption.")
 
-with tab_batch:
-    files = st.file_uploader(
-        "Images or zip archives",
-        type=[*IMAGE_TYPES, "zip"],
-        accept_multiple_files=True,
-        key="batch_files",
-        max_upload_size=25,
-    )
-    if files and st.button(f"Caption {len(files)} file(s) with {len(good)} model(s)", type="primary"):
-        batch = read_batch([(f.name, f.getvalue()) for f in files])
-        for error in batch.errors:
-            st.warning(error)
-        run_key = f"batch|{len(files)}"
-        st.session_state.pop("cap_stopped", None)
-        stop_button(run_key)
-        bar = st.progress(0.0)
-        try:
-            rows = caption_batch({m: load_captioner(m) for m in good}, batch.images, config, reporter(bar, run_key))
-        except Cancelled:
-            st.info("Stopped.")
-        else:
-            st.session_state["cap_batch"] = batch_table(rows)
-    table = st.session_state.get("cap_batch")
-    if table is not None:
-        st.dataframe(table, hide_index=True)
-        st.download_button("Download CSV", table.to_csv(index=False), "captions.csv", "text/csv")
+if tab_batch.open:
+    with tab_batch:
+        files = st.file_uploader(
+            "Images or zip archives",
+            type=[*IMAGE_TYPES, "zip"],
+            accept_multiple_files=True,
+            key="batch_files",
+            max_upload_size=25,
+        )
+        if files and st.button(f"Caption {len(files)} file(s) with {len(good)} model(s)", type="primary"):
+            batch = read_batch([(f.name, f.getvalue()) for f in files])
+            for error in batch.errors:
+                st.warning(error)
+            run_key = f"batch|{len(files)}"
+            st.session_state.pop("cap_stopped", None)
+            stop_button(run_key)
+            bar = st.progress(0.0)
+            try:
+                rows = caption_batch({m: load_captioner(m) for m in good}, batch.images, config, reporter(bar, run_key))
+            except Cancelled:
+                st.info("Stopped.")
+            else:
+                st.session_state["cap_batch"] = batch_table(rows)
+        table = st.session_state.get("cap_batch")
+        if table is not None:
+            st.dataframe(table, hide_index=True)
+            st.download_button("Download CSV", table.to_csv(index=False), "captions.csv", "text/csv")

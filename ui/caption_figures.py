@@ -99,9 +99,11 @@ def layer_head_figure(maps: np.ndarray, word: str) -> go.Figure:
             )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
+    for k in range(1, layers * heads + 1):  # square cells: each map keeps the grid's aspect
+        fig.layout[f"yaxis{k if k > 1 else ''}"].scaleanchor = f"x{k if k > 1 else ''}"
     fig.update_layout(
         title={"text": f"“{word}” in every layer and head", "font": {"size": 14}},
-        height=60 + 70 * layers,
+        height=60 + layers * min(900 // heads, 160),
         margin={"l": 30, "r": 0, "t": 60, "b": 0},
     )
     return fig

@@ -58,15 +58,23 @@ def test_views_switch_without_recomputing_and_references_score(page, tiny_dir):
     assert before != after
     at.selectbox(key="agg").set_value("gradient").run()
     assert not at.exception and "gradient-weighted" in " ".join(c.value for c in at.caption)
+    assert not at.get("text_area"), "only the open tab runs"
+    at.session_state["tab"] = "References"
+    at.run()
     at.text_area(key="refs").set_value("a dog runs\na brown dog running on grass").run()
     assert not at.exception
     frame = at.dataframe[0].value
     assert list(frame["model"]) == ["blip-base"]
     assert {"BLEU-4", "CIDEr-D"} <= set(frame.columns)
+    at.session_state["tab"] = "Faithfulness"
+    at.run()
     at.button[[b.label for b in at.button].index("Run the check")].click().run()
     assert not at.exception
     titles = [f["layout"].get("title", {}).get("text", "") for f in _figures(at).values()]
     assert any(t.startswith("Faithfulness of") for t in titles)
+    at.session_state["tab"] = "References"
+    at.run()
+    assert at.text_area(key="refs").value == "a dog runs\na brown dog running on grass"  # kept while hidden
 
 
 def test_offline_with_nothing_installed_stays_usable(page, tmp_path):
@@ -91,6 +99,8 @@ def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, 
     assert not at.exception
     assert at.session_state["img_src"] == "Tray"
     assert at.selectbox(key="img_tray").value == "ShapesWorld 0"
+    at.session_state["tab"] = "References"
+    at.run()
     from core.shapes import render_scene
 
     assert at.text_area(key="refs").value == render_scene(0).caption
