@@ -96,3 +96,12 @@ def test_missing_vgg19_shows_a_message_and_falls_back(app):
     assert any("VGG19" in w.value and "offline" in w.value for w in app.warning)
     assert any("EfficientNet-Lite0" in i.value for i in app.info)
     assert app.selectbox(key="cl").value == "block8", "the page stays usable with the fallback's layers"
+
+
+def test_a_run_pauses_itself_at_the_time_limit(app, monkeypatch):
+    monkeypatch.setattr("ui.style_run.MAX_RUN_S", 0)
+    _configure(app, 3)
+    app.button(key="start").click().run()
+    assert not app.exception
+    assert any("Paused after 0 minutes at step 0" in i.value for i in app.info)
+    assert not app.get("download_button"), "nothing ran, so there is nothing to download"

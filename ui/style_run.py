@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from core.images import to_pil
+from core.runtime import Cancelled, Reporter
 from core.style import StyleConfig, StyleProblem, StyleState, StyleStep, run, seconds_per_megapixel
 from ui.figures import loss_figure
 
@@ -28,6 +29,8 @@ MAX_FRAMES = 24
 FRAME_SIDE = 256
 #: Redraw the chart and image at most this often; the progress bar moves every step.
 DRAW_EVERY_S = 0.5
+#: A run pauses itself after this long, so a forgotten tab does not hold the CPU for hours.
+MAX_RUN_S = 15 * 60
 
 
 @dataclass
@@ -89,20 +92,25 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
     every = max(1, steps // 12)
     bar = st.progress(0.0, text="Computing targets…")
     timed: list[StyleStep] = []
-    drawn = 0.0
-    for item in run(problem, rec.state, steps):
-        if not math.isfinite(item.losses["total"]):
-            rec.diverged = True
-            break
-        rec.state, rec.image = item.state, item.image
-        rec.history.append(item.losses)
-        _keep_frame(rec, item, every)
-        if len(timed) < 8:
-            timed.append(item)
-        bar.progress((item.step - rec.goal + steps) / steps, text=f"Step {item.step} of {rec.goal}")
-        if time.monotonic() - drawn >= DRAW_EVERY_S or item.step == rec.goal:
-            draw(rec, chart, picture)
-            drawn = time.monotonic()
+    drawn, deadline = 0.0, time.monotonic() + MAX_RUN_S
+    reporter = Reporter(should_stop=lambda: time.monotonic() > deadline)
+    try:
+        for item in run(problem, rec.state, steps, reporter):
+            if not math.isfinite(item.losses["total"]):
+                rec.diverged = True
+                break
+            rec.state, rec.image = item.state, item.image
+            rec.history.append(item.losses)
+            _keep_frame(rec, item, every)
+            if len(timed) < 8:
+                timed.append(item)
+            bar.progress((item.step - rec.goal + steps) / steps, text=f"Step {item.step} of {rec.goal}")
+            if time.monotonic() - drawn >= DRAW_EVERY_S or item.step == rec.goal:
+                draw(rec, chart, picture)
+                drawn = time.monotonic()
+    except Cancelled:
+        draw(rec, chart, picture)
+        st.info(f"Paused after {MAX_RUN_S // 60} minutes at step {rec.state.step}: press **Continue** to go on.")
     rec.running = False
     bar.empty()
     if timed:
