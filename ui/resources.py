@@ -7,7 +7,10 @@ budget and evicts least-recently-used models); Streamlit caches only the registr
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import streamlit as st
 import torch
@@ -17,6 +20,8 @@ from core import attacks
 from core.models import ImageClassifier, ModelError, Registry
 from core.samples import load_sample
 from core.style import FeatureExtractor, benchmark, efficientnet_extractor
+
+T = TypeVar("T")
 
 
 @st.cache_resource(show_spinner=False)
@@ -108,3 +113,28 @@ def fgsm_noise_sweeps(
     flips = attacks.fools(_model, label, target, lambda e: attacks.fgsm_images(_x, direction, e))
     least = attacks.minimal_eps(flips, hi=float(grid[-1]))
     return fgsm, noise, least
+
+
+@st.cache_resource(show_spinner=False)
+def _saliency_store() -> tuple[OrderedDict[tuple[Any, ...], Any], threading.Lock]:
+    """Process-wide LRU of saliency results (maps, curves, sanity checks), shared by every session."""
+    return OrderedDict(), threading.Lock()
+
+
+def saliency_cached(key: tuple[Any, ...], compute: Callable[[], T], max_entries: int = 96) -> T:
+    """The result stored under ``key`` (model, image hash, method, parameters), else ``compute()`` it now.
+
+    A plain LRU instead of ``st.cache_data``: ``compute`` drives this session's progress bar, and
+    Streamlit's caches would record and replay those element updates.
+    """
+    store, lock = _saliency_store()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = compute()
+    with lock:
+        store[key] = value
+        while len(store) > max_entries:
+            store.popitem(last=False)
+    return value

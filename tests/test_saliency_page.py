@@ -1,0 +1,54 @@
+"""The saliency page under Streamlit's AppTest: real EfficientNet-Lite0, coffee photo, offline."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = "../pages/2_Saliency.py"
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def app() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["m"] = ["gradient", "gradcam"]  # two cheap methods keep the test short
+    return at.run()
+
+
+def test_page_explains_espresso_with_two_methods_and_faithfulness(app):
+    assert not app.exception, app.exception
+    assert app.selectbox(key="cls").value == 967  # top-1 of the coffee photo: espresso
+    assert "espresso" in app.subheader[0].value
+    charts = app.get("plotly_chart")
+    assert len(charts) == 2 + 2 + 1  # input, top-5, two maps, deletion/insertion
+    table = app.dataframe[0].value
+    assert list(table["method"]) == ["Gradient", "Grad-CAM", "random order"]
+    random_auc = table["deletion AUC ↓"].iloc[-1]
+    assert (table["deletion AUC ↓"].iloc[:2] < random_auc).all()
+
+
+def test_contrast_and_sign_change_the_view(app):
+    app.toggle(key="vs").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "rather than" in app.subheader[0].value
+    app.segmented_control(key="sign").set_value("signed").run()
+    assert not app.exception, app.exception
+
+
+def test_sanity_check_runs_and_reports(app):
+    app.toggle(key="vs").set_value(False)
+    app.toggle(key="faith").set_value(False)
+    app.button(key="run_sanity").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("plotly_chart")) == 2 + 2 + 1  # input, top-5, two maps, sanity trends (no curves)
+    assert any("Changes with the weights" in s.value for s in app.success)
+
+
+def test_missing_model_keeps_page_usable():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["model"] = "vgg16"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("not available" in w.value.lower() or "vgg16" in w.value.lower() for w in at.warning)
+    assert at.selectbox(key="model").value == "vgg16"
