@@ -115,10 +115,11 @@ def vgg_extractor(features: nn.Sequential, *, name: str = "VGG19") -> FeatureExt
 
 
 def _vgg19_stack() -> nn.Sequential:
-    """VGG19's conv stack up to :data:`VGG_DEEPEST`, without building the 120 M-parameter classifier."""
+    """VGG19's conv stack up to :data:`VGG_DEEPEST` on the meta device: no classifier, no random init."""
     from torchvision.models.vgg import cfgs, make_layers
 
-    features = make_layers(cfgs["E"])
+    with torch.device("meta"):
+        features = make_layers(cfgs["E"])
     cut = 0
     for i, module in enumerate(features):
         if isinstance(module, nn.ReLU):
@@ -173,7 +174,7 @@ def load_vgg19_features(spec: ModelSpec, location: Path | None, progress: Progre
         fetch_url(torchvision_weights(spec.ref).url, location, progress)
     progress(0.9, "Reading convolutional weights…")
     state = read_vgg_features(location, len(features))
-    features.load_state_dict(state)
+    features.load_state_dict(state, assign=True)  # the file's tensors replace the meta ones
     if download or location == torch_hub_file(spec):
         cached.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in state.items()}, str(cached))

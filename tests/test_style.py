@@ -203,7 +203,7 @@ def test_time_estimate_scales_with_pixels_and_steps():
 @pytest.fixture(scope="module")
 def vgg_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return {k: v.clone() for k, v in S._vgg19_stack().state_dict().items()}
+    return {k: torch.randn(v.shape) * 0.01 for k, v in S._vgg19_stack().state_dict().items()}
 
 
 def _check_loaded(extractor: S.FeatureExtractor, state: dict[str, torch.Tensor]) -> None:
@@ -213,6 +213,8 @@ def _check_loaded(extractor: S.FeatureExtractor, state: dict[str, torch.Tensor])
     assert len(loaded) == 13  # 13 convolutions up to relu5_1; nothing of the classifier
     assert torch.equal(next(iter(loaded.values())), state["0.weight"])
     assert torch.equal(extractor.stages[-1][-2].weight, state["28.weight"])
+    deepest = extractor(torch.rand(1, 3, 32, 32), [S.VGG_DEEPEST])[S.VGG_DEEPEST]
+    assert deepest.shape == (1, 512, 2, 2) and not deepest.is_meta and torch.isfinite(deepest).all()
 
 
 def test_vgg19_from_models_dir_full_checkpoint_or_features_only(tmp_path, monkeypatch, vgg_state):
