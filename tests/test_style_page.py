@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 PAGE = "../pages/4_Style_Transfer.py"
@@ -105,3 +106,33 @@ def test_a_run_pauses_itself_at_the_time_limit(app, monkeypatch):
     assert not app.exception
     assert any("Paused after 0 minutes at step 0" in i.value for i in app.info)
     assert not app.get("download_button"), "nothing ran, so there is nothing to download"
+
+
+def test_vgg19_in_a_models_folder_is_used(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from core.style import _vgg19_stack
+    from ui.resources import registry
+
+    folder = tmp_path / "models" / "vgg19"
+    folder.mkdir(parents=True)
+    weights = {k: torch.randn(v.shape) * 0.01 for k, v in _vgg19_stack().state_dict().items()}
+    save_file(weights, folder / "features.safetensors")
+    monkeypatch.setenv("VISIONLAB_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path / "cache"))
+    registry.clear()  # the process-wide registry must see this models folder
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=240)
+        at.run()
+        assert at.selectbox(key="net").value == "vgg19"
+        assert not at.sidebar.warning, "VGG19 is ready: no fallback notice"
+        assert at.selectbox(key="cl").value == "relu4_2"
+        at.multiselect(key="sl").set_value(["relu1_1", "relu2_1"])
+        at.selectbox(key="cl").set_value("relu2_1")
+        _configure(at, 2)
+        at.button(key="start").click().run()
+        assert not at.exception
+        names = [t["name"] for t in json.loads(at.get("plotly_chart")[-1].proto.spec)["data"]]
+        assert names == ["total", "content", "style relu1_1", "style relu2_1", "tv"]
+    finally:
+        registry.clear()
