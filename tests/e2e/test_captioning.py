@@ -57,3 +57,17 @@ def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_mode
     assert after["z"] != first["z"], "the heatmap should change with the word"
     assert page.locator('[data-testid="stApp"]').get_attribute("data-teststate") != "running"
     assert_no_exception(page)
+
+
+def test_reverse_view_answers_a_click_on_the_image(page, app_url, tiny_server_models):
+    page.goto(f"{app_url}/Captioning?models=vit-gpt2&models=git-base&max=4&tab=Reverse+view")
+    wait_for_idle(page)
+    page.get_by_text("No point chosen yet").wait_for()
+    image = page.locator(".js-plotly-plot").filter(has=page.locator(".scatterlayer")).last
+    image.scroll_into_view_if_needed()
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    wait_for_idle(page)
+    page.get_by_text("attention at the point (× uniform)").wait_for()
+    assert page.get_by_text("No point chosen yet").count() == 0
+    assert_no_exception(page)
