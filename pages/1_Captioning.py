@@ -38,6 +38,7 @@ from ui.captioning import (
     reporter,
     run_captions,
     stop_button,
+    trim,
     with_gradients,
 )
 from ui.resources import registry
@@ -244,6 +245,7 @@ if tab_faith.open:
                     recaption=config,
                     reporter=reporter(bar, run_key),
                 )
+                trim(curves, keep=1)
             except Cancelled:
                 st.info("Stopped.")
             except ValueError as err:
@@ -253,7 +255,7 @@ if tab_faith.open:
             a, b = st.columns([3, 2])
             a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
             b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
-            b.markdown(f"Re-captioned: > {curve.masked_caption or '(empty)'}")
+            b.markdown(f"Re-captioned masked image: *{curve.masked_caption or '(empty caption)'}*")
 
 if tab_refs.open:
     with tab_refs:

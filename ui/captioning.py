@@ -22,6 +22,8 @@ from core.runtime import Cancelled, Reporter
 from ui.resources import load_model, registry
 
 RESULTS_KEY = "cap_results"
+#: Results kept per session (each holds its attention stack, a few MB for the large models).
+MAX_RESULTS = 12
 STOPPED_KEY = "cap_stopped"
 
 
@@ -76,6 +78,7 @@ def run_captions(
                     model = load_captioner(model_id)
                     kwargs = {"gradients": True} if gradients and _takes_gradients(model) else {}
                     store[(key, model_id, config)] = model.caption(image, config, reporter(bar, run_key), **kwargs)
+                    trim(store, keep=len(model_ids))
                 except ModelError as err:
                     store[(key, model_id, config)] = str(err)
                 except Cancelled:
@@ -84,6 +87,12 @@ def run_captions(
             else:
                 box.update(label="Captions ready", state="complete", expanded=False)
     return {m: store[(key, m, config)] for m in model_ids if (key, m, config) in store}
+
+
+def trim(store: dict[Any, Any], keep: int) -> None:
+    """Forget the oldest results beyond :data:`MAX_RESULTS` (never the ``keep`` newest: the current view)."""
+    while len(store) > max(MAX_RESULTS, keep):
+        store.pop(next(iter(store)))
 
 
 def _takes_gradients(model: Captioner) -> bool:

@@ -215,7 +215,7 @@ class HFCaptioner:
     def _gradients(self, run: _Pass, ids: list[int]) -> np.ndarray:
         """∂ log p(token t) / ∂ attention row t, for every layer and head: (layers, heads, tokens, positions)."""
         logp = run.logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)]
-        grads = np.zeros((len(run.attentions), *run.rows[0].shape))
+        grads = np.zeros((len(run.attentions), *run.rows[0].shape), dtype=np.float32)
         for t in range(len(ids)):
             per_layer = torch.autograd.grad(logp[t], run.attentions, retain_graph=True)
             for layer, g in enumerate(per_layer):
@@ -232,7 +232,7 @@ class HFCaptioner:
                 pixels = pixels.clone().requires_grad_(True)  # so attention tensors join the autograd graph
             run = self.forward(pixels, ids)
             grads = self._gradients(run, ids) if gradients else None
-        rows = np.stack([r.detach().numpy() for r in run.rows]).astype(np.float64)
+        rows = np.stack([r.detach().numpy() for r in run.rows]).astype(np.float32)  # MBs per caption: keep it small
         tokens = self.tokenizer.convert_ids_to_tokens(ids)
         spans = tuple(merge_subwords(tokens, self.merge_style))
         n_extra = rows.shape[-1] - self.grid[0] * self.grid[1]
