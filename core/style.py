@@ -401,7 +401,7 @@ class StyleState:
     """Where a run stands: enough to continue it exactly. Valid until the generator that made it advances."""
 
     step: int
-    image: torch.Tensor  # the optimized pixels at the current scale, (1, 3, H, W)
+    image: torch.Tensor  # the optimized pixels at the current scale, (1, 3, H, W); L-BFGS may leave [0, 1]
     optim: dict[str, Any] = field(default_factory=dict)  # optimizer.state_dict(); empty = fresh
 
 
@@ -471,8 +471,11 @@ def run(problem: StyleProblem, state: StyleState, steps: int, reporter: Reporter
         reporter.step((step - state.step) / steps, f"step {step + 1} of {end}")
         began = time.perf_counter()
         terms = _step(problem, opt, x, stage)
-        with torch.no_grad():
-            x.clamp_(0, 1)
+        if problem.config.optimizer == "adam":
+            # Only Adam is clamped to [0, 1] as it goes: clamping behind L-BFGS's back makes the step it
+            # remembers differ from the step taken, which corrupts its curvature pairs and makes it oscillate.
+            with torch.no_grad():
+                x.clamp_(0, 1)
         yield StyleStep(
             step=step + 1,
             losses=terms,
