@@ -84,22 +84,29 @@ def _upload(box: Any, key: str, label: str) -> PickedImage | None:
 
 
 def model_picker(
-    task: Task, *, key: str, label: str = "Model", default: str | None = None, container: Any = None
+    task: Task | None = None,
+    *,
+    key: str,
+    label: str = "Model",
+    default: str | None = None,
+    ids: list[str] | None = None,
+    container: Any = None,
 ) -> str:
-    """Choose one model of ``task``; every model is listed with its status icon."""
+    """Choose one model (of ``task``, or among ``ids``); its status shows under the picker.
+
+    Options are labelled with stable display names only: a bound widget writes its label into the
+    URL, so a status icon in the label would break shared links whenever a model's status changes.
+    """
     box = container if container is not None else st.sidebar
     reg = registry()
-    ids = [s.id for s in reg.specs(task)]
-    statuses = {i: reg.status(i).status for i in ids}
-    index = ids.index(default) if default in ids else 0
-    return box.selectbox(
-        label,
-        ids,
-        index=index,
-        key=key,
-        bind="query-params",
-        format_func=lambda i: f"{STATUS_ICON[statuses[i]]} {reg.get(i).display_name}",
+    options = ids if ids is not None else [s.id for s in reg.specs(task)]
+    index = options.index(default) if default in options else 0
+    chosen = box.selectbox(
+        label, options, index=index, key=key, bind="query-params", format_func=lambda i: reg.get(i).display_name
     )
+    state = reg.status(chosen)
+    box.caption(f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}")
+    return chosen
 
 
 def show_model_error(err: ModelError) -> None:
