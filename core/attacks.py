@@ -362,7 +362,7 @@ def pgd(
 
 
 def noise(
-    x: torch.Tensor, model: nn.Module, label: int, eps: float, seed: int = 0, *, l2: bool = False
+    model: nn.Module, x: torch.Tensor, label: int, eps: float, seed: int = 0, *, l2: bool = False
 ) -> AttackResult:
     """The random-sign-noise control at the same norm: what ε does to a prediction *without* a gradient."""
     started = time.perf_counter()
@@ -446,8 +446,9 @@ def fools(
     """The predicate :func:`minimal_eps` bisects: does the image ``make(ε)`` fool the model?"""
 
     def check(eps: float) -> bool:
+        adv = make(eps)  # outside inference mode: making it may need gradients (PGD)
         with torch.inference_mode():
-            top = int(model(make(eps)).argmax())
+            top = int(model(adv).argmax())
         return top == target if target is not None else top != label
 
     return check

@@ -12,6 +12,7 @@ import io
 import math
 import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -197,7 +198,12 @@ def read_batch(files: Sequence[tuple[str, bytes]], limit: int = MAX_BATCH) -> Ba
                 if info.file_size > MAX_BYTES:
                     errors.append(f"{info.filename}: larger than {MAX_BYTES // 2**20} MB once unpacked.")
                     continue
-                add(f"{name}/{info.filename}", archive.read(info))
+                try:
+                    data = archive.read(info)
+                except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError) as err:
+                    errors.append(f"{name}/{info.filename}: damaged or encrypted inside the archive ({err}).")
+                    continue
+                add(f"{name}/{info.filename}", data)
     return BatchInput(images, errors)
 
 

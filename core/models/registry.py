@@ -35,6 +35,8 @@ ENV_CACHE = "VISIONLAB_CACHE_DIR"
 DEFAULT_BUDGET_MB = 1500.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _TRUE = {"1", "true", "yes", "on"}
+#: Suffixes of interrupted downloads (ours, huggingface_hub's, lock files): never "ready" on their own.
+INCOMPLETE = (".partial", ".incomplete", ".lock")
 
 
 class ModelError(RuntimeError):
@@ -133,7 +135,10 @@ class Registry:
             raise ModelError(f"Unknown model {model_id!r}.") from None
 
     def register(self, spec: ModelSpec) -> ModelSpec:
-        """Add a user-supplied model (e.g. a hub id or local folder typed in the UI)."""
+        """Add a user-supplied model (a hub id or a folder in the models folder, typed in the UI).
+
+        The registry is process-wide, so an added model is listed for every session of the server.
+        """
         with self._lock:
             self._specs[spec.id] = spec
         return spec
@@ -153,9 +158,11 @@ class Registry:
             path = REPO_ROOT / spec.ref
             if path.is_file():
                 return path
+        if spec.source is Source.LOCAL and Path(spec.ref).is_dir():
+            return Path(spec.ref)
         if self.models_dir is not None:
             folder = self.models_dir / spec.id
-            if folder.is_dir() and any(folder.iterdir()):
+            if folder.is_dir() and any(not p.name.endswith(INCOMPLETE) for p in folder.iterdir()):
                 return folder
         if spec.source is Source.HF:
             from huggingface_hub import try_to_load_from_cache
@@ -214,8 +221,8 @@ class Registry:
             progress(0.0, f"Loading {spec.display_name}…")
             try:
                 obj = loader(spec, state.location, progress)
-            except ModelError:
-                raise
+            except ModelError as err:
+                raise ModelError(f"{spec.display_name} could not be loaded: {err}") from err
             except Exception as err:  # corrupt cache, incomplete download, wrong files …
                 where = _describe(state.location) if state.location else "the network"
                 raise ModelError(f"{spec.display_name} could not be loaded from {where}: {err}") from err
@@ -264,7 +271,7 @@ class Registry:
         written: list[Path] = []
         for spec in self.specs():
             where = self.locate(spec)
-            if where is None or spec.source in (Source.PACKAGE, Source.BUILTIN):
+            if where is None or spec.source in (Source.PACKAGE, Source.BUILTIN, Source.LOCAL):
                 continue
             if self.models_dir is not None and where == self.models_dir / spec.id:
                 continue
