@@ -82,8 +82,9 @@ with st.sidebar:
     # Bound widgets put their *labels* in the URL: plain ids keep links short and stable.
     chosen = st.multiselect("Captioners", ids, default=default_models, key="models", bind="query-params")
     st.caption(" · ".join(f"{STATUS_ICON[statuses[i]]} {i}" for i in ids))
-    with st.expander("Add a model (hub id or local folder)"):
-        ref = st.text_input("e.g. Salesforce/blip-image-captioning-base or /models/my-blip", key="add_ref")
+    with st.expander("Add a model (hub id, or a folder in the models folder)"):
+        ref = st.text_input("e.g. Salesforce/blip-image-captioning-base or my-blip", key="add_ref")
+        st.caption("Local folders must be `save_pretrained` folders inside `$VISIONLAB_MODELS_DIR`.")
         if st.button("Add") and ref.strip():
             try:
                 spec = add_user_model(reg, ref)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps
 
 from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
-from core.models.registry import ModelError, Registry
+from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, ProgressFn, Source
 from core.runtime import SILENT, Reporter
 
@@ -269,8 +269,6 @@ def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> HFCapt
     """Registry loader: ``from_pretrained`` from the local folder the registry found, else the hub id."""
     from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-    if location is not None and location.is_file():  # user folders are registered by their config.json
-        location = location.parent
     source = str(location) if location is not None else spec.ref
     family = detect_family(AutoConfig.from_pretrained(source).model_type)
     progress(0.2, "Reading weights…")
@@ -295,19 +293,33 @@ def _weights_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")) / 2**20
 
 
-def add_user_model(registry: Registry, ref: str) -> ModelSpec:
-    """Register a hub id (``owner/name``) or a local ``save_pretrained`` folder of a supported captioner.
+def _models_subfolder(registry: Registry, ref: str) -> Path | None:
+    """``ref`` as a folder inside ``registry.models_dir`` (by name or path), or ``None``."""
+    if registry.models_dir is None:
+        return None
+    root = registry.models_dir.resolve()
+    folder = (root / Path(ref).expanduser()).resolve()  # an absolute ref replaces root here
+    return folder if folder.is_dir() and folder.is_relative_to(root) and folder != root else None
 
-    A local folder is registered as a built-in whose ``ref`` is its ``config.json``, so the registry's
-    usual "is the file there?" check finds it.
+
+def add_user_model(registry: Registry, ref: str) -> ModelSpec:
+    """Register a hub id (``owner/name``) or a ``save_pretrained`` folder of a supported captioner.
+
+    Local folders must live inside the models folder (``$VISIONLAB_MODELS_DIR``): on a shared server a
+    text box must not let visitors make the app read arbitrary directories.
     """
     from transformers import AutoConfig
 
     ref = ref.strip()
-    folder = Path(ref).expanduser()
-    local = folder.is_dir()
-    if not local and not re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
-        raise ModelError(f"{ref!r} is neither a local folder nor a hub id like 'owner/name'.")
+    folder = _models_subfolder(registry, ref)
+    local = folder is not None
+    if folder is None:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
+            raise ModelError(
+                f"{ref!r} is neither a folder inside the models folder (${ENV_MODELS_DIR}) nor a hub id like "
+                "'owner/name'."
+            )
+        folder = Path(ref)
     try:
         config = AutoConfig.from_pretrained(str(folder) if local else ref)
     except (OSError, ValueError) as err:
@@ -320,8 +332,8 @@ def add_user_model(registry: Registry, ref: str) -> ModelSpec:
         task="captioning",
         family=family,
         display_name=f"{folder.name if local else ref} ({family})",
-        source=Source.BUILTIN if local else Source.HF,
-        ref=str(folder.resolve() / "config.json") if local else ref,
+        source=Source.LOCAL if local else Source.HF,
+        ref=str(folder) if local else ref,
         loader=LOADER,
         params_m=size_mb * 2**20 / 4 / 1e6,
         download_mb=size_mb,

@@ -27,6 +27,7 @@ class Source(StrEnum):
     BUILTIN = "builtin"  # weights committed to this repository
     HF = "hf"  # Hugging Face hub repo id
     TORCHVISION = "torchvision"  # torchvision weights enum, e.g. "ResNet50_Weights.IMAGENET1K_V2"
+    LOCAL = "local"  # a user-added folder inside the models folder; ``ref`` is its absolute path
 
 
 class Status(StrEnum):

