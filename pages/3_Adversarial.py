@@ -196,7 +196,7 @@ with st.container(key="adv_prediction", border=True):
     m[4].metric("Time", f"{result.seconds:.2f} s")
 
 act = st.columns([1, 1, 2])
-if act[0].button("Send adversarial image to the tray", icon="📥"):
+if act[0].button("Send adversarial image to the tray", icon="📥", key="to_tray"):
     name = f"{Path(picked.name).stem} {result.method} {eps_text}.png"
     add_to_tray(name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
     act[1].success(f"Added {name!r}.")
@@ -224,7 +224,7 @@ here, labelled = st.tabs(["This image", "Labelled sample photos"])
 with here:
     with st.spinner("FGSM and noise over ε = 0…16/255…"):
         fgsm_sweep, noise_sweep, fgsm_min = fgsm_noise_sweeps(model_id, image_key, label, target, model, x)
-    k = min(cfg.steps, 10)
+    k = min(cfg.steps, 5)  # nine budgets × k steps: keep the curve within a minute or two on a laptop
 
     def pgd_curve(rep: Reporter) -> tuple[attacks.Sweep, float | None]:
         """PGD-k on the coarse grid in one batch, then bisection between the last safe and first fooled ε."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-PAGE = "../pages/3_Adversarial.py"
-
 
 def _run(**params: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=300)
+    # through Home, so links to sibling pages resolve as in the real multipage app
+    at = AppTest.from_file("../Home.py", default_timeout=300).switch_page("pages/3_Adversarial.py")
     for key, value in params.items():
         at.query_params[key] = value
     return at.run()
@@ -35,6 +34,11 @@ def test_default_view_and_eps_slider():
     assert not at.exception
     assert _metric(at, "‖δ‖∞") == "0.00/255"
     assert "→ **espresso**" in _prediction(at) and "not fooled" in _prediction(at)
+
+    at.button(key="to_tray").click().run()
+    (name,) = at.session_state["vl_tray"]
+    assert "FGSM" in name and at.session_state["vl_tray"][name].image.size == (224, 224)
+    assert any("Saliency" in link.proto.page for link in at.get("page_link"))
 
     at.button(key="run_accuracy curves")  # long sweeps wait for a click
     assert not any(c.key == "accuracy" for c in at.get("plotly_chart"))
