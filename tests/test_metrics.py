@@ -9,15 +9,20 @@ from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
 
 from core.metrics import corpus_bleu
 
+
+def _w(text: str) -> list[str]:
+    return text.split()
+
+
 # The example in NLTK's documentation of corpus_bleu, with its published value.
-HYP1 = "It is a guide to action which ensures that the military always obeys the commands of the party".split()
-REF1A = "It is a guide to action that ensures that the military will forever heed Party commands".split()
-REF1B = (
+HYP1 = _w("It is a guide to action which ensures that the military always obeys the commands of the party")
+REF1A = _w("It is a guide to action that ensures that the military will forever heed Party commands")
+REF1B = _w(
     "It is the guiding principle which guarantees the military forces always being under the command of the Party"
-).split()
-REF1C = "It is the practical guide for the army always to heed the directions of the party".split()
-HYP2 = "he read the book because he was interested in world history".split()
-REF2A = "he was interested in world history because he read the book".split()
+)
+REF1C = _w("It is the practical guide for the army always to heed the directions of the party")
+HYP2 = _w("he read the book because he was interested in world history")
+REF2A = _w("he was interested in world history because he read the book")
 
 
 def test_published_example():
@@ -26,9 +31,9 @@ def test_published_example():
 
 
 def test_identical_and_disjoint():
-    words = "a small red circle left of a large blue square".split()
+    words = _w("a small red circle left of a large blue square")
     assert corpus_bleu([[words]], [words]) == pytest.approx(1.0)
-    assert corpus_bleu([["x y z w".split()]], [words]) == 0.0
+    assert corpus_bleu([[_w("x y z w")]], [words]) == 0.0
     assert corpus_bleu([[words]], [[]]) == 0.0
 
 
@@ -41,7 +46,7 @@ def _noisy_copy(rng: random.Random, words: list[str], vocab: list[str]) -> list[
 @pytest.mark.parametrize("seed", range(25))
 def test_matches_nltk_on_random_corpora(seed):
     rng = random.Random(seed)
-    vocab = "a small large red blue green circle square triangle left of above".split()
+    vocab = _w("a small large red blue green circle square triangle left of above")
 
     def sentence() -> list[str]:
         return [rng.choice(vocab) for _ in range(rng.randint(2, 14))]

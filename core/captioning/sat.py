@@ -2,8 +2,10 @@
 
 The encoder is the registered EfficientNet-Lite0 cut after an early block, so each of the 14×14 grid
 cells sees a small part of the image and attention maps can be checked against object masks. The LSTM
-starts from a zero state: the only way image information reaches a word is the attention context of
-that word's step, so the map shown for a word is the evidence the word was predicted from.
+starts from a zero state, so image information reaches it only through attention. One change from the
+paper, as in Lu et al. (2017): a step first reads the previous word, then attends and predicts, and the
+context feeds the output layer directly. The attention for a word is thus chosen knowing which word came
+before it, and a word's map is the evidence it is predicted from rather than a look ahead.
 
 Training and evaluation live in :mod:`core.captioning.sat_train`; run ``python -m core.captioning.sat
 train|evaluate --help``.
@@ -81,10 +83,10 @@ class SatConfig:
     encoder_blocks: int = 5  # EfficientNet-Lite0 blocks kept: 5 → 40 channels on a 14×14 grid at 112 px
     feature_dim: int = 40
     grid: int = 14
-    annotation_dim: int = 128
+    annotation_dim: int = 64
     embed_dim: int = 96
     hidden_dim: int = 256
-    attention_dim: int = 128
+    attention_dim: int = 64
     dropout: float = 0.2
 
 
@@ -112,7 +114,7 @@ def encode_images(encoder: GridEncoder, images: Sequence[Image.Image], size: int
     return encoder(pixels.to(encoder.mean.device))
 
 
-State = tuple[torch.Tensor, torch.Tensor]
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # LSTM h, c and the last context z
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,12 @@ class SatDecoder(nn.Module):
         super().__init__()
         c = config
         self.config = config
-        # a 3×3 conv lets each cell combine its neighbours (shape edges) before attention
-        self.adapt = nn.Conv2d(c.feature_dim, c.annotation_dim, 3, padding=1)
-        self.position = nn.Parameter(torch.randn(1, c.grid * c.grid, c.annotation_dim) * 0.02)
+        # per cell (1×1): mixing neighbours here would let a word read an object from the cell beside it
+        self.adapt = nn.Linear(c.feature_dim, c.annotation_dim)
+        # fixed (x, y) cell coordinates, projected: "the next object to the right" is then easy to express
+        side = torch.linspace(-1, 1, c.grid)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(side, side, indexing="xy"), -1).reshape(-1, 2))
+        self.position = nn.Linear(2, c.annotation_dim)
         self.embed = nn.Embedding(vocab_size, c.embed_dim)
         self.att_keys = nn.Linear(c.annotation_dim, c.attention_dim)
         self.att_query = nn.Linear(c.hidden_dim, c.attention_dim)
@@ -146,26 +151,23 @@ class SatDecoder(nn.Module):
 
     def annotate(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder grid (N, cells, channels) → annotation vectors a_i and their attention keys."""
-        n, cells, channels = feats.shape
-        side = math.isqrt(cells)
-        grid = feats.float().transpose(1, 2).reshape(n, channels, side, side)
-        a = torch.relu(self.adapt(grid)).flatten(2).transpose(1, 2) + self.position
+        a = torch.relu(self.adapt(feats.float())) + self.position(self.coords)
         return a, self.att_keys(a)
 
     def init_state(self, n: int, device: torch.device) -> State:
         zeros = torch.zeros(n, self.config.hidden_dim, device=device)
-        return zeros, zeros
+        return zeros, zeros, torch.zeros(n, self.config.annotation_dim, device=device)
 
     def step(self, token: torch.Tensor, state: State, a: torch.Tensor, keys: torch.Tensor) -> Step:
-        """Attend with the previous hidden state, then read the word ``token`` and predict the next one."""
-        h, c = state
+        """Read the word ``token`` (with the last context), attend with the new state, predict the next word."""
+        h, c, z = state
+        e = self.embed(token)
+        h, c = self.lstm(torch.cat([e, z], -1), (h, c))
         alpha = self.att_score(torch.tanh(keys + self.att_query(h)[:, None])).squeeze(-1).softmax(-1)
         beta = torch.sigmoid(self.gate(h))
         z = beta * torch.bmm(alpha[:, None], a).squeeze(1)
-        e = self.embed(token)
-        h, c = self.lstm(torch.cat([e, z], -1), (h, c))
         logits = self.out(self.drop(e + self.out_h(h) + self.out_z(z)))
-        return Step(logits, alpha, beta.squeeze(-1), (h, c))
+        return Step(logits, alpha, beta.squeeze(-1), (h, c, z))
 
     def forward(self, feats: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher forcing over ``tokens`` (N, T): logits, attention and β for predicting tokens[:, 1:]."""
@@ -182,14 +184,19 @@ class SatDecoder(nn.Module):
 
 
 def caption_loss(
-    logits: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor, alpha_c: float
+    logits: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor, alpha_c: float, entropy: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy plus the doubly stochastic term λ·mean_i (1 − Σ_t α_ti)², which spreads attention
-    over the image across the caption instead of letting every word stare at one place."""
+    """Cross-entropy, the paper's doubly stochastic term λ·mean_i (1 − Σ_t α_ti)² (attend to every part of
+    the image over the caption) and an optional entropy penalty on each α_t. The last keeps each word's
+    context local: a diffuse glance would let the LSTM read several objects at once and the maps would
+    stop showing where a word came from. Returns (total, cross-entropy)."""
     target = tokens[:, 1:]
+    real = (target != PAD_ID).float()
     ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD_ID)
-    coverage = (alphas * (target != PAD_ID)[..., None]).sum(1)
-    return ce + alpha_c * ((1 - coverage) ** 2).mean(), ce
+    coverage = (alphas * real[..., None]).sum(1)
+    spread = -(alphas * alphas.clamp_min(1e-12).log()).sum(-1)
+    total = ce + alpha_c * ((1 - coverage) ** 2).mean() + entropy * (spread * real).sum() / real.sum()
+    return total, ce
 
 
 @dataclass
@@ -255,7 +262,7 @@ def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, rep
     """
     decoder.eval()
     a, keys = decoder.annotate(feats)
-    width = config.num_beams if config.strategy == "beam" else 1
+    width = max(1, config.num_beams) if config.strategy == "beam" else 1
     generator = torch.Generator().manual_seed(config.seed)
     paths, done = [_Path()], []
     state = decoder.init_state(1, feats.device)
@@ -284,7 +291,7 @@ def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, rep
         if not paths or len(done) >= width:
             break
         index = torch.tensor(rows, device=feats.device)
-        state = (out.state[0][index], out.state[1][index])
+        state = (out.state[0][index], out.state[1][index], out.state[2][index])
     return max(done or paths, key=_Path.score)
 
 

@@ -151,10 +151,11 @@ def encode_set(
 
 @dataclass(frozen=True)
 class TrainOptions:
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 3e-3
     alpha_c: float = 1.0  # weight of the doubly stochastic attention term
+    entropy: float = 0.03  # weight of the attention entropy penalty
     seed: int = 0
     min_count: int = 1
     max_words: int = 24
@@ -226,12 +227,12 @@ def train(
             batch = tokens[rows]
             batch = batch[:, : int((batch != PAD_ID).sum(1).max())].to(device)
             logits, alphas, _ = decoder(train_data.features[index[rows]].to(device), batch)
-            loss, ce = caption_loss(logits, alphas, batch, options.alpha_c)
+            loss, ce = caption_loss(logits, alphas, batch, options.alpha_c, options.entropy)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
             optimizer.step()
-            losses.append(float(ce))
+            losses.append(ce.item())
             reporter.step(done / total, f"epoch {epoch + 1}/{options.epochs} loss {np.mean(losses[-20:]):.3f}")
         bleu = validation_bleu(decoder, val_data, vocab, device) if val_data.references else float("nan")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_bleu4": bleu})
@@ -242,13 +243,26 @@ def train(
 
 
 # -- evaluation ------------------------------------------------------------------------------------------
-def grounding(word_map: np.ndarray, mask: np.ndarray) -> tuple[bool, float]:
-    """Is the peak of the map (upsampled bilinearly to the mask's pixels) inside the mask, and how much
-    of the map's mass lies on the mask (each grid cell weighted by the fraction of it the mask covers)?"""
+@dataclass(frozen=True)
+class Grounding:
+    """Where one word's map lies relative to its object's mask."""
+
+    peak_on_object: bool  # the peak grid cell overlaps the mask (the map's own resolution)
+    peak_in_mask: bool  # stricter: the peak pixel of the bilinearly upsampled map is inside the mask
+    mass: float  # map mass on the mask, each cell weighted by the fraction of it the mask covers
+
+
+def grounding(word_map: np.ndarray, mask: np.ndarray) -> Grounding:
+    """Judge a (grid_h, grid_w) map against an (H, W) mask.
+
+    Shape words tend to peak on an object's outline, in a cell whose centre lies just outside the mask,
+    so the cell-level test is the primary one and the pixel-level test is reported beside it.
+    """
+    cover = F.adaptive_avg_pool2d(torch.from_numpy(mask).float()[None, None], word_map.shape)[0, 0].numpy()
     heat = F.interpolate(torch.from_numpy(word_map).float()[None, None], mask.shape, mode="bilinear")[0, 0]
     peak = np.unravel_index(int(heat.argmax()), mask.shape)
-    cover = F.adaptive_avg_pool2d(torch.from_numpy(mask).float()[None, None], word_map.shape)[0, 0].numpy()
-    return bool(mask[peak]), float((word_map * cover).sum())
+    cell = np.unravel_index(int(word_map.argmax()), word_map.shape)
+    return Grounding(bool(cover[cell] > 0), bool(mask[peak]), float((word_map * cover).sum()))
 
 
 @dataclass(frozen=True)
@@ -257,17 +271,19 @@ class Evaluation:
     exact_match: float
     bleu4: float
     object_words: int
-    peak_in_mask: float  # fraction of object words whose attention peak is on their object
+    peak_on_object: float  # fraction of object words whose peak cell overlaps their object
+    peak_in_mask: float  # fraction whose peak pixel is inside their object's mask
     mass_in_mask: float  # mean attention mass on the object
 
     def report(self) -> str:
         return (
-            f"held-out scenes      {self.scenes}\n"
-            f"exact match          {self.exact_match:.1%}\n"
-            f"BLEU-4               {self.bleu4:.4f}\n"
-            f"object words         {self.object_words}\n"
-            f"peak inside mask     {self.peak_in_mask:.1%}\n"
-            f"mass inside mask     {self.mass_in_mask:.1%}"
+            f"held-out scenes          {self.scenes}\n"
+            f"exact match              {self.exact_match:.1%}\n"
+            f"BLEU-4                   {self.bleu4:.4f}\n"
+            f"object words             {self.object_words}\n"
+            f"peak cell on object      {self.peak_on_object:.1%}\n"
+            f"peak pixel inside mask   {self.peak_in_mask:.1%}\n"
+            f"mass inside mask         {self.mass_in_mask:.1%}"
         )
 
 
@@ -286,7 +302,7 @@ def evaluate(
     judged against the mask of the object that word describes.
     """
     decoder, vocab = captioner.decoder, captioner.vocab
-    hyps, refs, peaks, masses = [], [], [], []
+    hyps, refs, judged = [], [], []
     for lo in range(start, start + scenes, 32):
         reporter.step((lo - start) / scenes, f"evaluating {lo - start}/{scenes}")
         batch = [render_scene(i, split) for i in range(lo, min(lo + 32, start + scenes))]
@@ -306,16 +322,15 @@ def evaluate(
         for row, scene in enumerate(batch):
             for word, owner in enumerate(scene.word_objects):
                 if owner is not None:
-                    peak, mass = grounding(maps[row, word], scene.masks[owner])
-                    peaks.append(peak)
-                    masses.append(mass)
+                    judged.append(grounding(maps[row, word], scene.masks[owner]))
     return Evaluation(
         scenes=scenes,
         exact_match=float(np.mean([h == r[0] for h, r in zip(hyps, refs, strict=True)])),
         bleu4=corpus_bleu(refs, hyps),
-        object_words=len(peaks),
-        peak_in_mask=float(np.mean(peaks)),
-        mass_in_mask=float(np.mean(masses)),
+        object_words=len(judged),
+        peak_on_object=float(np.mean([g.peak_on_object for g in judged])),
+        peak_in_mask=float(np.mean([g.peak_in_mask for g in judged])),
+        mass_in_mask=float(np.mean([g.mass for g in judged])),
     )
 
 
@@ -373,7 +388,12 @@ def _train_command(args: argparse.Namespace) -> int:
         )
         label = SHAPES_LABEL
     options = TrainOptions(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, alpha_c=args.alpha_c, seed=args.seed
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        alpha_c=args.alpha_c,
+        entropy=args.entropy,
+        seed=args.seed,
     )
     info = {
         "trained_on": label,
@@ -426,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
     tr.add_argument("--lr", type=float, default=TrainOptions.lr)
     tr.add_argument("--alpha-c", type=float, default=TrainOptions.alpha_c, help="doubly stochastic weight λ")
+    tr.add_argument("--entropy", type=float, default=TrainOptions.entropy, help="attention entropy weight")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--resume", action="store_true", help="continue from --out up to --epochs")
     tr.add_argument("--cache", type=Path, default=cache_dir() / "sat-features", help="feature cache folder")

@@ -1,0 +1,196 @@
+"""Show, Attend and Tell: the shipped checkpoint through the registry, decoding, training and resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from core.captioning import Captioner, DecodingConfig
+from core.captioning.sat import GridEncoder, SatCaptioner, SatConfig, SatDecoder, Vocab, decode, greedy_batch
+from core.captioning.sat_train import (
+    TrainOptions,
+    encode_set,
+    evaluate,
+    folder_set,
+    grounding,
+    main,
+    shapes_set,
+    train,
+)
+from core.models import ImageClassifier, Registry, Status
+from core.runtime import Cancelled, Reporter
+from core.shapes import render_scene
+
+#: A fixed held-out sample: the shipped checkpoint must meet the README's targets on it.
+HELD_OUT = 96
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The decoder's small ops run fastest single-threaded, above all on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sat(registry: Registry) -> SatCaptioner:
+    return registry.load("sat-shapes")
+
+
+@pytest.fixture(scope="module")
+def encoder(effnet: ImageClassifier) -> GridEncoder:
+    return GridEncoder(effnet, SatConfig().encoder_blocks)
+
+
+def test_builtin_is_ready_and_a_captioner(registry: Registry, sat: SatCaptioner):
+    assert registry.status("sat-shapes").status is Status.READY
+    assert isinstance(sat, Captioner)
+    assert sat.grid == (14, 14)
+    assert sat.info["trained_on"] == "synthetic ShapesWorld scenes"
+
+
+def test_builtin_meets_targets_on_held_out_scenes(sat: SatCaptioner):
+    result = evaluate(sat, HELD_OUT, split="test")
+    assert result.bleu4 >= 0.9
+    assert result.peak_on_object >= 0.85
+    assert result.object_words > 2 * HELD_OUT
+
+
+def test_grounding_breaks_when_maps_point_elsewhere(sat: SatCaptioner):
+    """The grounding measure itself: the true maps land on their objects, mirrored maps do not."""
+    scene = next(s for s in (render_scene(i, "test") for i in range(50)) if s.objects[0].x < 80)
+    maps = sat.explain(scene.image, scene.caption).word_maps
+    words = [i for i, owner in enumerate(scene.word_objects) if owner == 0]
+    assert all(grounding(maps[i], scene.masks[0]).peak_on_object for i in words)
+    assert not any(grounding(maps[i][:, ::-1].copy(), scene.masks[0]).peak_on_object for i in words)
+
+
+def test_caption_result_contract(sat: SatCaptioner):
+    scene = render_scene(3, "test")
+    result = sat.caption(scene.image, DecodingConfig())
+    assert result.caption == scene.caption
+    n = len(result.words)
+    assert result.word_maps.shape == (n, 14, 14)
+    np.testing.assert_allclose(result.word_maps.sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert np.all((result.word_probs > 0.5) & (result.word_probs <= 1.0))
+    assert [alts[0][0] for alts in result.alternatives] == result.words  # greedy takes the top word
+    assert result.extra["end_prob"] > 0.5
+    explained = sat.explain(scene.image, scene.caption)
+    np.testing.assert_allclose(explained.word_maps, result.word_maps, atol=1e-5)
+    np.testing.assert_allclose(explained.word_probs, result.word_probs, atol=1e-5)
+
+
+def test_greedy_paths_agree(sat: SatCaptioner):
+    images = [render_scene(i, "test").image for i in range(8)]
+    feats = sat.features(images)
+    batch = greedy_batch(sat.decoder, feats)
+    for row, f in zip(batch, feats, strict=True):
+        single = decode(sat.decoder, f[None], DecodingConfig(strategy="greedy"))
+        beam1 = decode(sat.decoder, f[None], DecodingConfig(strategy="beam", num_beams=1))
+        assert single.tokens[1:-1] == beam1.tokens[1:-1] == row
+
+
+def test_sampling_is_seeded_and_cold_sampling_is_greedy(sat: SatCaptioner):
+    image = render_scene(5, "test").image
+    hot = DecodingConfig(strategy="sample", temperature=3.0, top_p=1.0, seed=11)
+    assert sat.caption(image, hot).caption == sat.caption(image, hot).caption
+    samples = {sat.caption(image, DecodingConfig(strategy="sample", temperature=3.0, seed=s)).caption for s in range(6)}
+    assert len(samples) > 1
+    cold = DecodingConfig(strategy="sample", temperature=1e-4, seed=1)
+    assert sat.caption(image, cold).caption == sat.caption(image, DecodingConfig()).caption
+
+
+def test_max_new_tokens_bounds_the_caption(sat: SatCaptioner):
+    result = sat.caption(render_scene(3, "test").image, DecodingConfig(max_new_tokens=3))
+    assert len(result.words) == 3
+
+
+def test_grounding_measures_on_a_known_mask():
+    mask = np.zeros((224, 224), dtype=bool)
+    mask[32:64, 32:64] = True  # exactly grid cells (2..3, 2..3) of a 14×14 grid
+    on = np.zeros((14, 14))
+    on[2, 3] = 1.0
+    judged = grounding(on, mask)
+    assert judged.peak_on_object and judged.peak_in_mask and judged.mass == pytest.approx(1.0)
+    edge = np.full((14, 14), 0.5 / 195)
+    edge[4, 2] = 0.5  # the cell just below the square: its centre is outside and so is its area
+    judged = grounding(edge, mask)
+    assert not judged.peak_on_object and not judged.peak_in_mask
+    assert judged.mass == pytest.approx(4 * 0.5 / 195)
+    corner = np.zeros((224, 224), dtype=bool)
+    corner[42:64, 42:64] = True  # covers part of cell (2, 2) but not its centre pixel (40, 40)
+    at_2_2 = np.zeros((14, 14))
+    at_2_2[2, 2] = 1.0
+    judged = grounding(at_2_2, corner)
+    assert judged.peak_on_object and not judged.peak_in_mask
+
+
+def test_beam_search_returns_the_chosen_beams_own_maps(encoder: GridEncoder):
+    """An untrained decoder reorders its beams at almost every step, so a beam search that kept
+    the maps of the wrong beam would disagree with the teacher-forced pass over its own caption."""
+    vocab = Vocab.build([render_scene(i, "train").caption for i in range(30)])
+    torch.manual_seed(0)
+    captioner = SatCaptioner(encoder, SatDecoder(SatConfig(), len(vocab)), vocab)
+    differs = 0
+    for seed in range(4):
+        image = render_scene(seed, "test").image
+        beam = captioner.caption(image, DecodingConfig(strategy="beam", num_beams=4, max_new_tokens=8))
+        greedy = captioner.caption(image, DecodingConfig(max_new_tokens=8))
+        differs += beam.caption != greedy.caption
+        assert beam.words, "an empty caption would make this test vacuous"
+        explained = captioner.explain(image, beam.caption)
+        np.testing.assert_allclose(beam.word_maps, explained.word_maps, atol=1e-5)
+        np.testing.assert_allclose(beam.word_probs, explained.word_probs, atol=1e-5)
+    assert differs > 0
+
+
+def test_training_loss_falls_and_resume_matches_an_uninterrupted_run(encoder: GridEncoder, tmp_path: Path):
+    config = SatConfig()
+    data = encode_set(encoder, shapes_set("train", 48), config)
+    val = encode_set(encoder, shapes_set("val", 8), config)
+    options = TrainOptions(epochs=4, batch_size=16, lr=3e-3)
+    straight = train(data, val, tmp_path / "a.safetensors", options, config=config, info={})
+    assert straight[-1]["loss"] < 0.6 * straight[0]["loss"]
+    seen: list[str] = []
+    interrupt = Reporter(progress=lambda _f, m: seen.append(m), should_stop=lambda: seen[-1].startswith("epoch 3/"))
+    with pytest.raises(Cancelled):  # stopped during epoch 3: the checkpoint holds epoch 2
+        train(data, val, tmp_path / "b.safetensors", options, config=config, info={}, reporter=interrupt)
+    resumed = train(data, val, tmp_path / "b.safetensors", options, config=config, info={}, resume=True)
+    assert [h["epoch"] for h in resumed] == [1, 2, 3, 4]
+    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value)
+
+
+def test_folder_dataset_reads_csv_and_json_and_stays_in_its_folder(tmp_path: Path):
+    for i in range(3):
+        render_scene(i, "train").image.save(tmp_path / f"img{i}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path.parent / "outside.png")
+    csv_file = tmp_path / "captions.csv"
+    csv_file.write_text(
+        "image,caption\nimg0.png,A red circle.\nimg0.png,a circle\nimg1.png,a square\n../outside.png,x\n"
+    )
+    data = folder_set(tmp_path, csv_file)
+    assert data.size == 2
+    image, refs = data.item(0)
+    assert image.size == (224, 224)
+    assert refs == ["A red circle.", "a circle"]
+    json_file = tmp_path / "captions.json"
+    json_file.write_text(json.dumps({"img2.png": ["a triangle"], "missing.png": ["nothing"]}))
+    assert folder_set(tmp_path, json_file).item(0)[1] == ["a triangle"]
+
+
+def test_evaluate_command_prints_the_metrics(capsys: pytest.CaptureFixture[str]):
+    assert main(["evaluate", "--scenes", "8"]) == 0
+    out = capsys.readouterr().out
+    for line in ("exact match", "BLEU-4", "peak cell on object", "peak pixel inside mask", "mass inside mask"):
+        assert line in out
