@@ -7,13 +7,13 @@ from dataclasses import replace
 import streamlit as st
 
 from core.images import to_pil
-from core.models import ModelError
+from core.models import ModelError, Status
 from core.samples import sample_names
 from core.style import StyleConfig, StyleProblem, estimate_seconds, start, weight_grid
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
 from ui.state import add_to_tray
 from ui.style_run import RUN_KEY, RunRecord, calibrated_rate, draw, drive, record
-from ui.widgets import STATUS_ICON, image_picker, show_model_error
+from ui.widgets import image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Style transfer · Vision Lab", page_icon="🎨", layout="wide")
 st.title("🎨 Style transfer")
@@ -51,16 +51,8 @@ share = (
     if second != "none"
     else 0.0
 )
-reg = registry()
-statuses = {i: reg.status(i).status for i in NETS}
-net = st.sidebar.selectbox(
-    "Feature network",
-    NETS,
-    index=0 if statuses["vgg19"].value == "ready" else 1,
-    key="net",
-    bind="query-params",
-    format_func=lambda i: f"{STATUS_ICON[statuses[i]]} {reg.get(i).display_name}",
-)
+vgg_ready = registry().status("vgg19").status is Status.READY
+net = model_picker(key="net", label="Feature network", ids=NETS, default="vgg19" if vgg_ready else "efficientnet-lite0")
 try:
     extractor = load_style_features(net)
 except ModelError as err:
