@@ -20,6 +20,7 @@ from core.saliency import (
     random_rank,
     removed,
 )
+from ui.figures import image_figure
 from ui.resources import load_classifier, saliency_cached, tensor_key
 from ui.saliency_figures import (
     SIGNS,
@@ -29,6 +30,7 @@ from ui.saliency_figures import (
     predictions_figure,
     saliency_figure,
     sanity_figure,
+    sanity_maps_figure,
     signed_view,
 )
 from ui.widgets import image_picker, model_picker, show_model_error
@@ -86,7 +88,7 @@ preds = model.predict(x)
 labels = model.labels
 
 left, right = st.columns([1, 2])
-left.plotly_chart(saliency_figure(view_img, x[0, 0].numpy(), view="original", sign=sign, zrange=(0, 1), title="Input"))
+left.plotly_chart(image_figure(view_img, "Input"))
 right.plotly_chart(predictions_figure(preds))
 top = [p.index for p in preds]
 options = top + sorted(set(range(len(labels))) - set(top), key=lambda i: labels[i])
@@ -218,6 +220,7 @@ stored = st.session_state.get(SANITY_KEY)
 if stored is not None and stored[0] == sanity_key:
     sanity = stored[1]
     st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity")
+    st.plotly_chart(sanity_maps_figure(sanity, LABELS), key="sanity_maps")
     for method in sanity.flagged:
         st.warning(f"**{LABELS[method]}** barely changes while the model's weights are destroyed: it does not pass.")
     passed = [LABELS[m] for m in sanity.spearman if m not in sanity.flagged]

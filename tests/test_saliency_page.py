@@ -42,7 +42,7 @@ def test_sanity_check_runs_and_reports(app):
     app.multiselect(key="m").set_value(["gradcam"])  # cached already; one method keeps the cascade short
     app.button(key="run_sanity").click().run()
     assert not app.exception, app.exception
-    assert len(app.get("plotly_chart")) == 2 + 1 + 1  # input, top-5, one map, sanity trends (no curves)
+    assert len(app.get("plotly_chart")) == 2 + 1 + 2  # input, top-5, one map, sanity trends and maps (no curves)
     assert any("Changes with the weights" in s.value for s in app.success)
 
 

@@ -111,3 +111,29 @@ def sanity_figure(result: SanityResult, labels: Mapping[str, str]) -> go.Figure:
     fig.update_yaxes(range=[-1, 1])
     fig.update_layout(height=380, margin={"l": 0, "r": 0, "t": 40, "b": 0}, legend={"orientation": "h", "y": -0.45})
     return fig
+
+
+def sanity_maps_figure(result: SanityResult, labels: Mapping[str, str]) -> go.Figure:
+    """Each method's map (rows) after each randomization step (columns), each scaled to its own maximum."""
+    methods = list(result.maps)
+    fig = make_subplots(
+        rows=len(methods),
+        cols=len(result.steps),
+        column_titles=[s.removeprefix("down to ") for s in result.steps],
+        row_titles=[labels.get(m, m) for m in methods],
+        horizontal_spacing=0.01,
+        vertical_spacing=0.02,
+    )
+    for r, method in enumerate(methods, start=1):
+        for c, values in enumerate(result.maps[method], start=1):
+            heat = np.abs(values)[::4, ::4]
+            fig.add_trace(
+                go.Heatmap(z=heat, colorscale=HEAT_SCALE, zmin=0, zmax=float(heat.max()) or 1.0, showscale=False),
+                row=r,
+                col=c,
+            )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=150 * len(methods) + 60, margin={"l": 0, "r": 30, "t": 60, "b": 0})
+    fig.update_annotations(font_size=11)
+    return fig
