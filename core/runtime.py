@@ -6,10 +6,18 @@ so a Stop button halts work at the next step instead of leaving the CPU busy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
+
 from core.models.spec import ProgressFn, no_progress
+
+#: torch's global generator is shared by every session's thread: whoever must draw from it (a library
+#: call without a ``generator=`` argument) holds this lock, so concurrent runs cannot reorder the draws.
+_GLOBAL_RNG = threading.RLock()
 
 
 class Cancelled(Exception):
@@ -33,3 +41,14 @@ class Reporter:
 
 
 SILENT = Reporter()
+
+
+@contextmanager
+def global_rng(start: int | torch.Tensor) -> Iterator[None]:
+    """Own torch's global generator inside the block, from a seed or a saved state; restore it afterwards."""
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        if isinstance(start, int):
+            torch.manual_seed(start)
+        else:
+            torch.set_rng_state(start)
+        yield

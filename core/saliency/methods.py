@@ -8,6 +8,7 @@ A ``target`` of ``(a, b)`` explains the contrast "why a rather than b" via the s
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -210,10 +211,14 @@ class _ClampGrad(torch.autograd.Function):
 
 @contextmanager
 def guided_relus(model: nn.Module) -> Iterator[None]:
-    """Apply the guided rule after every ReLU/ReLU6 module; hooks are removed even on errors."""
+    """Apply the guided rule after every ReLU/ReLU6 module; hooks are removed even on errors.
 
-    def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> torch.Tensor:
-        return _ClampGrad.apply(out)
+    The model is shared by every session, so the hooks act only on this thread's forward passes.
+    """
+    owner = threading.get_ident()
+
+    def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        return _ClampGrad.apply(out) if threading.get_ident() == owner else None
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU | nn.ReLU6)]
     try:
@@ -246,9 +251,15 @@ def as_grid(activation: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def capture_output(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record ``layer``'s forward outputs while inside the block; the hook is always removed."""
+    """Record ``layer``'s forward outputs while inside the block (this thread's only: models are shared)."""
     outputs: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    owner = threading.get_ident()
+
+    def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        if threading.get_ident() == owner:
+            outputs.append(out)
+
+    handle = layer.register_forward_hook(hook)
     try:
         yield outputs
     finally:

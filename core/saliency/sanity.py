@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from core.runtime import SILENT, Reporter
+from core.runtime import SILENT, Reporter, global_rng
 
 from .methods import Target, explain
 
@@ -88,15 +88,17 @@ def cascading_randomization(
     layers = parametrized_layers(getattr(clone, "net", clone))
     points = cascade_points(len(layers), steps)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # reset_parameters draws from the global generator
+    state = generator.get_state()  # reset_parameters draws from the global generator: continue this state
     labels: list[str] = []
     rhos: dict[str, list[float]] = {m: [] for m in methods}
     ssims: dict[str, list[float]] = {m: [] for m in methods}
     maps: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     done = 0
     for i, point in enumerate(points):
-        for _name, module in layers[done:point]:
-            _randomize(module, generator)
+        with global_rng(state):
+            for _name, module in layers[done:point]:
+                _randomize(module, generator)
+            state = torch.get_rng_state()
         done = point
         labels.append(f"down to {layers[point - 1][0]}")
         for method, params in methods.items():
