@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from PIL import Image, ImageOps
 from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
 from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, ProgressFn, Source
-from core.runtime import SILENT, Reporter
+from core.runtime import SILENT, Reporter, global_rng
 
 from .types import CaptionResult, DecodingConfig
 
@@ -162,8 +163,9 @@ class HFCaptioner:
         """Decode one caption; returns its token ids without the prompt and the end token."""
         kwargs = generate_kwargs(config)
         kwargs["stopping_criteria"] = _stopping(reporter, config.max_new_tokens, len(self.prefix))
-        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+        # sampling draws from torch's global generator, shared with other sessions' threads: own it meanwhile
+        rng = global_rng(config.seed) if config.strategy == "sample" else nullcontext()
+        with torch.inference_mode(), rng:
             if self.family == "vit-gpt2":
                 out = self.model.generate(pixels, **kwargs)
             else:
