@@ -40,9 +40,11 @@ def saliency_figure(
     if view == "original":
         return image_figure(img, title)
     if view == "overlay":
-        return overlay_figure(img, heat, opacity=0.55, colorscale=scale, zmin=zrange[0], zmax=zrange[1], title=title)
-    fig = go.Figure(heatmap_trace(heat, img.size, opacity=1.0, colorscale=scale, zmin=zrange[0], zmax=zrange[1]))
-    return _frame(fig, img.size[0], img.size[1], title)
+        fig = overlay_figure(img, heat, opacity=0.55, colorscale=scale, zmin=zrange[0], zmax=zrange[1], title=title)
+    else:
+        fig = go.Figure(heatmap_trace(heat, img.size, opacity=1.0, colorscale=scale, zmin=zrange[0], zmax=zrange[1]))
+        _frame(fig, img.size[0], img.size[1], title)
+    return fig.update_traces(colorbar={"thickness": 10, "len": 0.8}, selector={"type": "heatmap"})
 
 
 def predictions_figure(preds: Sequence[Prediction]) -> go.Figure:
