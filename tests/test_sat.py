@@ -62,6 +62,8 @@ def test_builtin_meets_targets_on_held_out_scenes(sat: SatCaptioner):
     result = evaluate(sat, HELD_OUT, split="test")
     assert result.bleu4 >= 0.9
     assert result.peak_on_object >= 0.85
+    assert result.peak_in_mask >= 0.6  # the stricter pixel-level measure (README), as a regression floor
+    assert result.mass_in_mask >= 0.45
     assert result.object_words > 2 * HELD_OUT
 
 
