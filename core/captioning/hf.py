@@ -145,9 +145,10 @@ class HFCaptioner:
     ) -> CaptionResult:
         pixels = self.pixels(image)
         start = time.perf_counter()
-        ids = self.generate_ids(pixels, config, reporter)
+        encoded = None if gradients or self.family == "git" else self.encode(pixels)
+        ids = self.generate_ids(pixels, config, reporter, encoded)
         seconds = time.perf_counter() - start
-        return self._explain_ids(pixels, ids, seconds, gradients=gradients)
+        return self._explain_ids(pixels, ids, seconds, gradients=gradients, encoded=encoded)
 
     def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult:
         ids = self.tokenizer(caption.strip(), add_special_tokens=False).input_ids
@@ -159,14 +160,43 @@ class HFCaptioner:
         """Like ``explain`` for exact token ids: decoded text does not always re-tokenize to the same pieces."""
         return self._explain_ids(self.pixels(image), ids, 0.0, gradients=gradients)
 
-    def generate_ids(self, pixels: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT) -> list[int]:
-        """Decode one caption; returns its token ids without the prompt and the end token."""
+    def encode(self, pixels: torch.Tensor) -> Any:
+        """The vision encoder's output with its attention, computed once per caption.
+
+        Decoding and the teacher-forced pass both read it: at 384 px BLIP's encoder costs more than all its
+        decoding steps, so running it twice nearly doubled the time to caption (GIT mixes image and text
+        tokens in one stack and has no separate encoder pass to share).
+        """
+        encoder = self.model.encoder if self.family == "vit-gpt2" else self.model.vision_model
+        with torch.inference_mode():
+            return encoder(pixel_values=pixels, output_attentions=True)
+
+    def generate_ids(
+        self, pixels: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT, encoded: Any = None
+    ) -> list[int]:
+        """Decode one caption; returns its token ids without the prompt and the end token.
+
+        ``encoded`` (from :meth:`encode`) skips the vision encoder; the decoder sees exactly the same states.
+        """
         kwargs = generate_kwargs(config)
         kwargs["stopping_criteria"] = _stopping(reporter, config.max_new_tokens, len(self.prefix))
         # sampling draws from torch's global generator, shared with other sessions' threads: own it meanwhile
         rng = global_rng(config.seed) if config.strategy == "sample" else nullcontext()
         with torch.inference_mode(), rng:
-            if self.family == "vit-gpt2":
+            if encoded is not None and self.family == "vit-gpt2":
+                out = self.model.generate(encoder_outputs=encoded, **kwargs)
+            elif encoded is not None:  # what BlipForConditionalGeneration.generate does after its encoder
+                states = encoded.last_hidden_state
+                text = self.model.config.text_config
+                out = self.model.text_decoder.generate(
+                    input_ids=torch.tensor([self.prefix]),
+                    eos_token_id=text.sep_token_id,
+                    pad_token_id=text.pad_token_id,
+                    encoder_hidden_states=states,
+                    encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long),
+                    **kwargs,
+                )
+            elif self.family == "vit-gpt2":
                 out = self.model.generate(pixels, **kwargs)
             else:
                 out = self.model.generate(pixel_values=pixels, **kwargs)
@@ -178,17 +208,23 @@ class HFCaptioner:
         return ids
 
     # -- teacher-forced pass -------------------------------------------------------------------------
-    def forward(self, pixels: torch.Tensor, ids: list[int]) -> _Pass:
-        """Run the model over ``prefix + ids`` once; row ``t`` of everything predicts ``ids[t]``."""
+    def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Any = None) -> _Pass:
+        """Run the model over ``prefix + ids`` once; row ``t`` of everything predicts ``ids[t]``.
+
+        ``encoded`` (from :meth:`encode`, BLIP and ViT-GPT2) replaces the vision encoder pass.
+        """
         tokens = torch.tensor([self.prefix + ids])
         span = slice(len(self.prefix) - 1, len(self.prefix) - 1 + len(ids))
         if self.family == "vit-gpt2":
-            out = self.model(pixel_values=pixels, decoder_input_ids=tokens, output_attentions=True)
+            source = {"pixel_values": pixels} if encoded is None else {"encoder_outputs": encoded}
+            out = self.model(**source, decoder_input_ids=tokens, output_attentions=True)
             index = (0, slice(None), span)
             encoder = [a[0] for a in out.encoder_attentions]
             return _Pass(out.logits[0, span], out.cross_attentions, index, encoder, [], pixels_positions(encoder))
         if self.family == "blip":
-            vision = self.model.vision_model(pixel_values=pixels, output_attentions=True)
+            vision = (
+                encoded if encoded is not None else self.model.vision_model(pixel_values=pixels, output_attentions=True)
+            )
             out = self.model.text_decoder(
                 input_ids=tokens, encoder_hidden_states=vision.last_hidden_state, output_attentions=True
             )
@@ -224,7 +260,9 @@ class HFCaptioner:
                 grads[layer, :, t] = g[run.index][:, t].numpy()
         return grads
 
-    def _explain_ids(self, pixels: torch.Tensor, ids: list[int], seconds: float, *, gradients: bool) -> CaptionResult:
+    def _explain_ids(
+        self, pixels: torch.Tensor, ids: list[int], seconds: float, *, gradients: bool, encoded: Any = None
+    ) -> CaptionResult:
         start = time.perf_counter()
         if not ids:  # a model may stop at once; show an empty caption rather than fail
             empty = np.zeros((0, *self.grid))
@@ -232,7 +270,7 @@ class HFCaptioner:
         with torch.enable_grad() if gradients else torch.inference_mode():
             if gradients:
                 pixels = pixels.clone().requires_grad_(True)  # so attention tensors join the autograd graph
-            run = self.forward(pixels, ids)
+            run = self.forward(pixels, ids, encoded)
             grads = self._gradients(run, ids) if gradients else None
         rows = np.stack([r.detach().numpy() for r in run.rows]).astype(np.float32)  # MBs per caption: keep it small
         tokens = self.tokenizer.convert_ids_to_tokens(ids)
