@@ -211,7 +211,7 @@ class _Path:
     betas: list[float] = field(default_factory=list)
 
     def extend(self, token: int, logp: float, probs: torch.Tensor, alpha: torch.Tensor, beta: float) -> _Path:
-        top = probs.topk(TOP_K)
+        top = probs.topk(min(TOP_K, len(probs)))
         return _Path(
             [*self.tokens, token],
             logp,
@@ -291,7 +291,8 @@ def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, rep
         if not paths or len(done) >= width:
             break
         index = torch.tensor(rows, device=feats.device)
-        state = (out.state[0][index], out.state[1][index], out.state[2][index])
+        h, c, z = out.state
+        state = (h[index], c[index], z[index])
     return max(done or paths, key=_Path.score)
 
 
