@@ -1,0 +1,132 @@
+"""Hostile and odd files through every upload widget of every page, in a real browser.
+
+Upload widgets: Home's tray upload, every image picker of every page (switched to *Upload* through its
+``<key>_src`` URL parameter) and the captioning page's batch uploader. Every refused file of
+``tests/corpus.py`` (truncated, bombs, text/HTML/SVG/ZIP renamed ``.jpg``, empty …) goes through Home's
+upload, the first picker of every page and the batch uploader; then every widget (the first one again,
+to see memory once warm) gets one file of each kind of refusal: the pickers share ``ui.widgets`` code,
+and an upload costs about 4 s on 2 busy cores.
+A 26 MB file is refused by the browser on every widget. Accepted files start the page's model work
+(a caption, an attack, a saliency map), so all of them go through Home (the same decoder) and a few of
+the oddest through each picker. Throughout, the server must stay healthy and its resident memory within
+the models' budget plus the runtime.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from tests.corpus import Case, corpus
+from tests.e2e.conftest import assert_no_exception, wait_for_idle
+from tests.e2e.reliability import (
+    alert_with,
+    alerts,
+    healthy,
+    rss_limit_mb,
+    server_process,
+    track_rss,
+    upload,
+)
+from tests.reliability import APP_FILES, page_url_path, picker_keys
+
+pytestmark = pytest.mark.e2e
+
+REFUSED = [c for c in corpus() if not c.ok]
+ACCEPTED = {c.name: c for c in corpus() if c.ok}
+#: Accepted files tried on each page's pickers: colour conversion, animation, EXIF rotation.
+PAGE_ACCEPTED = ["cmyk.jpg", "animated.gif", "exif_rotated.jpg"]
+#: One of each kind of refusal: damaged, bomb, not an image, empty.
+KINDS = ["truncated.png", "bomb_zlib.png", "page.jpg", "empty.jpg"]
+OVERSIZE = ("huge.jpg", b"\xff\xd8\xff\xe0" + bytes(26 * 2**20))
+#: Memory the server may gain while refusing files once warm (one decoded bomb would be 144 MB or more).
+REFUSE_GROWTH_MB = 60.0
+
+
+def _decoded_note(case: Case) -> str:
+    """The picker's caption for an accepted file, e.g. ``CMYK 96×64``: proof the upload was decoded."""
+    img = Image.open(io.BytesIO(case.data))
+    return f"{img.mode} {img.size[0]}×{img.size[1]}"
+
+
+def _refuse(page, key: str, case: Case) -> None:
+    upload(page, key, [(case.name, case.data)])
+    text = alert_with(page, case.name)
+    assert case.message in text, f"{key} / {case.name}: {text!r}"
+    assert_no_exception(page)
+
+
+def _too_big(page, key: str) -> None:
+    """The browser refuses files over the widget's ``max_upload_size`` before anything reaches the server."""
+    upload(page, key, [OVERSIZE])
+    chip = page.locator(f".st-key-{key} [data-testid='stFileChip']", has_text=OVERSIZE[0])
+    chip.locator("[data-testid='stFileChipIconError']").wait_for()
+    assert "25" in chip.inner_text(), chip.inner_text()
+    assert_no_exception(page)
+
+
+def _accept_on_picker(page, key: str, case: Case) -> None:
+    upload(page, key, [(case.name, case.data)])
+    page.get_by_text(_decoded_note(case)).first.wait_for(timeout=180_000)
+    wait_for_idle(page)
+    assert case.name not in alerts(page), f"{case.name} was refused on {key}"
+    assert_no_exception(page)
+
+
+def _batch(page) -> None:
+    """The batch uploader takes many files at once; each refused one gets its own warning."""
+    page.get_by_role("tab", name="Batch").click()
+    upload(page, "batch_files", [(c.name, c.data) for c in REFUSED])
+    page.get_by_role("button", name=re.compile(rf"Caption {len(REFUSED)} file")).click()
+    for case in REFUSED:
+        assert case.message in alert_with(page, f"{case.name}:")
+    wait_for_idle(page)
+    assert_no_exception(page)
+
+
+@pytest.mark.parametrize("app_file", APP_FILES, ids=lambda p: p.stem)
+def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_file):
+    server = server_process(app_url)
+    keys = picker_keys(app_file)
+    query = "&".join(f"{k}_src=Upload" for k in keys)
+    page.goto(f"{app_url}/{page_url_path(app_file)}?{query}")
+    wait_for_idle(page)
+    uploaders = [f"{k}_upload" for k in keys] or ["home_upload"]
+    with track_rss(server) as rss:
+        for case in REFUSED:
+            _refuse(page, uploaders[0], case)
+        warm_mb = rss.sample()  # the first pass warms up caches and allocator arenas
+        for key in uploaders:
+            for case in (c for c in REFUSED if c.name in KINDS):
+                _refuse(page, key, case)
+            _too_big(page, key)
+        assert rss.sample() - warm_mb < REFUSE_GROWTH_MB, "refusing files must not hold memory"
+        if keys:
+            for key in uploaders:
+                for name in PAGE_ACCEPTED:
+                    _accept_on_picker(page, key, ACCEPTED[name])
+        else:
+            for case in ACCEPTED.values():
+                upload(page, "home_upload", [(case.name, case.data)])
+                page.get_by_text(f"{case.name} (upload)").first.wait_for()
+                assert case.name not in alerts(page)
+            assert_no_exception(page)
+        if page.locator(".st-key-batch_files").count():
+            _batch(page)
+    assert healthy(app_url)
+    assert rss.peak_mb < rss_limit_mb(), f"peak RSS {rss.peak_mb:.0f} MB"
+
+
+def test_uploads_without_the_xsrf_token_are_rejected(app_url):
+    request = urllib.request.Request(
+        f"{app_url}/_stcore/upload_file/some-session/some-file", data=b"x" * 100, method="PUT"
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=10)
+    assert err.value.code == 403
+    assert healthy(app_url)
