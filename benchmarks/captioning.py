@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     with twin_registry([] if args.quick else ["blip-base", "vit-gpt2"], small=args.quick) as registry:
         for model_id in ("blip-base", "vit-gpt2"):
             ours: HFCaptioner = registry.load(model_id)
-            ours.model.generation_config.min_new_tokens = tokens  # fixed length; our config sets the maximum
+            for decoder in (ours.model, getattr(ours.model, "text_decoder", None)):  # BLIP decodes with its own
+                if decoder is not None:
+                    decoder.generation_config.min_new_tokens = tokens  # fixed length; the config sets the maximum
             config = DecodingConfig(max_new_tokens=tokens)
             theirs = baseline(model_id, str(registry.models_dir / model_id), tokens)
             result = ours.caption(image, config)

@@ -5,7 +5,6 @@ Baseline: a one-line Streamlit app, started and rendered the same way in the sam
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Row, print_table, setup
+from benchmarks.common import Row, arguments, print_table, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("VISIONLAB_CHROMIUM", "/usr/bin/chromium")
@@ -57,9 +56,7 @@ def time_to_render(script: Path, selector: str, browser: object) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, argv)
     machine = setup()
     from playwright.sync_api import sync_playwright
 

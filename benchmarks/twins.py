@@ -77,18 +77,19 @@ BUILDERS = {
 }
 
 
+def build_twins(folder: Path, model_ids: list[str], *, small: bool = False) -> Path:
+    """Write twins of ``model_ids`` into ``folder/<id>/``; with ``small``, the captioners are the tiny test models."""
+    torch.manual_seed(0)
+    if small:
+        build_tiny_models(folder)
+    for model_id in model_ids:
+        if not (folder / model_id).is_dir():
+            BUILDERS[model_id](folder / model_id)
+    return folder
+
+
 @contextmanager
 def twin_registry(model_ids: list[str], *, small: bool = False) -> Iterator[Registry]:
-    """An offline registry whose models folder (a temporary directory) holds twins of ``model_ids``.
-
-    With ``small``, the captioners are the tiny test models; the others are full size regardless.
-    """
-    torch.manual_seed(0)
+    """An offline registry whose models folder (a temporary directory) holds twins of ``model_ids``."""
     with tempfile.TemporaryDirectory(prefix="visionlab-twins-") as tmp:
-        folder = Path(tmp)
-        if small:
-            build_tiny_models(folder)
-        for model_id in model_ids:
-            if not (folder / model_id).is_dir():
-                BUILDERS[model_id](folder / model_id)
-        yield Registry(models_dir=folder, online=False)
+        yield Registry(models_dir=build_twins(Path(tmp), model_ids, small=small), online=False)

@@ -1,0 +1,114 @@
+"""Smoke tests of the benchmark scripts at their smallest size: they run and print a well-formed table.
+
+Timings are never asserted (the machine may be busy); the tables' shape, ratio column and the checks
+each script makes against its baseline (identical maps, same image, same loss) are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("VISIONLAB_CHROMIUM", "/usr/bin/chromium"))
+
+
+def tables(text: str) -> list[list[dict[str, str]]]:
+    """Every Markdown table in ``text`` as a list of rows keyed by the header."""
+    found: list[list[dict[str, str]]] = []
+    header: list[str] | None = None
+    for line in [*text.splitlines(), ""]:
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            found.append([])
+        elif not set("".join(cells)) <= {"-"}:
+            found[-1].append(dict(zip(header, cells, strict=True)))
+    return found
+
+
+def run(name: str, timeout: float = 600) -> list[list[dict[str, str]]]:
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tables(done.stdout)
+
+
+def ratios_parse(rows: list[dict[str, str]]) -> None:
+    for row in rows:
+        ratio = float(row["ratio ours/baseline"])
+        assert math.isfinite(ratio) and ratio > 0, row
+
+
+def test_table_parser_reads_markdown():
+    text = "### t\n\n| case | ratio |\n|---|---|\n| a | 0.50 |\n| b | 1.25 |\n\nafter\n| x |\n|---|\n"
+    assert tables(text) == [[{"case": "a", "ratio": "0.50"}, {"case": "b", "ratio": "1.25"}], []]
+
+
+@pytest.mark.slow
+def test_saliency_maps_identical_to_captum_and_grad_cam():
+    (rows,) = run("saliency")
+    assert len(rows) == 8  # 2 models × gradient, SmoothGrad, IG, Grad-CAM
+    assert {r["case"].split(" · ")[0] for r in rows} == {"EfficientNet-Lite0", "ResNet-50 twin"}
+    assert all(r["check"] == "identical maps: True" for r in rows)
+    ratios_parse(rows)
+
+
+@pytest.mark.slow
+def test_attacks_agree_with_torchattacks():
+    (rows,) = run("attacks")
+    assert [r["check"] for r in rows] == ["same image: True", "same curve: True"]
+    assert rows[1]["case"].startswith("FGSM curve, 16 ε")
+    ratios_parse(rows)
+
+
+@pytest.mark.slow
+def test_style_objective_equals_the_tutorials():
+    (rows,) = run("style")
+    assert len(rows) == 1 and rows[0]["check"] == "same loss: True"
+    ratios_parse(rows)
+
+
+@pytest.mark.slow
+def test_captioning_times_both_families():
+    (rows,) = run("captioning")
+    assert [r["case"].split(" twin")[0] for r in rows] == ["blip-base", "vit-gpt2"]
+    assert all(r["check"].startswith("same caption: ") for r in rows)
+    ratios_parse(rows)
+
+
+@pytest.mark.slow
+def test_memory_walks_every_page_and_costs_every_model():
+    session, models = run("memory")
+    steps = [r["case"] for r in session]
+    assert steps[0] == "Home" and steps[-1] == "whole session"
+    assert any(s.startswith("Captioning") for s in steps) and any(s.startswith("Style") for s in steps)
+    assert any(s.startswith("Adversarial") for s in steps)
+    peak = float(session[-1]["ours (MB)"])
+    assert peak == max(float(r["ours (MB)"]) for r in session)
+    assert session[-1]["check"] == f"within target: {peak <= 2048}"
+    ratios_parse(session)
+    assert [m["model"] for m in models] == ["efficientnet-lite0", "sat-shapes", "blip-base", "vit-gpt2", "vgg19"]
+    assert all(float(m["parameters (MB)"]) > 0 and float(m["load (s)"]) > 0 for m in models)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="Debian chromium is not installed")
+def test_cold_start_renders_home():
+    (rows,) = run("cold_start")
+    assert len(rows) == 1
+    ratios_parse(rows)
