@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 import torch
+from PIL import Image
 
 from core import attacks
 from core.images import to_pil
@@ -36,6 +37,7 @@ SALIENCY_PAGE = "pages/2_Saliency.py"
 CURVE_GRID = attacks.eps_grid(16, 2)  # PGD curves: 9 budgets in one batch
 RESULTS_KEY = "adv_results"
 STOPPED_KEY = "adv_stopped"
+OPEN_SALIENCY_KEY = "adv_open_saliency"
 KEEP_RESULTS = 8
 
 st.title("🎯 Adversarial robustness")
@@ -81,6 +83,20 @@ def run_job(name: str, key: tuple[Any, ...], work: Callable[[Reporter], Any], *,
         results.pop(next(iter(results)))
     return result
 
+
+def _send(name: str, image: Image.Image, origin: str, open_saliency: bool = False) -> None:
+    """Put the adversarial image in the tray; optionally pre-select it for the saliency page and go there.
+
+    The image picker's widgets share their keys across pages and keep their session value over a URL
+    parameter, so the picker is switched to the tray here, in a callback, before any widget renders.
+    """
+    add_to_tray(name, image, origin)
+    if open_saliency:
+        st.session_state.update({"image_src": "Tray", "image_tray": name, OPEN_SALIENCY_KEY: True})
+
+
+if st.session_state.pop(OPEN_SALIENCY_KEY, False):
+    st.switch_page(SALIENCY_PAGE, query_params={})  # `{}`: a plain switch refuses to clear bound parameters
 
 # -- settings (bound to the URL) -----------------------------------------------------------------
 picked = image_picker()
@@ -195,15 +211,13 @@ with st.container(key="adv_prediction", border=True):
     m[3].metric("SSIM", f"{result.ssim:.4f}")
     m[4].metric("Time", f"{result.seconds:.2f} s")
 
+tray_name = f"{Path(picked.name).stem} {result.method} {eps_text}.png"
+tray_args = (tray_name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
 act = st.columns([1, 1, 2])
-if act[0].button("Send adversarial image to the tray", icon="📥", key="to_tray"):
-    name = f"{Path(picked.name).stem} {result.method} {eps_text}.png"
-    add_to_tray(name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
-    act[1].success(f"Added {name!r}.")
+if act[0].button("Send adversarial image to the tray", icon="📥", key="to_tray", on_click=_send, args=tray_args):
+    act[2].success(f"Added {tray_name!r}.")
 if (Path(__file__).parents[1] / SALIENCY_PAGE).exists():
-    act[2].page_link(
-        SALIENCY_PAGE, label="Open the tray on the saliency page", icon="🔥", query_params={"image_src": "Tray"}
-    )
+    act[1].button("Open it on the saliency page", icon="🔥", key="to_saliency", on_click=_send, args=(*tray_args, True))
 
 if st.toggle("Saliency: clean vs adversarial", key="sal", bind="query-params"):
     sal = st.columns(2)

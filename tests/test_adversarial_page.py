@@ -38,10 +38,15 @@ def test_default_view_and_eps_slider():
     at.button(key="to_tray").click().run()
     (name,) = at.session_state["vl_tray"]
     assert "FGSM" in name and at.session_state["vl_tray"][name].image.size == (224, 224)
-    assert any("Saliency" in link.proto.page for link in at.get("page_link"))
 
     at.button(key="run_accuracy curves")  # long sweeps wait for a click
     assert not any(c.key == "accuracy" for c in at.get("plotly_chart"))
+
+    # "Open it on the saliency page" lands there with the tray's adversarial image picked
+    at.button(key="to_saliency").click().run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Saliency")
+    assert at.session_state["image_src"] == "Tray" and at.session_state["image_tray"] == name
 
 
 def test_pgd_view_from_url_flips_espresso():

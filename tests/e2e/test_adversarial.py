@@ -36,3 +36,15 @@ def test_eps_slider_updates_prediction_panel(page, app_url):
     assert re.search(r"[?&]eps=16", page.url)
     assert_no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "adversarial.png"), full_page=True)
+
+    # the adversarial image travels through the tray to the saliency page
+    page.get_by_role("button", name="Send adversarial image to the tray").click()
+    page.get_by_text("Added 'sample FGSM ε = 16/255.png'", exact=False).wait_for()
+    page.get_by_role("button", name="Open it on the saliency page").click()
+    page.wait_for_url("**/Saliency*")
+    wait_for_idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    # the picked tray item's caption names its origin: the FGSM image sent above
+    sidebar.get_by_text("From the tray (adversarial: FGSM on efficientnet-lite0)", exact=False).wait_for()
+    assert "image_src=Tray" in page.url
+    assert_no_exception(page)
