@@ -104,7 +104,7 @@ def test_pgd_beats_fgsm_and_noise_on_labelled_photos(effnet, photos):
     eps = A.from255(2)
     assert _wrong(effnet, x, accepted) == 0  # every labelled photo is right when clean
     fgsm = A.fgsm_images(x, A.gradient_sign(effnet, x, labels), eps)
-    pgd, _, _ = A.pgd_images(effnet, x, labels, A.PGDConfig(eps=eps, alpha=A.from255(0.5), steps=5))
+    pgd, _, _ = A.pgd_images(effnet, x, labels, A.PGDConfig(eps=eps, alpha=A.from255(1), steps=3))
     noise = A.noise_images(x, eps)
     n_fgsm, n_pgd, n_noise = (_wrong(effnet, adv, accepted) for adv in (fgsm, pgd, noise))
     assert n_pgd >= n_fgsm
