@@ -172,18 +172,11 @@ def fgsm_images(x: torch.Tensor, direction: torch.Tensor, eps: float | Sequence[
     return _inside(adv, x, eps_t)
 
 
-def noise_images(
-    x: torch.Tensor, eps: float | Sequence[float] | torch.Tensor, seed: int = 0, *, l2: bool = False
-) -> torch.Tensor:
-    """The control: random ±ε per pixel (same ‖δ‖∞ as FGSM), or a random direction of L2 norm ε."""
+def noise_images(x: torch.Tensor, eps: float | Sequence[float] | torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The control: random ±ε per pixel, the same ‖δ‖∞ (and unclipped ‖δ‖₂) as FGSM, but no gradient."""
     eps_t = _as_eps(eps, max(len(x), torch.as_tensor(eps).numel()))
     x = x.expand(len(eps_t), -1, -1, -1)
-    gen = torch.Generator().manual_seed(seed)
-    if l2:
-        d = torch.randn(x.shape[1:], generator=gen)
-        delta = eps_t * d / d.norm()
-        return torch.clamp(x + delta, 0, 1)
-    sign = torch.randint(0, 2, x.shape[1:], generator=gen).float() * 2 - 1
+    sign = torch.randint(0, 2, x.shape[1:], generator=torch.Generator().manual_seed(seed)).float() * 2 - 1
     return _inside(torch.clamp(x + eps_t * sign, min=0, max=1), x, eps_t)
 
 
@@ -361,13 +354,10 @@ def pgd(
     return _result(name, model, x, adv, cfg.eps, cfg.norm, label, target, started, history)
 
 
-def noise(
-    model: nn.Module, x: torch.Tensor, label: int, eps: float, seed: int = 0, *, l2: bool = False
-) -> AttackResult:
-    """The random-sign-noise control at the same norm: what ε does to a prediction *without* a gradient."""
+def noise(model: nn.Module, x: torch.Tensor, label: int, eps: float, seed: int = 0) -> AttackResult:
+    """The random-sign-noise control at FGSM's norm: what ε does to a prediction *without* a gradient."""
     started = time.perf_counter()
-    adv = noise_images(x, eps, seed, l2=l2)
-    return _result("Noise", model, x, adv, eps, "l2" if l2 else "linf", label, None, started)
+    return _result("Noise", model, x, noise_images(x, eps, seed), eps, "linf", label, None, started)
 
 
 def amplified(delta: torch.Tensor) -> torch.Tensor:
