@@ -20,11 +20,14 @@ from tests.e2e.reliability import alerts, rss_limit_mb, server_process, streamli
 pytestmark = pytest.mark.e2e
 
 #: Every numeric x/y array of every Plotly chart (heatmap pixels excluded), keyed by chart and trace.
-CHART_NUMBERS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((plot, i) =>
-    (plot.data || []).filter(t => t.type !== 'heatmap' && t.type !== 'image').map((t, j) => [
-        `${i}.${j}.${t.name || ''}`,
-        [...(t.x || []), ...(t.y || [])].filter(v => typeof v === 'number').map(v => Number(v.toPrecision(5))),
-    ]))"""
+CHART_NUMBERS = """() => {
+    const list = v => (v && typeof v === 'object' && typeof v.length === 'number') ? Array.from(v) : [];
+    return [...document.querySelectorAll('.js-plotly-plot')].flatMap((plot, i) =>
+        (plot.data || []).filter(t => t.type !== 'heatmap' && t.type !== 'image').map((t, j) => [
+            `${i}.${j}.${t.name || ''}`,
+            [...list(t.x), ...list(t.y)].filter(v => typeof v === 'number').map(v => Number(v.toPrecision(5))),
+        ]));
+}"""
 
 
 @dataclass(frozen=True)
