@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from benchmarks.common import Row, arguments, median_seconds, print_table, setup
+from benchmarks.common import Row, arguments, paired_medians, print_table, setup
 from benchmarks.twins import twin_registry
 from core.captioning.hf import HFCaptioner
 from core.captioning.types import DecodingConfig
@@ -63,15 +63,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
             result = ours.caption(image, config)
             assert len(result.extra["token_ids"]) == tokens and result.word_maps.shape[0] == len(result.words)
             same = result.caption == theirs(image)
-            rows.append(
-                Row(
-                    f"{model_id} twin, {tokens} tokens (ours with attention)",
-                    median_seconds(lambda ours=ours, config=config: ours.caption(image, config), args.repeats),
-                    median_seconds(lambda theirs=theirs: theirs(image), args.repeats),
-                    "≤ 1.15",
-                    check=f"same caption: {same}",
-                )
+            times = paired_medians(
+                lambda ours=ours, config=config: ours.caption(image, config),
+                lambda theirs=theirs: theirs(image),
+                args.repeats,
             )
+            case = f"{model_id} twin, {tokens} tokens (ours with attention)"
+            rows.append(Row(case, *times, "≤ 1.15", check=f"same caption: {same}"))
             registry.evict(model_id)
     print_table("Caption + per-token attention vs caption only", machine, rows, "transformers")
     return rows

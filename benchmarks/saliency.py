@@ -14,7 +14,7 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from benchmarks.common import Row, arguments, median_seconds, print_table, setup
+from benchmarks.common import Row, arguments, paired_medians, print_table, setup
 from benchmarks.twins import twin_registry
 from core.models import ImageClassifier
 from core.saliency import explain
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             for case, ours, theirs in cases(model, x, target, samples, steps):
                 identical = np.allclose(ours(), theirs(), atol=ATOL, rtol=0)
                 assert identical, f"{name} {case}: our map differs from the library's"
-                # the identity check above was the warm-up run of both
-                t_ours = median_seconds(ours, args.repeats, warmup=0)
-                t_theirs = median_seconds(theirs, args.repeats, warmup=0)
+                t_ours, t_theirs = paired_medians(ours, theirs, args.repeats, warmup=0)  # the check warmed both up
                 rows.append(Row(f"{name} · {case}", t_ours, t_theirs, "≤ 1.0", check=f"identical maps: {identical}"))
             registry.evict(model_id)
     print_table(f"Saliency at {side} px (one image)", machine, rows, "Captum / pytorch-grad-cam")
