@@ -16,19 +16,20 @@ from tests.e2e.conftest import ARTIFACTS, assert_no_exception, wait_for_idle
 pytestmark = pytest.mark.e2e
 
 SHOTS = ARTIFACTS / "screenshots"
-#: (file name, URL path with a shareable view, what shows the page has finished, a button to press first)
+#: (file name, URL path with a shareable view, text that shows the page has finished, a button to press
+#: first, the heading scrolled to the top of the screenshot)
 TOUR = [
-    ("home", "", "Image tray", None),
-    ("captioning", "Captioning?img=rocket.jpg", "Captions ready", None),
-    ("saliency", "Saliency?image=astronaut.jpg&m=Gradient&m=SmoothGrad&m=Grad-CAM", "curves ready", None),
-    ("adversarial", "Adversarial?eps=4", r"Minimal flipping ε", None),
-    ("style_transfer", "Style_Transfer?res=192&n=30", "Filmstrip", "^Start$"),
+    ("home", "", "Image tray", None, None),
+    ("captioning", "Captioning?img=rocket.jpg", "Captions ready", None, None),
+    ("saliency", "Saliency?image=astronaut.jpg&m=Gradient&m=SmoothGrad&m=Grad-CAM", "curves ready", None, "Saliency f"),
+    ("adversarial", "Adversarial?eps=4", r"Minimal flipping ε", None, "Prediction:"),
+    ("style_transfer", "Style_Transfer?res=192&n=30", "Filmstrip", "^Start$", "Estimated time"),
 ]
 
 
 def test_walkthrough_of_every_page(page, app_url):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for name, path, done, button in TOUR:
+    for name, path, done, button, focus in TOUR:
         page.goto(f"{app_url}/{path}")
         wait_for_idle(page, timeout=600)
         if button:
@@ -36,5 +37,8 @@ def test_walkthrough_of_every_page(page, app_url):
         page.get_by_text(re.compile(done)).first.wait_for(timeout=600_000)
         wait_for_idle(page, timeout=600)
         assert_no_exception(page)
+        if focus:
+            page.get_by_text(focus).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)  # let charts redraw after the scroll
         page.screenshot(path=str(SHOTS / f"{name}.png"))
     assert all((SHOTS / f"{name}.png").stat().st_size > 10_000 for name, *_ in TOUR)
