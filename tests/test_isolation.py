@@ -100,6 +100,8 @@ def test_a_page_session_with_uploads_writes_nothing_to_disk(page, private_tmp):
     after = _tree(ROOT)
     assert sorted(set(after) - set(before)) == [], "new files appeared in the repository"
     assert _tree(private_tmp) == {}, "files appeared in the temp dir"
+    if keys:
+        assert at.get("plotly_chart") or at.get("image"), "the uploaded image must have been used"
     tray = at.session_state["vl_tray"]
     assert {f"{k}.png" for k in uploaders} <= set(tray), "uploads live in this session's tray"
 
