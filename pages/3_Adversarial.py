@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import attacks
 from core.images import to_pil
+from core.memory import release_memory
 from core.models import ImageClassifier, ModelError, imagenet_labels
 from core.runtime import Cancelled, Reporter
 from core.saliency import explain
@@ -78,6 +79,7 @@ def run_job(name: str, key: tuple[Any, ...], work: Callable[[Reporter], Any], *,
     finally:
         bar.empty()
         stop.empty()
+        release_memory()
     results[key] = result
     while len(results) > KEEP_RESULTS:
         results.pop(next(iter(results)))

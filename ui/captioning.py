@@ -17,6 +17,7 @@ from PIL import Image
 
 from core.attention import AttentionStack, word_maps
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig
+from core.memory import release_memory
 from core.models import ModelError, Status
 from core.runtime import Cancelled, Reporter
 from ui.resources import load_model, registry
@@ -86,6 +87,7 @@ def run_captions(
                     break
             else:
                 box.update(label="Captions ready", state="complete", expanded=False)
+        release_memory()
     return {m: store[(key, m, config)] for m in model_ids if (key, m, config) in store}
 
 

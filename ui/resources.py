@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from core import attacks
+from core.memory import release_memory
 from core.models import ImageClassifier, ModelError, Registry
 from core.samples import load_sample
 from core.style import FeatureExtractor, benchmark, efficientnet_extractor
@@ -132,7 +133,10 @@ def saliency_cached(key: tuple[Any, ...], compute: Callable[[], T], max_entries:
         if key in store:
             store.move_to_end(key)
             return store[key]
-    value = compute()
+    try:
+        value = compute()
+    finally:
+        release_memory()
     with lock:
         store[key] = value
         while len(store) > max_entries:

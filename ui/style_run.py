@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from core.images import to_pil
+from core.memory import release_memory
 from core.runtime import Cancelled, Reporter
 from core.style import StyleConfig, StyleProblem, StyleState, StyleStep, run, seconds_per_megapixel
 from ui.figures import loss_figure
@@ -113,5 +114,6 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
         st.info(f"Paused after {MAX_RUN_S // 60} minutes at step {rec.state.step}: press **Continue** to go on.")
     rec.running = False
     bar.empty()
+    release_memory()
     if timed:
         st.session_state.setdefault(RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)

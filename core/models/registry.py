@@ -7,7 +7,6 @@ Each model loads once per process; least-recently-used models are evicted to sta
 
 from __future__ import annotations
 
-import gc
 import importlib
 import importlib.util
 import os
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from core.memory import release_memory
 
 from .catalogue import CATALOGUE
 from .spec import ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
@@ -235,14 +236,14 @@ class Registry:
     def evict(self, model_id: str) -> None:
         with self._lock:
             self._loaded.pop(model_id, None)
-        gc.collect()
+        release_memory()
 
     def _evict_until(self, target_mb: float, keep: str | None = None) -> None:
         with self._lock:
             victims = [k for k in self._loaded if k != keep]
             while victims and sum(v.mb for v in self._loaded.values()) > target_mb:
                 self._loaded.pop(victims.pop(0))
-        gc.collect()
+        release_memory()
 
     # -- downloads and export ----------------------------------------------------------------
     def download(self, model_id: str, progress: ProgressFn = no_progress) -> Path:

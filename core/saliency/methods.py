@@ -174,7 +174,7 @@ class IntegratedGradients(Attribution):
         reporter: Reporter,
         steps: int = 32,
         baseline: str = "black",
-        batch: int = 16,
+        batch: int = 8,
         seed: int = 0,
         **_: object,
     ) -> Parts:
