@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.corpus import corpus
@@ -11,7 +12,9 @@ CASES = {c.name: c for c in corpus()}
 
 
 @pytest.fixture
-def home() -> AppTest:
+def home(monkeypatch) -> AppTest:
+    monkeypatch.delenv("VISIONLAB_MODELS_DIR", raising=False)
+    st.cache_resource.clear()  # the registry is cached per process: other page tests point it elsewhere
     return AppTest.from_file("../Home.py", default_timeout=60).run()
 
 

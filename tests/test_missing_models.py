@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -44,6 +45,8 @@ def broken(tmp_path, monkeypatch) -> Callable[[str, str], Path]:
     monkeypatch.setenv("VISIONLAB_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    # huggingface_hub reads HF_HUB_CACHE once, at import: an earlier test may have imported it already.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     st.cache_resource.clear()  # the registry is cached per process: rebuild it from this environment
 
     def plant(model_id: str, how: str) -> Path:
