@@ -97,7 +97,7 @@ def curves(
     name: str,
     kind: str = "blur",
     steps: int = 20,
-    batch: int = 16,
+    batch: int = 8,
     reporter: Reporter = SILENT,
 ) -> Curves:
     """Deletion and insertion curves of one pixel ranking, in ``steps`` equal fractions from 0 to 1."""

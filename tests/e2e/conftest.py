@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,27 +67,31 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def streamlit_server(env: dict[str, str]) -> Iterator[str]:
+    """``streamlit run Home.py`` on a free port, healthy on entry, stopped on exit."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (ARTIFACTS / f"streamlit-server-{port}.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="session")
 def app_url(server_env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "Home.py",
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-    ]  # fmt: skip
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = (ARTIFACTS / "streamlit-server.log").open("wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with streamlit_server(server_env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

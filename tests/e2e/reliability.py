@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -14,7 +12,6 @@ from urllib.parse import urlparse
 import psutil
 
 from core.models.registry import DEFAULT_BUDGET_MB
-from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, _wait_healthy
 
 #: The Python + torch + Streamlit runtime beside the models' budget (measured: ~600 MB with EfficientNet).
 RUNTIME_MB = 1000.0
@@ -32,23 +29,6 @@ def server_process(app_url: str) -> psutil.Process:
         if "streamlit" in " ".join(cmdline) and port in cmdline:
             return child
     raise LookupError(f"no streamlit server on port {port}")
-
-
-@contextmanager
-def streamlit_server(env: dict[str, str]) -> Iterator[str]:
-    """A second ``streamlit run Home.py`` with caches of its own (the suite's server is shared by all tests)."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    with (ARTIFACTS / f"streamlit-server-{port}.log").open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, proc)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(30)
 
 
 def healthy(app_url: str) -> bool:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import assert_no_exception, wait_for_idle
-from tests.e2e.reliability import alerts, rss_limit_mb, server_process, streamlit_server, track_rss
+from tests.e2e.conftest import assert_no_exception, streamlit_server, wait_for_idle
+from tests.e2e.reliability import alerts, rss_limit_mb, server_process, track_rss
 
 pytestmark = pytest.mark.e2e
 

@@ -18,12 +18,13 @@ import io
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
 from tests.corpus import Case, corpus
-from tests.e2e.conftest import assert_no_exception, wait_for_idle
+from tests.e2e.conftest import assert_no_exception, streamlit_server, wait_for_idle
 from tests.e2e.reliability import (
     alert_with,
     alerts,
@@ -88,6 +89,13 @@ def _batch(page) -> None:
         assert case.message in alert_with(page, f"{case.name}:")
     wait_for_idle(page)
     assert_no_exception(page)
+
+
+@pytest.fixture(scope="module")
+def app_url(server_env: dict[str, str]) -> Iterator[str]:
+    """A server of this module's own: its memory is held to the budget, not to what earlier tests left."""
+    with streamlit_server(server_env) as url:
+        yield url
 
 
 @pytest.mark.parametrize("app_file", APP_FILES, ids=lambda p: p.stem)
