@@ -63,8 +63,9 @@ for col, (path, title, icon, blurb) in zip(cols, AREAS, strict=True):
 st.header("Models")
 reg = registry()
 rows = []
+states = {spec.id: reg.status(spec.id) for spec in reg.specs()}  # each status once per rerun
 for spec in reg.specs():
-    state = reg.status(spec.id)
+    state = states[spec.id]
     rows.append(
         {
             "Model": spec.display_name,
@@ -79,7 +80,7 @@ for spec in reg.specs():
         }
     )
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="model_table")
-downloadable = [s.id for s in reg.specs() if reg.status(s.id).status is Status.DOWNLOADABLE]
+downloadable = [i for i, state in states.items() if state.status is Status.DOWNLOADABLE]
 if downloadable:
     with st.form("download"):
         chosen = st.selectbox("Download a model now", downloadable, format_func=lambda i: reg.get(i).display_name)
