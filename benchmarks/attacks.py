@@ -1,6 +1,9 @@
 """Attacks on the real EfficientNet-Lite0: PGD-10 vs torchattacks, and the FGSM robustness curve over
 16 ε (one gradient, batched forwards) vs the per-ε loop a torchattacks user would write.
 
+Both sides produce what the page shows: PGD's adversarial image and its prediction (ours also keeps each
+step's loss and probabilities), and the curve's probability of the true class at every ε.
+
 Both cases first check that ours and the baseline agree, then time both.
 """
 
@@ -31,12 +34,22 @@ def main(argv: list[str] | None = None) -> list[Row]:
     cfg = A.PGDConfig(eps=eps, alpha=alpha, steps=steps)
     pgd_theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
 
-    def pgd_ours() -> torch.Tensor:
-        return A.pgd_images(model, x, label, cfg)[0]  # the images plus each step's loss and probabilities
+    def pgd_ours() -> tuple[torch.Tensor, np.ndarray]:
+        adv, _, probs = A.pgd_images(model, x, label, cfg)  # plus each step's loss and probabilities
+        return adv, probs[-1]
+
+    def pgd_baseline() -> tuple[torch.Tensor, torch.Tensor]:
+        """torchattacks returns only the image; reading its prediction takes the forward a user would add."""
+        adv = pgd_theirs(x, y)
+        with torch.inference_mode():
+            return adv, model(adv).softmax(-1)
 
     # ours moves the pixels that float rounding puts a hair past ε one ulp back: equal to within 1e-6
-    pgd_same = torch.allclose(pgd_ours(), pgd_theirs(x, y), rtol=0, atol=1e-6)
-    assert pgd_same, "PGD: our adversarial image differs from torchattacks'"
+    (adv_ours, probs_ours), (adv_theirs, probs_theirs) = pgd_ours(), pgd_baseline()
+    # the prediction comes from the BN-folded evaluator: equal to float rounding
+    same_image = torch.allclose(adv_ours, adv_theirs, rtol=0, atol=1e-6)
+    pgd_same = same_image and np.allclose(probs_ours, probs_theirs, rtol=0, atol=1e-5)
+    assert pgd_same, "PGD: our adversarial image or its prediction differs from torchattacks'"
 
     grid = np.arange(1, 17) / 255.0
 
@@ -54,10 +67,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
     curve_same = np.allclose(curve_ours(), curve_loop(), rtol=0, atol=1e-5)
     assert curve_same, "FGSM curve: our sweep differs from the per-ε loop"
     # the checks above were the warm-up runs
-    pgd_times = paired_medians(pgd_ours, lambda: pgd_theirs(x, y), args.repeats, warmup=0)
+    pgd_times = paired_medians(pgd_ours, pgd_baseline, args.repeats, warmup=0)
     curve_times = paired_medians(curve_ours, curve_loop, args.repeats, warmup=0)
     rows = [
-        Row(f"PGD-{steps} L∞ ε=8/255 ({x.shape[-1]} px)", *pgd_times, "≤ 1.0", check=f"same image: {pgd_same}"),
+        Row(
+            f"PGD-{steps} L∞ ε=8/255 ({x.shape[-1]} px) → image + prediction",
+            *pgd_times,
+            "≤ 1.0",
+            check=f"same image and prediction: {pgd_same}",
+        ),
         Row(
             f"FGSM curve, {len(grid)} ε ({x.shape[-1]} px)",
             *curve_times,

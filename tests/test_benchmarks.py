@@ -71,7 +71,7 @@ def test_saliency_maps_identical_to_captum_and_grad_cam():
 @pytest.mark.slow
 def test_attacks_agree_with_torchattacks():
     (rows,) = run("attacks")
-    assert [r["check"] for r in rows] == ["same image: True", "same curve: True"]
+    assert [r["check"] for r in rows] == ["same image and prediction: True", "same curve: True"]
     assert rows[1]["case"].startswith("FGSM curve, 16 ε")
     ratios_parse(rows)
 

@@ -7,7 +7,7 @@ gradients with respect to what the user sees, for every backbone alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import torch
@@ -16,6 +16,7 @@ from torch import nn
 
 from core.images import center_crop_resize, to_tensor
 
+from .inference import inference_copy
 from .registry import ModelError, fetch_url, torch_hub_file, torchvision_weights
 from .spec import ModelSpec, ProgressFn
 
@@ -57,6 +58,11 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+    @cached_property
+    def evaluator(self) -> nn.Module:
+        """:func:`inference_copy` of this classifier, built on first use, for batched forwards without gradients."""
+        return inference_copy(self)
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         """The ImageNet evaluation transform, stopping before normalization: (1, 3, S, S) in [0, 1]."""

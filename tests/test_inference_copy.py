@@ -1,0 +1,84 @@
+"""The BN-folded channels-last evaluator that attack curves classify with: same outputs, no BN left."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from core.models.inference import inference_copy
+
+
+def _bn_count(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def _randomize_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, so folding has something to get wrong."""
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
+    return model.eval()
+
+
+def test_efficientnet_evaluator_folds_every_bn_and_keeps_the_predictions(effnet, coffee):
+    before = _bn_count(effnet)
+    evaluator = effnet.evaluator
+    assert evaluator is effnet.evaluator  # built once
+    assert before == 49 and _bn_count(evaluator) == 0
+    assert _bn_count(effnet) == before  # the original (used for gradients) is untouched
+    conv = next(m for m in evaluator.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = torch.cat([coffee, coffee.flip(-1), torch.rand_like(coffee)])
+    with torch.inference_mode():
+        ours, plain = evaluator(batch).softmax(-1), effnet(batch).softmax(-1)
+    torch.testing.assert_close(ours, plain, rtol=0, atol=1e-5)
+    assert torch.equal(ours.argmax(-1), plain.argmax(-1))
+    assert effnet.labels[int(ours[0].argmax())] == "espresso"
+
+
+def test_resnet_with_real_bn_statistics_folds_to_the_same_function():
+    net = _randomize_bn(resnet18())
+    twin = inference_copy(net)
+    assert _bn_count(net) == 20 and _bn_count(twin) == 0
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+class _Shared(nn.Module):
+    """A conv whose output also feeds a skip path: folding the BN into it would change that path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _ValueBranch(nn.Module):
+    """Control flow on tensor values: FX cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return y if bool(y.mean() > 0) else -y
+
+
+def test_unsafe_or_untraceable_networks_keep_their_bn_and_their_outputs():
+    x = torch.rand(2, 3, 16, 16)
+    for net in (_randomize_bn(_Shared()), _randomize_bn(_ValueBranch())):
+        twin = inference_copy(net)
+        assert _bn_count(twin) == 1
+        with torch.inference_mode():
+            torch.testing.assert_close(twin(x), net(x))
