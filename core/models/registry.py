@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import sys
 import threading
 import urllib.request
 from collections import OrderedDict
@@ -20,8 +21,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from core.memory import release_memory
 
@@ -74,14 +73,30 @@ def torchvision_weights(ref: str) -> Any:
     return get_weight(ref)
 
 
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()`` without importing torch (~1.3 s): Home's status check only looks at files.
+
+    Same rule as torch's: ``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``, then ``hub``
+    (nothing here calls ``torch.hub.set_dir``).
+    """
+    default = Path(os.getenv("XDG_CACHE_HOME", "~/.cache")) / "torch"
+    return Path(os.getenv("TORCH_HOME", default)).expanduser() / "hub"
+
+
 def torch_hub_file(spec: ModelSpec) -> Path:
     """Where torchvision caches ``spec``'s weights (the name is in the catalogue: importing
     torchvision just to ask would cost seconds on every status check)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / spec.extra["file"]
+    return torch_hub_dir() / "checkpoints" / spec.extra["file"]
 
 
 def resident_mb(obj: object) -> float:
-    """Bytes held by the parameters and buffers of ``obj`` (a module, or an object holding modules)."""
+    """Bytes held by the parameters and buffers of ``obj`` (a module, or an object holding modules).
+
+    0 while torch is not imported: nothing can hold tensors then, and asking must not import it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0.0
     modules = (
         [obj]
         if isinstance(obj, torch.nn.Module)
