@@ -17,7 +17,7 @@ from torchvision.models import resnet18
 
 from core.models import ImageClassifier, ModelError, ModelSpec, Registry, Source, Status
 from core.models.__main__ import main as cli
-from core.models.registry import REPO_ROOT, torch_hub_dir, torch_hub_file
+from core.models.registry import REPO_ROOT, hf_cached_file, torch_hub_dir, torch_hub_file
 
 LOADS: list[str] = []
 
@@ -187,6 +187,28 @@ def test_torch_hub_dir_matches_torch(monkeypatch, env):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert torch_hub_dir() == Path(torch.hub.get_dir())
+
+
+def test_hf_cache_lookup_matches_huggingface_hub(tmp_path, monkeypatch):
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--org--name"
+
+    def agree() -> Path | None:
+        hit = try_to_load_from_cache("org/name", "config.json")
+        assert hf_cached_file("org/name", "config.json") == (Path(hit) if isinstance(hit, str) else None)
+        return hf_cached_file("org/name", "config.json")
+
+    assert agree() is None  # nothing cached
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    assert agree() is None  # snapshot without the file
+    (repo / "snapshots" / "abc" / "config.json").write_text("{}")
+    assert agree() == repo / "snapshots" / "abc" / "config.json"
+    (repo / "refs" / "main").write_text("def")
+    assert agree() is None  # main moved to a revision not downloaded
 
 
 def test_nothing_loads_a_model_at_import():
