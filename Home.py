@@ -96,12 +96,8 @@ else:
         "Offline: models marked *unavailable* can be downloaded on a connected machine with "
         "`python -m core.models download ID` and copied here through `VISIONLAB_MODELS_DIR` (see README)."
     )
-info = torch_info()
 loaded = reg.loaded_mb()
-st.caption(
-    f"Device: {info['device']} · torch {info['torch']} · {info['threads']} threads · "
-    f"memory budget {reg.budget_mb:,.0f} MB · loaded now: {sum(loaded.values()):,.0f} MB"
-)
+st.caption(f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB · loaded now: {sum(loaded.values()):,.0f} MB")
 
 st.header("Sample images")
 names = sample_names("all")

@@ -11,11 +11,13 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Largest decoded image we accept, in pixels (≈ 50 megapixels, e.g. 8660 × 5773).
 MAX_PIXELS = 50_000_000
@@ -139,7 +141,12 @@ def load_image(source: ImageSource, **kwargs: object) -> Image.Image:
 
 
 def to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """RGB image → float tensor (1, 3, H, W) in [0, 1] pixel space; ``size`` resizes (bicubic)."""
+    """RGB image → float tensor (1, 3, H, W) in [0, 1] pixel space; ``size`` resizes (bicubic).
+
+    torch is imported here, not at module level: Home decodes uploads and samples without it.
+    """
+    import torch
+
     if size is not None:
         hw = (size, size) if isinstance(size, int) else size
         img = img.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)

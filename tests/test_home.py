@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -43,3 +47,18 @@ def test_upload_lands_in_the_tray(home):
     assert not home.exception and not home.error
     tray = home.session_state["vl_tray"]
     assert list(tray) == ["cmyk.jpg"] and tray["cmyk.jpg"].image.mode == "RGB"
+
+
+def test_first_render_imports_no_torch():
+    """Cold start: torch costs ~1.3 s and ~500 MB, the other pages' modules more; Home needs none of them."""
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "home = AppTest.from_file('Home.py', default_timeout=60).run()\n"
+        "assert not home.exception and home.dataframe, home.exception\n"
+        "heavy = ('torch', 'torchvision', 'transformers', 'huggingface_hub.file_download', 'skimage', 'scipy',\n"
+        "         'core.attacks', 'core.style')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], check=True)

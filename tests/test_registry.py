@@ -17,7 +17,7 @@ from torchvision.models import resnet18
 
 from core.models import ImageClassifier, ModelError, ModelSpec, Registry, Source, Status
 from core.models.__main__ import main as cli
-from core.models.registry import REPO_ROOT, torch_hub_file
+from core.models.registry import REPO_ROOT, hf_cached_file, torch_hub_dir, torch_hub_file
 
 LOADS: list[str] = []
 
@@ -97,7 +97,7 @@ def test_local_models_folder_loads_through_the_real_loader(tmp_path):
 
 
 def test_torch_hub_cache_is_found_and_pth_loads_weights_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = torch_hub_file(Registry().get("resnet18"))
     path.parent.mkdir(parents=True)
     torch.save(_tiny_resnet_state(), path)
@@ -150,7 +150,7 @@ def test_cli_list_matches_status(capsys):
 
 
 def test_cli_export_copies_cached_models(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = torch_hub_file(Registry().get("resnet18"))
     path.parent.mkdir(parents=True)
     torch.save(_tiny_resnet_state(), path)
@@ -170,10 +170,52 @@ def test_catalogue_file_names_match_torchvision(registry):
             assert spec.extra["file"] == get_weight(spec.ref).url.rsplit("/", 1)[-1]
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"TORCH_HOME": "/srv/torch"},
+        {"TORCH_HOME": "~/th", "XDG_CACHE_HOME": "/xdg"},
+        {"XDG_CACHE_HOME": "/xdg"},
+        {"XDG_CACHE_HOME": "~/xdg"},
+        {"TORCH_HOME": ""},
+    ],
+)
+def test_torch_hub_dir_matches_torch(monkeypatch, env):
+    for key in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert torch_hub_dir() == Path(torch.hub.get_dir())
+
+
+def test_hf_cache_lookup_matches_huggingface_hub(tmp_path, monkeypatch):
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--org--name"
+
+    def agree() -> Path | None:
+        hit = try_to_load_from_cache("org/name", "config.json")
+        assert hf_cached_file("org/name", "config.json") == (Path(hit) if isinstance(hit, str) else None)
+        return hf_cached_file("org/name", "config.json")
+
+    assert agree() is None  # nothing cached
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    assert agree() is None  # snapshot without the file
+    (repo / "snapshots" / "abc" / "config.json").write_text("{}")
+    assert agree() == repo / "snapshots" / "abc" / "config.json"
+    (repo / "refs" / "main").write_text("def")
+    assert agree() is None  # main moved to a revision not downloaded
+
+
 def test_nothing_loads_a_model_at_import():
     code = (
         "import sys, core.models, core.images, core.samples, core.captioning\n"
-        "bad = [m for m in ('efficientnet_lite_pytorch', 'transformers', 'streamlit') if m in sys.modules]\n"
+        "heavy = ('torch', 'torchvision', 'efficientnet_lite_pytorch', 'transformers', 'streamlit')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

@@ -2,25 +2,34 @@
 
 Models are cached by the process-wide :class:`core.models.Registry` (which enforces the memory
 budget and evicts least-recently-used models); Streamlit caches only the registry itself.
+
+Home imports this module too, so torch, ``core.attacks`` and ``core.style`` (seconds and ~500 MB
+together) are imported inside the functions that need them, never at module level.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
-import torch
 from PIL import Image
 
-from core import attacks
 from core.memory import release_memory
-from core.models import ImageClassifier, ModelError, Registry
+from core.models import ModelError, Registry
 from core.samples import load_sample
-from core.style import FeatureExtractor, benchmark, efficientnet_extractor
+
+if TYPE_CHECKING:
+    import torch
+
+    from core.attacks import Sweep
+    from core.models import ImageClassifier
+    from core.style import FeatureExtractor
 
 T = TypeVar("T")
 
@@ -53,18 +62,21 @@ def load_model(model_id: str) -> Any:
 
 
 def load_classifier(model_id: str) -> ImageClassifier:
+    from core.models import ImageClassifier
+
     model = load_model(model_id)
     if not isinstance(model, ImageClassifier):
         raise ModelError(f"{model_id} is not an image classifier.")
     return model
 
 
-def torch_info() -> dict[str, str]:
-    return {
-        "device": "CUDA" if torch.cuda.is_available() else "CPU",
-        "torch": torch.__version__,
-        "threads": str(torch.get_num_threads()),
-    }
+def torch_info() -> str:
+    """Home's runtime line; device and threads only once a page has imported torch (asking would import it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return f"torch {importlib.metadata.version('torch')} (imported with the first model)"
+    device = "CUDA" if torch.cuda.is_available() else "CPU"
+    return f"Device: {device} · torch {torch.__version__} · {torch.get_num_threads()} threads"
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -75,6 +87,8 @@ def sample_image(name: str) -> Image.Image:
 
 def load_style_features(model_id: str) -> FeatureExtractor:
     """VGG19's features from the registry, or EfficientNet-Lite0's (the fallback), sharing the classifier."""
+    from core.style import FeatureExtractor, efficientnet_extractor
+
     if model_id == "efficientnet-lite0":
         return efficientnet_extractor(load_classifier(model_id))
     model = load_model(model_id)
@@ -86,6 +100,8 @@ def load_style_features(model_id: str) -> FeatureExtractor:
 @st.cache_resource(show_spinner=False, max_entries=16)
 def style_seconds_per_megapixel(model_id: str, layers: tuple[str, ...], _extractor: FeatureExtractor) -> float:
     """A quick forward/backward benchmark, once per network and layer set: the estimate before any run."""
+    from core.style import benchmark
+
     return benchmark(_extractor, layers)
 
 
@@ -99,14 +115,18 @@ def fgsm_direction(
     model_id: str, image: str, label: int, target: int | None, _model: ImageClassifier, _x: torch.Tensor
 ) -> torch.Tensor:
     """FGSM's gradient sign, once per (model, image, class, target): moving ε then costs one forward."""
+    from core import attacks
+
     return attacks.gradient_sign(_model, _x, label, target)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def fgsm_noise_sweeps(
     model_id: str, image: str, label: int, target: int | None, _model: ImageClassifier, _x: torch.Tensor
-) -> tuple[attacks.Sweep, attacks.Sweep, float | None]:
+) -> tuple[Sweep, Sweep, float | None]:
     """FGSM and noise-control curves over ε = 0…16/255 and FGSM's minimal flipping ε, per image."""
+    from core import attacks
+
     direction = fgsm_direction(model_id, image, label, target, _model, _x)
     grid = attacks.eps_grid()
     fgsm = attacks.fgsm_sweep(_model, _x, label, grid, target, direction=direction)
