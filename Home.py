@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from core.images import ImageInputError, load_image
@@ -12,7 +11,7 @@ from core.models import ModelError, Status
 from core.samples import sample_names
 from ui.resources import registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
-from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL
+from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, markdown_table
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
 
@@ -66,20 +65,19 @@ rows = []
 states = {spec.id: reg.status(spec.id) for spec in reg.specs()}  # each status once per rerun
 for spec in reg.specs():
     state = states[spec.id]
+    loaded = ", loaded" if reg.is_loaded(spec.id) else ""
     rows.append(
         {
-            "Model": spec.display_name,
-            "id": spec.id,
+            "Model": f"{spec.display_name} `{spec.id}`",
             "Task": spec.task,
-            "Status": f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}",
+            "Status": f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}{loaded}",
             "Download": f"{spec.download_mb:,.0f} MB",
             "Memory": f"{spec.memory_mb:,.0f} MB",
             "Licence": spec.license,
-            "Loaded": "yes" if reg.is_loaded(spec.id) else "",
             "Notes": " ".join(filter(None, [spec.note, state.message])),
         }
     )
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="model_table")
+st.markdown(markdown_table(rows))
 downloadable = [i for i, state in states.items() if state.status is Status.DOWNLOADABLE]
 if downloadable:
     with st.form("download"):
@@ -96,8 +94,8 @@ else:
         "Offline: models marked *unavailable* can be downloaded on a connected machine with "
         "`python -m core.models download ID` and copied here through `VISIONLAB_MODELS_DIR` (see README)."
     )
-loaded = reg.loaded_mb()
-st.caption(f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB · loaded now: {sum(loaded.values()):,.0f} MB")
+resident = sum(reg.loaded_mb().values())
+st.caption(f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB · loaded now: {resident:,.0f} MB")
 
 st.header("Sample images")
 names = sample_names("all")

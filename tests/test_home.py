@@ -10,7 +10,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core.models import Registry
 from tests.corpus import corpus
+from ui.widgets import markdown_table
 
 CASES = {c.name: c for c in corpus()}
 
@@ -22,15 +24,27 @@ def home(monkeypatch) -> AppTest:
     return AppTest.from_file("../Home.py", default_timeout=60).run()
 
 
+def model_table(app: AppTest) -> dict[str, dict[str, str]]:
+    """Home's Markdown model table read back: model id → column → cell text."""
+    (text,) = [m.value for m in app.markdown if m.value.startswith("| Model |")]
+    head, _rule, *lines = [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines()]
+    rows = [dict(zip(head, cells, strict=True)) for cells in lines]
+    return {row["Model"].split("`")[1]: row for row in rows}
+
+
 def test_home_renders_model_status(home):
     assert not home.exception
-    table = home.dataframe[0].value
-    status = dict(zip(table["id"], table["Status"], strict=True))
-    assert status["efficientnet-lite0"].endswith("ready")
+    table = model_table(home)
+    assert table["efficientnet-lite0"]["Status"].endswith("ready")
     for model_id in ("blip-base", "vit-gpt2", "vgg19"):
-        assert status[model_id].endswith("not available offline")
-    sizes = dict(zip(table["id"], table["Download"], strict=True))
-    assert sizes["blip-base"] == "990 MB" and sizes["vgg19"] == "548 MB"
+        assert table[model_id]["Status"].endswith("not available offline")
+    assert table["blip-base"]["Download"] == "990 MB" and table["vgg19"]["Download"] == "548 MB"
+    assert set(table) == {spec.id for spec in Registry(online=False).specs()}
+
+
+def test_markdown_table_escapes_pipes_and_newlines():
+    text = markdown_table([{"a": "x|y", "b": "two\nlines"}])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | two lines |"]
 
 
 @pytest.mark.parametrize("name", ["truncated.jpg", "bomb_zlib.png", "text.jpg"])
@@ -55,9 +69,9 @@ def test_first_render_imports_no_torch():
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
         "home = AppTest.from_file('Home.py', default_timeout=60).run()\n"
-        "assert not home.exception and home.dataframe, home.exception\n"
+        "assert not home.exception and home.markdown, home.exception\n"
         "heavy = ('torch', 'torchvision', 'transformers', 'huggingface_hub.file_download', 'skimage', 'scipy',\n"
-        "         'core.attacks', 'core.style')\n"
+        "         'core.attacks', 'core.style', 'pandas')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad"
     )
