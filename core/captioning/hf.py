@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
+from core.memory import trim_heap
 from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, ProgressFn, Source
 from core.runtime import SILENT, Reporter, global_rng
@@ -163,6 +164,7 @@ class HFCaptioner:
         pixels = self.pixels(image)
         start = time.perf_counter()
         encoded = None if gradients or self.family == "git" else self.encode(pixels)
+        trim_heap()  # glibc keeps the ~300 MB the encoder pass freed, while decoding faults in the decoder's weights
         ids = self.generate_ids(pixels, config, reporter, encoded)
         seconds = time.perf_counter() - start - (encoded.rollout_seconds if encoded else 0.0)
         return self._explain_ids(pixels, ids, seconds, gradients=gradients, encoded=encoded)

@@ -80,3 +80,16 @@ def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny
     np.testing.assert_array_equal(captioned.extra["attention"].rollout, alone.extra["attention"].rollout)
     np.testing.assert_array_equal(captioned.extra["attention"].rows, alone.extra["attention"].rows)
     np.testing.assert_array_equal(captioned.extra["token_probs"], alone.extra["token_probs"])
+
+
+def test_the_heap_is_trimmed_between_encoding_and_decoding(tiny_registry, photo, monkeypatch):
+    from core.captioning import hf
+
+    model = tiny_registry.load("blip-base")
+    calls: list[str] = []
+    monkeypatch.setattr(hf, "trim_heap", lambda: calls.append("trim"))
+    for name in ("encode", "generate_ids"):
+        method = getattr(model, name)
+        monkeypatch.setattr(model, name, lambda *a, _m=method, _n=name, **k: (calls.append(_n), _m(*a, **k))[1])
+    model.caption(photo, DecodingConfig(max_new_tokens=3))
+    assert calls == ["encode", "trim", "generate_ids"]
