@@ -211,6 +211,22 @@ def test_hf_cache_lookup_matches_huggingface_hub(tmp_path, monkeypatch):
     assert agree() is None  # main moved to a revision not downloaded
 
 
+def test_imagenet_labels_are_torchvisions():
+    from torchvision.models import ResNet18_Weights
+
+    from core.models import imagenet_labels
+
+    assert imagenet_labels() == tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_imagenet_labels_do_not_import_torchvision():
+    code = (
+        "import sys\nfrom core.models import imagenet_labels\n"
+        "assert len(imagenet_labels()) == 1000\nassert 'torchvision' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
 def test_nothing_loads_a_model_at_import():
     code = (
         "import sys, core.models, core.images, core.samples, core.captioning\n"

@@ -76,9 +76,8 @@ def run_captions(
             for model_id in todo:
                 bar = st.progress(0.0, text=model_id)
                 try:
-                    model = load_captioner(model_id)
-                    kwargs = {"gradients": True} if gradients and _takes_gradients(model) else {}
-                    store[(key, model_id, config)] = model.caption(image, config, reporter(bar, run_key), **kwargs)
+                    progress = reporter(bar, run_key)
+                    store[(key, model_id, config)] = _caption(model_id, image, config, progress, gradients)
                     trim(store, keep=len(model_ids))
                 except ModelError as err:
                     store[(key, model_id, config)] = str(err)
@@ -95,6 +94,16 @@ def trim(store: dict[Any, Any], keep: int) -> None:
     """Forget the oldest results beyond :data:`MAX_RESULTS` (never the ``keep`` newest: the current view)."""
     while len(store) > max(MAX_RESULTS, keep):
         store.pop(next(iter(store)))
+
+
+def _caption(
+    model_id: str, image: Image.Image, config: DecodingConfig, progress: Reporter, gradients: bool
+) -> CaptionResult:
+    """Caption with one model, referenced only meanwhile: a model the registry evicts to make room for the
+    next is then freed before that one loads (a loop variable kept BLIP-base alive while ViT-GPT2 loaded)."""
+    model = load_captioner(model_id)
+    kwargs = {"gradients": True} if gradients and _takes_gradients(model) else {}
+    return model.caption(image, config, progress, **kwargs)
 
 
 def _takes_gradients(model: Captioner) -> bool:

@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
+from core.memory import trim_heap
 from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, ProgressFn, Source
 from core.runtime import SILENT, Reporter, global_rng
@@ -71,6 +72,24 @@ def _stopping(reporter: Reporter, max_new_tokens: int, prompt_len: int) -> Any:
     return StoppingCriteriaList([_Report()])
 
 
+def encoder_rollout(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
+    """Rollout through the vision encoder's self-attention (batch of one): (positions, positions)."""
+    return rollout([a[0].detach().numpy() for a in attentions])
+
+
+@dataclass
+class Encoded:
+    """The vision encoder's output for decoding, its attention already reduced to the rollout.
+
+    BLIP's encoder attention at 384 px is 190 MB (12 layers × 12 heads × 577²); held while decoding faults
+    in the text decoder's weights, it set the app's peak memory, while only its rollout is ever read.
+    """
+
+    outputs: Any  # a ``BaseModelOutput`` holding ``last_hidden_state`` only
+    rollout: np.ndarray  # (positions, positions)
+    rollout_seconds: float  # time spent on the rollout, counted as explaining rather than captioning
+
+
 @dataclass
 class _Pass:
     """One teacher-forced pass: logits predicting each caption token and the attention tensors."""
@@ -78,19 +97,18 @@ class _Pass:
     logits: torch.Tensor  # (tokens, vocab)
     attentions: tuple[torch.Tensor, ...]  # per layer, as the model returned them (autograd leaves of interest)
     index: tuple[Any, ...]  # selects (heads, tokens, image positions) from each of ``attentions``
-    encoder: list[torch.Tensor]  # per layer (heads, positions, positions): vision self-attention
+    vision_rollout: np.ndarray  # rollout of the vision self-attention (positions, positions)
     decoder: list[torch.Tensor]  # GIT only: full decoder self-attention (heads, n, n)
-    image_positions: int
+
+    @property
+    def image_positions(self) -> int:
+        """Number of positions the vision encoder outputs (patches plus CLS/extra tokens)."""
+        return self.vision_rollout.shape[-1]
 
     @property
     def rows(self) -> list[torch.Tensor]:
         """Per layer (heads, tokens, positions): each caption token's query over the image positions."""
         return [a[self.index] for a in self.attentions]
-
-
-def pixels_positions(encoder: list[torch.Tensor]) -> int:
-    """Number of positions the vision encoder outputs (patches plus CLS/extra tokens)."""
-    return encoder[0].shape[-1]
 
 
 class HFCaptioner:
@@ -146,8 +164,9 @@ class HFCaptioner:
         pixels = self.pixels(image)
         start = time.perf_counter()
         encoded = None if gradients or self.family == "git" else self.encode(pixels)
+        trim_heap()  # glibc keeps the ~300 MB the encoder pass freed, while decoding faults in the decoder's weights
         ids = self.generate_ids(pixels, config, reporter, encoded)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - (encoded.rollout_seconds if encoded else 0.0)
         return self._explain_ids(pixels, ids, seconds, gradients=gradients, encoded=encoded)
 
     def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult:
@@ -160,19 +179,29 @@ class HFCaptioner:
         """Like ``explain`` for exact token ids: decoded text does not always re-tokenize to the same pieces."""
         return self._explain_ids(self.pixels(image), ids, 0.0, gradients=gradients)
 
-    def encode(self, pixels: torch.Tensor) -> Any:
-        """The vision encoder's output with its attention, computed once per caption.
+    def encode(self, pixels: torch.Tensor) -> Encoded:
+        """The vision encoder's output and its attention's rollout, computed once per caption.
 
         Decoding and the teacher-forced pass both read it: at 384 px BLIP's encoder costs more than all its
         decoding steps, so running it twice nearly doubled the time to caption (GIT mixes image and text
         tokens in one stack and has no separate encoder pass to share).
         """
+        from transformers.modeling_outputs import BaseModelOutput
+
         encoder = self.model.encoder if self.family == "vit-gpt2" else self.model.vision_model
         with torch.inference_mode():
-            return encoder(pixel_values=pixels, output_attentions=True)
+            out = encoder(pixel_values=pixels, output_attentions=True)
+        start = time.perf_counter()
+        mixed = encoder_rollout(out.attentions)
+        seconds = time.perf_counter() - start
+        return Encoded(BaseModelOutput(last_hidden_state=out.last_hidden_state), mixed, seconds)
 
     def generate_ids(
-        self, pixels: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT, encoded: Any = None
+        self,
+        pixels: torch.Tensor,
+        config: DecodingConfig,
+        reporter: Reporter = SILENT,
+        encoded: Encoded | None = None,
     ) -> list[int]:
         """Decode one caption; returns its token ids without the prompt and the end token.
 
@@ -184,9 +213,9 @@ class HFCaptioner:
         rng = global_rng(config.seed) if config.strategy == "sample" else nullcontext()
         with torch.inference_mode(), rng:
             if encoded is not None and self.family == "vit-gpt2":
-                out = self.model.generate(encoder_outputs=encoded, **kwargs)
+                out = self.model.generate(encoder_outputs=encoded.outputs, **kwargs)
             elif encoded is not None:  # what BlipForConditionalGeneration.generate does after its encoder
-                states = encoded.last_hidden_state
+                states = encoded.outputs.last_hidden_state
                 text = self.model.config.text_config
                 out = self.model.text_decoder.generate(
                     input_ids=torch.tensor([self.prefix]),
@@ -208,47 +237,44 @@ class HFCaptioner:
         return ids
 
     # -- teacher-forced pass -------------------------------------------------------------------------
-    def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Any = None) -> _Pass:
+    def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> _Pass:
         """Run the model over ``prefix + ids`` once; row ``t`` of everything predicts ``ids[t]``.
 
         ``encoded`` (from :meth:`encode`, BLIP and ViT-GPT2) replaces the vision encoder pass.
         """
         tokens = torch.tensor([self.prefix + ids])
         span = slice(len(self.prefix) - 1, len(self.prefix) - 1 + len(ids))
+        index = (0, slice(None), span)
         if self.family == "vit-gpt2":
-            source = {"pixel_values": pixels} if encoded is None else {"encoder_outputs": encoded}
+            source = {"pixel_values": pixels} if encoded is None else {"encoder_outputs": encoded.outputs}
             out = self.model(**source, decoder_input_ids=tokens, output_attentions=True)
-            index = (0, slice(None), span)
-            encoder = [a[0] for a in out.encoder_attentions]
-            return _Pass(out.logits[0, span], out.cross_attentions, index, encoder, [], pixels_positions(encoder))
+            mixed = encoder_rollout(out.encoder_attentions) if encoded is None else encoded.rollout
+            return _Pass(out.logits[0, span], out.cross_attentions, index, mixed, [])
         if self.family == "blip":
-            vision = (
-                encoded if encoded is not None else self.model.vision_model(pixel_values=pixels, output_attentions=True)
-            )
-            out = self.model.text_decoder(
-                input_ids=tokens, encoder_hidden_states=vision.last_hidden_state, output_attentions=True
-            )
-            index = (0, slice(None), span)
-            encoder = [a[0] for a in vision.attentions]
-            return _Pass(out.logits[0, span], out.cross_attentions, index, encoder, [], pixels_positions(encoder))
+            if encoded is None:
+                vision = self.model.vision_model(pixel_values=pixels, output_attentions=True)
+                states, mixed = vision.last_hidden_state, encoder_rollout(vision.attentions)
+            else:
+                states, mixed = encoded.outputs.last_hidden_state, encoded.rollout
+            out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True)
+            return _Pass(out.logits[0, span], out.cross_attentions, index, mixed, [])
         vision = self.model.git.image_encoder(pixel_values=pixels, output_attentions=True)
         out = self.model(input_ids=tokens, pixel_values=pixels, output_attentions=True)
         n_image = out.attentions[0].shape[-1] - tokens.shape[-1]  # image tokens are a prefix of the sequence
         text = slice(n_image + span.start, n_image + span.stop)
         index = (0, slice(None), text, slice(0, n_image))
         decoder = [a[0] for a in out.attentions]
-        return _Pass(out.logits[0, text], out.attentions, index, [a[0] for a in vision.attentions], decoder, n_image)
+        return _Pass(out.logits[0, text], out.attentions, index, encoder_rollout(vision.attentions), decoder)
 
     def _rollout(self, run: _Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input-patch rollout: through GIT's own self-attention, or the mean cross-attention."""
-        encoder = rollout([a.detach().numpy() for a in run.encoder])
         n = run.image_positions
         if run.decoder:
             full = rollout([a.detach().numpy() for a in run.decoder])
             to_image = full[n + len(self.prefix) - 1 : n + len(self.prefix) - 1 + n_tokens, :n]
         else:
             to_image = np.mean([r.detach().numpy().mean(axis=0) for r in run.rows], axis=0)
-        return to_image @ encoder
+        return to_image @ run.vision_rollout
 
     def _gradients(self, run: _Pass, ids: list[int]) -> np.ndarray:
         """∂ log p(token t) / ∂ attention row t, for every layer and head: (layers, heads, tokens, positions)."""
@@ -261,9 +287,15 @@ class HFCaptioner:
         return grads
 
     def _explain_ids(
-        self, pixels: torch.Tensor, ids: list[int], seconds: float, *, gradients: bool, encoded: Any = None
+        self,
+        pixels: torch.Tensor,
+        ids: list[int],
+        seconds: float,
+        *,
+        gradients: bool,
+        encoded: Encoded | None = None,
     ) -> CaptionResult:
-        start = time.perf_counter()
+        start = time.perf_counter() - (encoded.rollout_seconds if encoded else 0.0)
         if not ids:  # a model may stop at once; show an empty caption rather than fail
             empty = np.zeros((0, *self.grid))
             return CaptionResult(self.model_id, "", [], empty, np.zeros(0), [], seconds, self.grid, {})

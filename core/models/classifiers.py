@@ -20,13 +20,14 @@ from .inference import inference_copy
 from .registry import ModelError, fetch_url, torch_hub_file, torchvision_weights
 from .spec import ModelSpec, ProgressFn
 
+#: torchvision's ImageNet-1k class names, one per line (importing torchvision to read them costs ~160 MB).
+LABELS_FILE = Path(__file__).with_name("imagenet_labels.txt")
+
 
 @cache
 def imagenet_labels() -> tuple[str, ...]:
-    """The 1,000 ImageNet-1k class names (shipped inside torchvision; no download)."""
-    from torchvision.models import ResNet18_Weights
-
-    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    """The 1,000 ImageNet-1k class names, in torchvision's order."""
+    return tuple(LABELS_FILE.read_text(encoding="utf-8").splitlines())
 
 
 @dataclass(frozen=True)

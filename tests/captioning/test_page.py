@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 
 import pytest
 import streamlit as st
@@ -44,6 +46,30 @@ def test_tiny_models_side_by_side_with_per_word_heatmaps(page, tiny_dir):
         assert steps[0]["method"] == "animate"
         assert fig["frames"][0]["data"][0]["type"] == "heatmap"
     assert len([m for m in at.metric if m.label == "Time to caption"]) == 3
+
+
+def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir, monkeypatch):
+    from core.captioning import hf
+
+    loaded: list[weakref.ref] = []
+    alive_at_load: list[list[str]] = []
+
+    def load(spec, location, progress):
+        gc.collect()
+        alive_at_load.append([ref().model_id for ref in loaded if ref() is not None])
+        model = original(spec, location, progress)
+        loaded.append(weakref.ref(model))
+        return model
+
+    original = hf.load
+    monkeypatch.setattr(hf, "load", load)
+    monkeypatch.setenv("VISIONLAB_MEMORY_BUDGET_MB", "1")  # room for one model at a time
+    at = page(tiny_dir)
+    at.query_params["models"] = ["blip-base", "vit-gpt2"]
+    at.query_params["max"] = "4"
+    at.run()
+    assert not at.exception
+    assert alive_at_load[:2] == [[], []]
 
 
 def test_views_switch_without_recomputing_and_references_score(page, tiny_dir):
