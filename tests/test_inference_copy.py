@@ -34,6 +34,11 @@ def test_efficientnet_evaluator_folds_every_bn_and_keeps_the_predictions(effnet,
     assert _bn_count(effnet) == before  # the original (used for gradients) is untouched
     conv = next(m for m in evaluator.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # the 12 symmetric "same" paddings moved into their convs; only the 5 asymmetric (stride-2) ones remain
+    pads = [m for m in evaluator.modules() if isinstance(m, nn.ZeroPad2d)]
+    assert [p.padding for p in pads].count((0, 1, 0, 1)) == 3 and len(pads) == 5
+    # every ReLU6 reads a conv's output that nothing else reads, so all may work in place
+    assert all(m.inplace for m in evaluator.modules() if isinstance(m, nn.ReLU6))
     batch = torch.cat([coffee, coffee.flip(-1), torch.rand_like(coffee)])
     with torch.inference_mode():
         ours, plain = evaluator(batch).softmax(-1), effnet(batch).softmax(-1)
@@ -52,15 +57,17 @@ def test_resnet_with_real_bn_statistics_folds_to_the_same_function():
 
 
 class _Shared(nn.Module):
-    """A conv whose output also feeds a skip path: folding the BN into it would change that path."""
+    """A conv whose output also feeds a skip path: folding the BN into it, or a ReLU working in place on
+    the BN's output, would change that path."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.conv, self.bn, self.act = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
-        return self.bn(y) + y
+        z = self.bn(y)
+        return self.act(z) + y + z
 
 
 class _ValueBranch(nn.Module):
@@ -76,9 +83,10 @@ class _ValueBranch(nn.Module):
 
 
 def test_unsafe_or_untraceable_networks_keep_their_bn_and_their_outputs():
-    x = torch.rand(2, 3, 16, 16)
+    x = torch.rand(2, 3, 16, 16) - 0.5
     for net in (_randomize_bn(_Shared()), _randomize_bn(_ValueBranch())):
         twin = inference_copy(net)
         assert _bn_count(twin) == 1
+        assert not any(getattr(m, "inplace", False) for m in twin.modules())
         with torch.inference_mode():
             torch.testing.assert_close(twin(x), net(x))
