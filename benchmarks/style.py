@@ -8,6 +8,7 @@ Before timing, both objectives are evaluated on the content image and must agree
 
 from __future__ import annotations
 
+import copy
 import itertools
 import statistics
 import time
@@ -134,7 +135,9 @@ def _median_gap(stamps: list[float]) -> float:
 def tutorial_seconds_per_eval(extractor: S.FeatureExtractor, content: torch.Tensor, style: torch.Tensor,
                               config: S.StyleConfig, evals: int) -> tuple[float, float]:  # fmt: skip
     """(median seconds per closure evaluation, the first evaluation's loss) of the tutorial's loop."""
-    cnn = nn.Sequential(*[m for stage in extractor.stages for m in stage]).eval()  # the same VGG19 modules
+    # the same VGG19 weights, in the standard layout the tutorial's freshly loaded model has
+    cnn = copy.deepcopy(nn.Sequential(*[m for stage in extractor.stages for m in stage])).eval()
+    cnn.to(memory_format=torch.contiguous_format)
     model, style_losses, content_losses = get_style_model_and_losses(
         cnn, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], style, content,
         [TUTORIAL_LAYERS[config.content_layer]], [TUTORIAL_LAYERS[n] for n in config.style_layers],
