@@ -10,6 +10,7 @@ it, for greedy, beam and sampled captions alike.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ import torch
 from PIL import Image, ImageOps
 
 from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
-from core.memory import trim_heap
 from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, ProgressFn, Source
 from core.runtime import SILENT, Reporter, global_rng
@@ -164,7 +164,6 @@ class HFCaptioner:
         pixels = self.pixels(image)
         start = time.perf_counter()
         encoded = None if gradients or self.family == "git" else self.encode(pixels)
-        trim_heap()  # glibc keeps the ~300 MB the encoder pass freed, while decoding faults in the decoder's weights
         ids = self.generate_ids(pixels, config, reporter, encoded)
         seconds = time.perf_counter() - start - (encoded.rollout_seconds if encoded else 0.0)
         return self._explain_ids(pixels, ids, seconds, gradients=gradients, encoded=encoded)
@@ -184,15 +183,28 @@ class HFCaptioner:
 
         Decoding and the teacher-forced pass both read it: at 384 px BLIP's encoder costs more than all its
         decoding steps, so running it twice nearly doubled the time to caption (GIT mixes image and text
-        tokens in one stack and has no separate encoder pass to share).
+        tokens in one stack and has no separate encoder pass to share). Each layer's attention is reduced to
+        its head mean as the layer returns it, so the (layers, heads, n, n) stack is never held at once.
         """
         from transformers.modeling_outputs import BaseModelOutput
 
         encoder = self.model.encoder if self.family == "vit-gpt2" else self.model.vision_model
-        with torch.inference_mode():
-            out = encoder(pixel_values=pixels, output_attentions=True)
+        attention = type(encoder)._can_record_outputs["attentions"]  # the class whose output[1] is attention
+        owner, means = threading.get_ident(), []
+
+        def keep(_module: torch.nn.Module, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> None:
+            if threading.get_ident() == owner:  # the model is shared by every session's thread
+                means.append(out[1][0].numpy().mean(axis=0, keepdims=True))
+
+        handles = [m.register_forward_hook(keep) for m in encoder.modules() if isinstance(m, attention)]
+        try:
+            with torch.inference_mode():
+                out = encoder(pixel_values=pixels)
+        finally:
+            for handle in handles:
+                handle.remove()
         start = time.perf_counter()
-        mixed = encoder_rollout(out.attentions)
+        mixed = rollout(means)  # head means of one head each: the same numbers as from the full stack
         seconds = time.perf_counter() - start
         return Encoded(BaseModelOutput(last_hidden_state=out.last_hidden_state), mixed, seconds)
 
