@@ -17,6 +17,7 @@ def test_home_shows_builtin_classifier_ready(page, app_url):
     table.wait_for()
     row = table.locator("tr", has_text="EfficientNet-Lite0").first
     assert "ready" in row.inner_text()
-    assert "not available offline" in table.locator("tr", has_text="BLIP").first.inner_text()
+    # the shared test server's models folder holds tiny BLIP/ViT-GPT2 twins, so only BLIP large is offline
+    assert "not available offline" in table.locator("tr", has_text="BLIP large").first.inner_text()
     assert_no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
