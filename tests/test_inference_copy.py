@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import nn
 from torchvision.models import resnet18
@@ -49,9 +52,9 @@ def test_efficientnet_evaluator_folds_every_bn_and_keeps_the_predictions(effnet,
 
 def test_resnet_with_real_bn_statistics_folds_to_the_same_function():
     net = _randomize_bn(resnet18())
-    twin = inference_copy(net)
+    twin = inference_copy(net, torch.rand(2, 3, 64, 64))
     assert _bn_count(net) == 20 and _bn_count(twin) == 0
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.rand(2, 3, 64, 64)  # not the probe
     with torch.inference_mode():
         torch.testing.assert_close(twin(x), net(x), rtol=1e-4, atol=1e-4)
 
@@ -70,23 +73,35 @@ class _Shared(nn.Module):
         return self.act(z) + y + z
 
 
-class _ValueBranch(nn.Module):
-    """Control flow on tensor values: FX cannot trace it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn(self.conv(x))
-        return y if bool(y.mean() > 0) else -y
-
-
-def test_unsafe_or_untraceable_networks_keep_their_bn_and_their_outputs():
+def test_a_conv_or_activation_whose_input_is_read_elsewhere_keeps_its_bn_and_its_copy():
+    net = _randomize_bn(_Shared())
+    twin = inference_copy(net, torch.rand(2, 3, 16, 16) - 0.5)
+    assert _bn_count(twin) == 1
+    assert not any(getattr(m, "inplace", False) for m in twin.modules())
     x = torch.rand(2, 3, 16, 16) - 0.5
-    for net in (_randomize_bn(_Shared()), _randomize_bn(_ValueBranch())):
-        twin = inference_copy(net)
-        assert _bn_count(twin) == 1
-        assert not any(getattr(m, "inplace", False) for m in twin.modules())
-        with torch.inference_mode():
-            torch.testing.assert_close(twin(x), net(x))
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x), net(x))
+
+
+def test_building_a_copy_leaves_other_threads_forward_passes_alone(effnet):
+    """Sessions share models: a copy built in one thread must not disturb another's forward pass (FX
+    tracing would, by patching ``nn.Module.__call__`` process-wide)."""
+    x = torch.rand(1, 3, 224, 224)
+    with torch.inference_mode():
+        expected = effnet(x)
+    stop = threading.Event()
+
+    def forwards() -> int:
+        done = 0
+        while not stop.is_set():
+            with torch.inference_mode():
+                torch.testing.assert_close(effnet(x), expected, rtol=0, atol=0)
+            done += 1
+        return done
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(forwards)
+        for _ in range(3):
+            inference_copy(effnet, torch.rand(2, 3, 224, 224))
+        stop.set()
+        assert running.result() > 0

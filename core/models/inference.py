@@ -2,11 +2,15 @@
 
 Attack curves classify many images without gradients. In eval mode a BatchNorm is an affine map that
 can live inside the preceding convolution's weights; a symmetric "same" zero-padding can be the
-convolution's own padding instead of a padded copy of the activation; an activation whose input no
-one else reads can work in place; and oneDNN's convolutions run faster on channels-last tensors.
-Together these take EfficientNet-Lite0's batched forward from ~2× to ~1× its convolution time.
-Outputs equal the original model's to float rounding (~1e-7). Gradient-based methods keep the
-original model, so their results stay identical to the reference libraries'.
+convolution's own padding instead of a padded copy of the activation; activations can work in place;
+and oneDNN's convolutions run faster on channels-last tensors. Outputs equal the original model's to
+float rounding (~1e-7). Gradient-based methods keep the original model, so their results stay
+identical to the reference libraries'.
+
+The rewrites are found from the module tree, not by tracing: FX tracing patches ``nn.Module.__call__``
+process-wide, which breaks every other session's forward pass running at the same time. Each rewrite
+is kept only if the copy still agrees with the original on a probe batch, so a conv whose output is
+also read elsewhere, or an activation whose input is, keeps its BN or its copy.
 """
 
 from __future__ import annotations
@@ -14,61 +18,20 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import fx, nn
+from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-#: Layers that create a new tensor: an activation reading one (and nothing else reading it) may overwrite it.
-_FRESH = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
-
-class _ConvLeafTracer(fx.Tracer):
-    """Keeps every ``nn.Conv2d`` subclass (e.g. "same"-padding convs) a single call in the graph."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
-
-
-def _calls(graph: fx.Graph) -> dict[str, list[fx.Node]]:
-    """Every call site of each module: a module called twice is only rewritten if both sites allow it."""
-    sites: dict[str, list[fx.Node]] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            sites.setdefault(str(node.target), []).append(node)
-    return sites
-
-
-def _sole_input(node: fx.Node, modules: dict[str, nn.Module], kinds: tuple[type, ...]) -> fx.Node | None:
-    """The node's first argument if a module of ``kinds`` made it and nothing else reads it."""
-    source = node.args[0] if node.args else None
-    if (
-        isinstance(source, fx.Node)
-        and source.op == "call_module"
-        and isinstance(modules[str(source.target)], kinds)
-        and len(source.users) == 1
-    ):
-        return source
-    return None
-
-
-def _conv_bn_pairs(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tuple[str, str]]:
-    """(conv, bn) module names where the BN's only input is a conv whose only user is that BN."""
-    sites = _calls(graph)
-    pairs = []
-    for name, nodes in sites.items():
-        if isinstance(modules[name], nn.BatchNorm2d) and len(nodes) == 1:
-            conv = _sole_input(nodes[0], modules, (nn.Conv2d,))
-            if conv is not None and len(sites[str(conv.target)]) == 1:
-                pairs.append((str(conv.target), name))
+def _conv_bn_pairs(net: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) names where a BatchNorm of matching width is the next module registered after a conv."""
+    pairs, last_conv = [], None
+    for name, module in net.named_modules():
+        if last_conv and name.startswith(last_conv[0] + "."):
+            continue  # the conv's own children (e.g. its padding module)
+        if isinstance(module, nn.BatchNorm2d) and last_conv and last_conv[1].out_channels == module.num_features:
+            pairs.append((last_conv[0], name))
+        last_conv = (name, module) if isinstance(module, nn.Conv2d) else None
     return pairs
-
-
-def _in_place_activations(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[str]:
-    """Activation modules (with an ``inplace`` switch) whose every input is a fresh tensor read by it alone."""
-    return [
-        name
-        for name, nodes in _calls(graph).items()
-        if hasattr(modules[name], "inplace") and all(_sole_input(n, modules, _FRESH) for n in nodes)
-    ]
 
 
 def _padding_into_conv(conv: nn.Conv2d) -> None:
@@ -87,26 +50,32 @@ def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
     setattr(net.get_submodule(parent) if parent else net, attr, module)
 
 
-def inference_copy(net: nn.Module) -> nn.Module:
-    """A frozen eval-mode copy of ``net``: conv→BN folded, same-padding inside convs, in-place activations
-    where safe, channels-last weights.
+def inference_copy(net: nn.Module, probe: torch.Tensor) -> nn.Module:
+    """A frozen eval-mode copy of ``net``: conv→BN folded, same-padding inside convs, in-place activations,
+    channels-last weights; each rewrite kept only if the copy's output on ``probe`` still matches."""
+    with torch.inference_mode():
+        expected = net(probe)
+    tolerance = 1e-4 * float(expected.abs().max()) + 1e-6
 
-    The copy keeps ``net``'s own ``forward``: a folded BN becomes ``nn.Identity``. A network whose
-    forward FX cannot trace (value-dependent control flow) gets only the padding and layout changes.
-    """
+    def agrees(candidate: nn.Module) -> bool:
+        with torch.inference_mode():
+            return bool((candidate(probe) - expected).abs().max() <= tolerance)
+
     twin = copy.deepcopy(net).eval().requires_grad_(False)
-    modules = dict(twin.named_modules())
-    try:
-        graph = _ConvLeafTracer().trace(twin)
-        pairs, in_place = _conv_bn_pairs(graph, modules), _in_place_activations(graph, modules)
-    except Exception:  # any tracing failure just means nothing is folded
-        pairs, in_place = [], []
-    for conv, bn in pairs:
-        _replace(twin, conv, fuse_conv_bn_eval(modules[conv], modules[bn]))
-        _replace(twin, bn, nn.Identity())
-    for name in in_place:
-        modules[name].inplace = True
     for module in twin.modules():
         if isinstance(module, nn.Conv2d):
             _padding_into_conv(module)
-    return twin.to(memory_format=torch.channels_last)
+    twin = twin.to(memory_format=torch.channels_last)
+    folded = copy.deepcopy(twin)
+    modules = dict(folded.named_modules())
+    for conv, bn in _conv_bn_pairs(folded):
+        _replace(folded, conv, fuse_conv_bn_eval(modules[conv], modules[bn]))
+        _replace(folded, bn, nn.Identity())
+    twin = folded if agrees(folded) else twin
+    switches = [m for m in twin.modules() if getattr(m, "inplace", None) is False]
+    for module in switches:
+        module.inplace = True
+    if not agrees(twin):
+        for module in switches:
+            module.inplace = False
+    return twin
