@@ -73,6 +73,11 @@ class _Shared(nn.Module):
         return self.act(z) + y + z
 
 
+def test_a_network_without_batchnorm_is_not_copied():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten())
+    assert inference_copy(net, torch.rand(1, 3, 8, 8)) is net
+
+
 def test_a_conv_or_activation_whose_input_is_read_elsewhere_keeps_its_bn_and_its_copy():
     net = _randomize_bn(_Shared())
     twin = inference_copy(net, torch.rand(2, 3, 16, 16) - 0.5)

@@ -52,7 +52,13 @@ def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
 
 def inference_copy(net: nn.Module, probe: torch.Tensor) -> nn.Module:
     """A frozen eval-mode copy of ``net``: conv→BN folded, same-padding inside convs, in-place activations,
-    channels-last weights; each rewrite kept only if the copy's output on ``probe`` still matches."""
+    channels-last weights; each rewrite kept only if the copy's output on ``probe`` still matches.
+
+    A network with no BatchNorm to fold (VGG, ViT) is returned itself: a copy would double its memory
+    (half a gigabyte for VGG16) for the layout gain alone.
+    """
+    if not _conv_bn_pairs(net):
+        return net
     with torch.inference_mode():
         expected = net(probe)
     tolerance = 1e-4 * float(expected.abs().max()) + 1e-6
