@@ -24,11 +24,6 @@ def release_memory() -> None:
     1.8 GB, and went back to 0.8 GB once trimmed. Called after each piece of heavy work.
     """
     gc.collect()
-    trim_heap()
-
-
-def trim_heap() -> None:
-    """Hand freed heap pages back to the OS, without a garbage collection (cheap enough between passes)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

@@ -11,7 +11,7 @@ from core.models.registry import REPO_ROOT
 # a small tensor allocated after each keeps its freed space from being trimmed off the heap's top on its own.
 CODE = """
 import torch
-from core.memory import trim_heap
+from core.memory import release_memory
 
 def anon_mb():
     return int(next(l for l in open('/proc/self/status') if l.startswith('RssAnon')).split()[1]) / 1024
@@ -22,11 +22,11 @@ pairs = [(torch.ones(4 * 2**20), torch.ones(1024)) for _ in range(20)]
 pins = [pin for _, pin in pairs]
 del pairs
 before = anon_mb()
-trim_heap()
+release_memory()
 print(before - anon_mb())
 """
 
 
-def test_trim_heap_hands_freed_tensors_back_to_the_os():
+def test_release_memory_hands_freed_tensors_back_to_the_os():
     done = subprocess.run([sys.executable, "-c", CODE], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert float(done.stdout) > 200  # of the 320 MB freed

@@ -81,8 +81,8 @@ def encoder_rollout(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
 class Encoded:
     """The vision encoder's output for decoding, its attention already reduced to the rollout.
 
-    BLIP's encoder attention at 384 px is 190 MB (12 layers × 12 heads × 577²); held while decoding faults
-    in the text decoder's weights, it set the app's peak memory, while only its rollout is ever read.
+    BLIP's full encoder attention at 384 px is 190 MB (12 layers × 12 heads × 577²) and only its rollout is
+    ever read: :meth:`HFCaptioner.encode` keeps per-layer head means, so the stack is never held at once.
     """
 
     outputs: Any  # a ``BaseModelOutput`` holding ``last_hidden_state`` only

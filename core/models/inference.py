@@ -57,7 +57,8 @@ def inference_copy(net: nn.Module, probe: torch.Tensor) -> nn.Module:
     A network with no BatchNorm to fold (VGG, ViT) is returned itself: a copy would double its memory
     (half a gigabyte for VGG16) for the layout gain alone.
     """
-    if not _conv_bn_pairs(net):
+    pairs = _conv_bn_pairs(net)  # module names: the same in every deep copy
+    if not pairs:
         return net
     with torch.inference_mode():
         expected = net(probe)
@@ -74,7 +75,7 @@ def inference_copy(net: nn.Module, probe: torch.Tensor) -> nn.Module:
     twin = twin.to(memory_format=torch.channels_last)
     folded = copy.deepcopy(twin)
     modules = dict(folded.named_modules())
-    for conv, bn in _conv_bn_pairs(folded):
+    for conv, bn in pairs:
         _replace(folded, conv, fuse_conv_bn_eval(modules[conv], modules[bn]))
         _replace(folded, bn, nn.Identity())
     twin = folded if agrees(folded) else twin
