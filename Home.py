@@ -11,6 +11,7 @@ from core.models import ModelError, Status
 from core.samples import sample_names
 from ui.resources import registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
+from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, markdown_table
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
@@ -68,13 +69,13 @@ for spec in reg.specs():
     loaded = ", loaded" if reg.is_loaded(spec.id) else ""
     rows.append(
         {
-            "Model": f"{spec.display_name} `{spec.id}`",
+            "Model": f"{plain(spec.display_name)} `{spec.id}`",
             "Task": spec.task,
             "Status": f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}{loaded}",
             "Download": f"{spec.download_mb:,.0f} MB",
             "Memory": f"{spec.memory_mb:,.0f} MB",
             "Licence": spec.license,
-            "Notes": " ".join(filter(None, [spec.note, state.message])),
+            "Notes": plain(" ".join(filter(None, [spec.note, state.message]))),
         }
     )
 st.markdown(markdown_table(rows))
@@ -113,7 +114,7 @@ if upload is not None:
     try:
         add_to_tray(upload.name, load_image(upload.getvalue()), "upload")
     except ImageInputError as err:
-        st.error(f"**{upload.name}**: {err}")
+        st.error(f"**{plain(upload.name)}**: {plain(str(err))}")
 items = list(tray().values())
 if items:
     tray_cols = st.columns(min(len(items), 4))

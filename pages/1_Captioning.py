@@ -14,7 +14,6 @@ from core.captioning.analysis import (
     batch_table,
     caption_batch,
     faithfulness,
-    model_view,
     point_in_view,
     read_batch,
 )
@@ -43,6 +42,7 @@ from ui.captioning import (
 )
 from ui.resources import registry
 from ui.state import add_to_tray
+from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, image_picker
 
 st.set_page_config(page_title="Captioning · Vision Lab", page_icon="📝", layout="wide")
@@ -139,7 +139,6 @@ found = run_captions(picked.image, key, ready, config, gradients=method == "grad
 good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
 if method == "gradient":
     good = {m: with_gradients(picked.image, key, m, config) for m in good}
-views = {m: model_view(load_captioner(m), picked.image) for m in good}
 shown = {m: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)) for m, r in good.items()}
 
 # -- side by side -----------------------------------------------------------------------------------
@@ -147,13 +146,13 @@ columns = st.columns(max(len(found), 1))
 for column, (model_id, result) in zip(columns, found.items(), strict=False):
     spec = reg.get(model_id)
     with column:
-        st.subheader(spec.display_name)
+        st.subheader(plain(spec.display_name))
         if spec.note:
             st.caption(spec.note)
         if isinstance(result, str):
             st.warning(result, icon="⚠️")
             continue
-        st.markdown(f"> {result.caption or '(empty caption)'}")
+        st.markdown(f"> {plain(result.caption) or '(empty caption)'}")
         a, b = st.columns(2)
         a.metric("Time to caption", f"{result.seconds:.2f} s")
         resident = reg.loaded_mb().get(model_id)
@@ -162,7 +161,7 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
             continue
         maps, note = shown[model_id]
         st.plotly_chart(
-            token_scrub_figure(views[model_id], result, maps, opacity=opacity),
+            token_scrub_figure(result.view or picked.image, result, maps, opacity=opacity),
             key=f"scrub_{model_id}",
             config={"displayModeBar": False},
         )
@@ -209,7 +208,7 @@ if tab_reverse.open:
             else:
                 values = {}
                 for model_id, result in good.items():
-                    where = point_in_view(load_captioner(model_id), picked.image.size, *point)
+                    where = point_in_view(result.view_box, *point)
                     if where is not None:
                         values[model_id] = (result.words, attention_at(shown[model_id][0], *where))
                 if values:
@@ -256,7 +255,7 @@ if tab_faith.open:
             a, b = st.columns([3, 2])
             a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
             b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
-            b.markdown(f"Re-captioned masked image: *{curve.masked_caption or '(empty caption)'}*")
+            b.markdown(f"Re-captioned masked image: *{plain(curve.masked_caption) or '(empty caption)'}*")
 
 if tab_refs.open:
     with tab_refs:
@@ -308,7 +307,7 @@ if tab_batch.open:
             stop_button(run_key)
             bar = st.progress(0.0)
             try:
-                rows = caption_batch({m: load_captioner(m) for m in good}, batch.images, config, reporter(bar, run_key))
+                rows = caption_batch(list(good), load_captioner, batch.images, config, reporter(bar, run_key))
             except Cancelled:
                 st.info("Stopped.")
             else:

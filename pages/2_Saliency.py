@@ -33,6 +33,7 @@ from ui.saliency_figures import (
     sanity_maps_figure,
     signed_view,
 )
+from ui.text import plain
 from ui.widgets import image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Saliency · Vision Lab", page_icon="🔥", layout="wide")
@@ -134,7 +135,7 @@ if not methods:
     st.info("Choose at least one method in the sidebar.")
     st.stop()
 
-st.subheader(f"Saliency for “{title}”")
+st.subheader(f"Saliency for “{plain(title)}”")
 with st.status(f"Computing {len(methods)} map(s)…", expanded=False) as box:
     bar = st.progress(0.0)
     maps = {m: compute_map(m, _progress(bar, i / len(methods), 1 / len(methods))) for i, m in enumerate(methods)}

@@ -23,6 +23,7 @@ from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, 
 from ui.figures import image_figure, overlay_figure
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
 from ui.state import add_to_tray
+from ui.text import plain
 from ui.widgets import image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Adversarial · Vision Lab", page_icon="🎯", layout="wide")
@@ -171,9 +172,9 @@ label = max(accepted, key=lambda c: float(clean_logits[c])) if accepted else int
 target = {"Untargeted": None, "Least likely": int(clean_logits.argmin())}.get(goal, TARGET_NAMES.index(chosen))
 truth = accepted or [label]
 st.markdown(
-    f"Attacking **{LABELS[label]}** "
+    f"Attacking **{plain(LABELS[label])}** "
     + ("(the photo's label)" if accepted else "(the model's clean top-1: this image has no label)")
-    + (f", pushing towards **{LABELS[target]}**" if target is not None else "")
+    + (f", pushing towards **{plain(LABELS[target])}**" if target is not None else "")
     + "."
 )
 
@@ -202,9 +203,8 @@ cols[2].plotly_chart(image_figure(to_pil(attacks.amplified(delta)), "Perturbatio
 with st.container(key="adv_prediction", border=True):
     before, after = result.clean_top5[0], result.adv_top5[0]
     verdict = "✅ fooled" if result.success else "🛡️ not fooled"
-    st.markdown(
-        f"**Prediction:** {before.label} ({before.prob:.1%}) → **{after.label}** ({after.prob:.1%}) · {verdict}"
-    )
+    clean, adv = f"{plain(before.label)} ({before.prob:.1%})", f"**{plain(after.label)}** ({after.prob:.1%})"
+    st.markdown(f"**Prediction:** {clean} → {adv} · {verdict}")
     st.plotly_chart(topk_figure(result.clean_top5, result.adv_top5), key="topk")
     m = st.columns(5)
     m[0].metric("‖δ‖∞", f"{result.delta_linf * 255:.2f}/255")

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from core.attacks import AccuracyCurve, PGDHistory, Sweep
 from core.models import Prediction, imagenet_labels
+from ui.text import plot_text
 
 METHOD_COLOURS = {"FGSM": "#1f77b4", "Noise": "#7f7f7f"}  # PGD-k curves take the default red
 PGD_COLOUR = "#d62728"
@@ -47,7 +48,7 @@ def topk_figure(clean: Sequence[Prediction], adversarial: Sequence[Prediction]) 
         fig.add_trace(
             go.Bar(
                 x=[p.prob for p in preds][::-1],
-                y=[p.label for p in preds][::-1],
+                y=[plot_text(p.label) for p in preds][::-1],
                 orientation="h",
                 marker_color=colour,
                 text=[f"{p.prob:.1%}" for p in preds][::-1],
@@ -73,7 +74,7 @@ def robustness_figure(sweeps: Sequence[Sweep], accepted: Sequence[int], eps255: 
                 sweep.eps,
                 sweep.label_prob,
                 marker={"symbol": np.where(correct, "circle", "circle-open"), "size": 8},
-                customdata=[imagenet_labels()[i] for i in sweep.top1],
+                customdata=[plot_text(imagenet_labels()[i]) for i in sweep.top1],
                 hovertemplate="ε=%{x:g}/255: p=%{y:.3f}, top-1 %{customdata}<extra>" + sweep.method + "</extra>",
             )
         )
@@ -96,7 +97,7 @@ def ribbon_figure(sweeps: Sequence[Sweep], eps255: float | None) -> go.Figure:
             z=[[index[int(c)] for c in s.top1] for s in sweeps],
             x=sweeps[0].eps * 255,
             y=[s.method for s in sweeps],
-            text=[[names[int(c)][:14] for c in s.top1] for s in sweeps],
+            text=[[plot_text(names[int(c)][:14]) for c in s.top1] for s in sweeps],
             texttemplate="%{text}",
             textfont={"size": 9},
             colorscale=scale,
@@ -120,7 +121,9 @@ def pgd_steps_figure(history: PGDHistory, classes: Sequence[int]) -> go.Figure:
     fig.add_trace(go.Scatter(x=steps, y=history.loss, name="loss", line={"color": "black"}), row=1, col=1)
     names = imagenet_labels()
     for c in dict.fromkeys(classes):
-        fig.add_trace(go.Scatter(x=steps, y=history.probs[:, c], name=names[c], mode="lines+markers"), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(x=steps, y=history.probs[:, c], name=plot_text(names[c]), mode="lines+markers"), row=1, col=2
+        )
     fig.update_xaxes(title="iteration")
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=2)
     return _layout(fig, "PGD step by step", 340)

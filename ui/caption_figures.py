@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from core.captioning.analysis import FaithfulnessCurve
 from core.captioning.types import CaptionResult
 from ui.figures import HEAT_SCALE, heatmap_trace, image_figure
+from ui.text import plot_text
 
 _IMMEDIATE = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
 #: Cells of the invisible click grid laid over the image for the reverse view.
@@ -19,7 +20,7 @@ CLICK_GRID = 16
 
 
 def _word_label(i: int, word: str, prob: float) -> str:
-    return f"{i + 1}. {word} ({prob:.0%})"
+    return f"{i + 1}. {plot_text(word)} ({prob:.0%})"
 
 
 def token_scrub_figure(view: Image.Image, result: CaptionResult, maps: np.ndarray, *, opacity: float) -> go.Figure:
@@ -45,7 +46,7 @@ def token_scrub_figure(view: Image.Image, result: CaptionResult, maps: np.ndarra
                 "currentvalue": {"visible": False},
                 "pad": {"t": 10},
                 "steps": [
-                    {"method": "animate", "label": w, "args": [[str(i)], _IMMEDIATE]}
+                    {"method": "animate", "label": plot_text(w), "args": [[str(i)], _IMMEDIATE]}
                     for i, w in enumerate(result.words)
                 ],
             }
@@ -59,13 +60,14 @@ def token_scrub_figure(view: Image.Image, result: CaptionResult, maps: np.ndarra
 def token_strip_figure(result: CaptionResult) -> go.Figure:
     """Each word's probability, with the model's top alternatives at that step on hover."""
     hover = [
-        "<br>".join(f"{alt or '∅'}: {p:.1%}" for alt, p in alts) or "no alternatives" for alts in result.alternatives
+        "<br>".join(f"{plot_text(alt) or '∅'}: {p:.1%}" for alt, p in alts) or "no alternatives"
+        for alts in result.alternatives
     ]
     fig = go.Figure(
         go.Bar(
             x=list(range(len(result.words))),
             y=result.word_probs,
-            text=result.words,
+            text=[plot_text(w) for w in result.words],
             textposition="outside",
             hovertext=hover,
             hovertemplate="%{text}: %{y:.1%}<br><br>top alternatives:<br>%{hovertext}<extra></extra>",
@@ -102,7 +104,7 @@ def layer_head_figure(maps: np.ndarray, word: str) -> go.Figure:
     for k in range(1, layers * heads + 1):  # square cells: each map keeps the grid's aspect
         fig.layout[f"yaxis{k if k > 1 else ''}"].scaleanchor = f"x{k if k > 1 else ''}"
     fig.update_layout(
-        title={"text": f"“{word}” in every layer and head", "font": {"size": 14}},
+        title={"text": f"“{plot_text(word)}” in every layer and head", "font": {"size": 14}},
         height=60 + layers * min(900 // heads, 160),
         margin={"l": 30, "r": 0, "t": 60, "b": 0},
     )
@@ -146,10 +148,10 @@ def reverse_figure(values: dict[str, tuple[Sequence[str], np.ndarray]]) -> go.Fi
     for model_id, (words, strength) in values.items():
         fig.add_trace(
             go.Bar(
-                y=[f"{model_id} · {i + 1}. {w}" for i, w in enumerate(words)],
+                y=[f"{plot_text(model_id)} · {i + 1}. {plot_text(w)}" for i, w in enumerate(words)],
                 x=strength,
                 orientation="h",
-                name=model_id,
+                name=plot_text(model_id),
                 hovertemplate="%{y}: %{x:.2f}× uniform<extra></extra>",
             )
         )
@@ -179,7 +181,10 @@ def faithfulness_figure(curve: FaithfulnessCurve) -> go.Figure:
     )
     fig.add_hline(y=0.0, line_dash="dot")
     fig.update_layout(
-        title={"text": f"Faithfulness of “{curve.word}” ({curve.model_id})", "font": {"size": 14}},
+        title={
+            "text": f"Faithfulness of “{plot_text(curve.word)}” ({plot_text(curve.model_id)})",
+            "font": {"size": 14},
+        },
         xaxis_title="patches hidden (%)",
         yaxis_title="Δ log p(word)",
         height=320,

@@ -16,6 +16,7 @@ import streamlit as st
 from PIL import Image
 
 from core.attention import AttentionStack, word_maps
+from core.captioning.analysis import caption_with_view
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig
 from core.memory import release_memory
 from core.models import ModelError, Status
@@ -103,7 +104,7 @@ def _caption(
     next is then freed before that one loads (a loop variable kept BLIP-base alive while ViT-GPT2 loaded)."""
     model = load_captioner(model_id)
     kwargs = {"gradients": True} if gradients and _takes_gradients(model) else {}
-    return model.caption(image, config, progress, **kwargs)
+    return caption_with_view(model, image, config, progress, **kwargs)
 
 
 def _takes_gradients(model: Captioner) -> bool:

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from core.models import Prediction
 from core.saliency import Curves, SanityResult
 from ui.figures import DIVERGING_SCALE, HEAT_SCALE, _frame, heatmap_trace, image_figure, overlay_figure
+from ui.text import plot_text
 
 SIGNS = ("absolute", "positive", "signed")
 VIEWS = ("overlay", "heatmap", "original")
@@ -51,7 +52,7 @@ def predictions_figure(preds: Sequence[Prediction]) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=[p.prob for p in preds][::-1],
-            y=[p.label for p in preds][::-1],
+            y=[plot_text(p.label) for p in preds][::-1],
             orientation="h",
             text=[f"{p.prob:.1%}" for p in preds][::-1],
             textposition="auto",

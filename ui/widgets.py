@@ -14,6 +14,7 @@ from core.models import ModelError, Status, Task
 from core.samples import sample_names
 from ui.resources import registry, sample_image
 from ui.state import add_to_tray, tray
+from ui.text import plain
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCES = ["Sample", "Upload", "Tray"]
@@ -84,7 +85,7 @@ def _upload(box: Any, key: str, label: str) -> PickedImage | None:
     try:
         image, info = load_image_with_info(upload.getvalue())
     except ImageInputError as err:
-        box.error(f"**{upload.name}**: {err}")
+        box.error(f"**{plain(upload.name)}**: {plain(str(err))}")
         return None
     note = f"{info.format} {info.mode} {info.size[0]}×{info.size[1]}"
     if info.frames > 1:
@@ -124,4 +125,4 @@ def model_picker(
 
 
 def show_model_error(err: ModelError) -> None:
-    st.warning(f"{err}", icon="⚠️")
+    st.warning(plain(str(err)), icon="⚠️")

@@ -13,10 +13,10 @@ import math
 import time
 import zipfile
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,10 +39,20 @@ def model_view(model: Captioner, image: Image.Image) -> Image.Image:
     return view(image) if callable(view) else image.convert("RGB")
 
 
-def point_in_view(model: Captioner, size: tuple[int, int], x: float, y: float) -> tuple[float, float] | None:
-    """A point given as fractions of the original image → fractions of the model's view (``None`` if cropped away)."""
+def caption_with_view(
+    model: Captioner, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, **kwargs: object
+) -> CaptionResult:
+    """``model.caption`` plus the view and crop box its figures need, so redrawing never reloads the model."""
+    result = model.caption(image, config, reporter, **kwargs)  # type: ignore[call-arg]
     box = getattr(model, "view_box", None)
-    left, top, right, bottom = box(size) if callable(box) else (0.0, 0.0, 1.0, 1.0)
+    crop = box(image.size) if callable(box) else (0.0, 0.0, 1.0, 1.0)
+    return replace(result, view=model_view(model, image), view_box=crop)
+
+
+def point_in_view(box: tuple[float, float, float, float], x: float, y: float) -> tuple[float, float] | None:
+    """A point given as fractions of the original image → fractions of the view cropped to ``box`` (``None`` if
+    cropped away)."""
+    left, top, right, bottom = box
     if not (left <= x <= right and top <= y <= bottom):
         return None
     return (x - left) / (right - left), (y - top) / (bottom - top)
@@ -217,24 +227,31 @@ class BatchRow:
 
 
 def caption_batch(
-    models: dict[str, Any],
+    model_ids: Sequence[str],
+    load: Callable[[str], Captioner],
     images: Sequence[tuple[str, Image.Image]],
     config: DecodingConfig,
     reporter: Reporter = SILENT,
 ) -> list[BatchRow]:
-    """Caption every image with every model; a failing model is recorded per row, not raised."""
+    """Caption every image with every model; a failing model is recorded per row, not raised.
+
+    Models run one after another, each loaded by ``load`` only for its own images and released before the
+    next loads: several captioners never have to fit in memory at once.
+    """
     rows: list[BatchRow] = []
-    total = max(len(models) * len(images), 1)
+    total = max(len(model_ids) * len(images), 1)
     stop_only = Reporter(should_stop=reporter.should_stop)  # per-token progress would fight the batch bar
-    for i, (name, image) in enumerate(images):
-        for j, (model_id, model) in enumerate(models.items()):
-            reporter.step((i * len(models) + j) / total, f"{name} · {model_id}")
+    for j, model_id in enumerate(model_ids):
+        model = load(model_id)
+        for i, (name, image) in enumerate(images):
+            reporter.step((j * len(images) + i) / total, f"{model_id} · {name}")
             start = time.perf_counter()
             try:
                 caption = model.caption(image, config, stop_only).caption
                 rows.append(BatchRow(name, model_id, caption, time.perf_counter() - start))
             except (RuntimeError, ValueError) as err:
                 rows.append(BatchRow(name, model_id, "", time.perf_counter() - start, str(err)))
+        del model  # the registry may evict it for the next one only once nothing here holds it
     reporter.step(1.0, "done")
     return rows
 

@@ -26,7 +26,9 @@ class DecodingConfig:
 class CaptionResult:
     """A caption with everything its figures need (figures never recompute).
 
-    ``word_maps[i]`` is word ``i``'s attention over the model's patch grid and sums to 1.
+    ``word_maps[i]`` is word ``i``'s attention over the model's patch grid and sums to 1. ``view`` is the image
+    as the model saw it (the heatmaps' background) and ``view_box`` the part of the original it covers, as
+    (left, top, right, bottom) fractions: with them a view change never needs the model again.
     """
 
     model_id: str
@@ -38,6 +40,8 @@ class CaptionResult:
     seconds: float
     grid: tuple[int, int]
     extra: dict[str, object] = field(default_factory=dict)
+    view: Image.Image | None = None
+    view_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
 
 
 @runtime_checkable

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import weakref
 import zipfile
 
 import numpy as np
@@ -11,6 +13,7 @@ from PIL import Image
 
 from core.captioning.analysis import batch_table, caption_batch, faithfulness, mask_cells, read_batch
 from core.captioning.types import CaptionResult, DecodingConfig
+from core.models import Registry
 from core.runtime import Cancelled, Reporter
 
 
@@ -99,14 +102,16 @@ def test_batch_reads_zips_reports_bad_files_and_tabulates(tiny_registry):
     batch = read_batch([("set.zip", archive.getvalue()), ("a.png", _png((0, 0, 255))), ("a.png", _png((1, 2, 3)))])
     assert [n for n, _ in batch.images] == ["set.zip/a.png", "set.zip/sub/b.png", "a.png", "a.png (2)"]
     assert len(batch.errors) == 1 and batch.errors[0].startswith("set.zip/broken.jpg")
-    models = {m: tiny_registry.load(m) for m in ("vit-gpt2", "blip-base")}
-    rows = caption_batch(models, batch.images[:2], DecodingConfig(max_new_tokens=3))
+    rows = caption_batch(
+        ["vit-gpt2", "blip-base"], tiny_registry.load, batch.images[:2], DecodingConfig(max_new_tokens=3)
+    )
     assert [(r.image, r.model_id) for r in rows] == [
         ("set.zip/a.png", "vit-gpt2"),
-        ("set.zip/a.png", "blip-base"),
         ("set.zip/sub/b.png", "vit-gpt2"),
+        ("set.zip/a.png", "blip-base"),
         ("set.zip/sub/b.png", "blip-base"),
     ]
+    assert all(r.caption and not r.error for r in rows)
     table = batch_table(rows)
     assert list(table.columns) == [
         "image",
@@ -120,7 +125,35 @@ def test_batch_reads_zips_reports_bad_files_and_tabulates(tiny_registry):
 
 
 def test_batch_stops_when_asked(tiny_registry):
-    models = {"vit-gpt2": tiny_registry.load("vit-gpt2")}
     images = [("x", Image.new("RGB", (8, 8)))] * 3
     with pytest.raises(Cancelled):
-        caption_batch(models, images, DecodingConfig(max_new_tokens=3), Reporter(should_stop=lambda: True))
+        caption_batch(
+            ["vit-gpt2"],
+            tiny_registry.load,
+            images,
+            DecodingConfig(max_new_tokens=3),
+            Reporter(should_stop=lambda: True),
+        )
+
+
+def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
+    """With room for one model, each captioner is freed before the next loads: batch mode stays in the budget."""
+    from core.captioning import hf
+
+    alive: list[weakref.ref] = []
+    alive_at_load: list[int] = []
+    original = hf.load
+
+    def load(spec, location, progress):
+        gc.collect()
+        alive_at_load.append(sum(ref() is not None for ref in alive))
+        model = original(spec, location, progress)
+        alive.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(hf, "load", load)
+    registry = Registry(models_dir=tiny_dir, online=False, budget_mb=1)
+    images = [("x", Image.new("RGB", (8, 8)))] * 2
+    rows = caption_batch(["vit-gpt2", "blip-base", "git-base"], registry.load, images, DecodingConfig(max_new_tokens=3))
+    assert len(rows) == 6
+    assert alive_at_load == [0, 0, 0]

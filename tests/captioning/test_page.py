@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import weakref
@@ -131,3 +132,66 @@ def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, 
 
     assert at.text_area(key="refs").value == render_scene(0).caption
     assert list(at.dataframe[0].value["model"]) == ["git-base"]  # scored against the scene's true caption
+
+
+def test_view_changes_load_no_model_and_run_no_forward_pass(page, tiny_dir, monkeypatch):
+    """Opacity, aggregation, layer, head and the reverse view redraw from stored results only (no thrash),
+    even when the captioners no longer fit in memory together."""
+    import torch
+
+    from core.models import Registry
+
+    monkeypatch.setenv("VISIONLAB_MEMORY_BUDGET_MB", "1")  # every load evicts the other model
+    at = page(tiny_dir)
+    at.run()
+    at.multiselect(key="models").set_value(["blip-base", "vit-gpt2"]).run()
+    assert not at.exception and len(_scrubs(at)) == 2
+    loads, forwards = [], []
+    original = Registry.load
+    monkeypatch.setattr(Registry, "load", lambda self, *a, **k: loads.append(a[0]) or original(self, *a, **k))
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, i: forwards.append(type(m)))
+    try:
+        before = _scrubs(at)
+        at.slider(key="op").set_value(0.9).run()
+        at.selectbox(key="agg").set_value("layer-head").run()
+        at.number_input(key="layer").set_value(2).run()
+        at.number_input(key="head").set_value(2).run()
+        at.session_state["cap_point"] = (0.5, 0.5)
+        at.session_state["tab"] = "Reverse view"
+        at.run()
+    finally:
+        handle.remove()
+    assert not at.exception
+    assert loads == [] and forwards == []
+    after = _scrubs(at)
+    assert after[0]["data"][1]["opacity"] == 0.9 != before[0]["data"][1]["opacity"]
+    assert "head 2/" in " ".join(c.value for c in at.caption)  # the layer-head view of layer 2, head 2 is drawn
+    bars = [f for f in _figures(at).values() if f["data"] and f["data"][0].get("orientation") == "h"]
+    assert {t["name"] for t in bars[0]["data"]} == {"blip-base", "vit-gpt2"}
+
+
+def test_model_text_is_shown_as_text(page, tiny_dir, monkeypatch):
+    """A caption with Markdown links, images and HTML reaches the page escaped, and Plotly gets it HTML-escaped."""
+    from core.captioning import hf
+
+    evil = "a [link](http://evil.example) ![x](http://evil.example/p.png) <b>bold</b> :red[red] $x$"
+    original = hf.HFCaptioner.caption
+
+    def caption(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        return dataclasses.replace(result, caption=evil, words=[evil, *result.words[1:]])
+
+    monkeypatch.setattr(hf.HFCaptioner, "caption", caption)
+    at = page(tiny_dir)
+    at.run()
+    at.multiselect(key="models").set_value(["blip-base"]).run()
+    assert not at.exception
+    quote = next(m.value for m in at.markdown if m.value.startswith("> "))
+    from ui.text import plain
+
+    assert quote == f"> {plain(evil)}"
+    strip = next(f for f in _figures(at).values() if f["data"] and f["data"][0]["type"] == "bar")
+    assert (
+        strip["data"][0]["text"][0]
+        == "a [link](http://evil.example) ![x](http://evil.example/p.png) &lt;b&gt;bold&lt;/b&gt; :red[red] $x$"
+    )
