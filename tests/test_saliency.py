@@ -218,3 +218,17 @@ def test_cascading_randomization_changes_gradient_not_guided_backprop(effnet, co
     assert "guided_backprop" in result.flagged  # Adebayo et al.: guided backprop ignores the weights
     after = effnet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the shared model is untouched
+
+
+def test_sanity_copy_shares_every_tensor_until_its_layer_is_randomized(effnet):
+    """The sanity check's copy costs no tensor memory up front; randomizing a layer gives only that layer its own."""
+    from core.saliency.sanity import _randomize, parametrized_layers, sharing_copy
+
+    clone = sharing_copy(effnet)
+    pointers = {n: t.data_ptr() for n, t in effnet.state_dict().items()}
+    assert {n: t.data_ptr() for n, t in clone.state_dict().items()} == pointers
+    name, layer = parametrized_layers(clone.net)[0]
+    _randomize(layer, torch.Generator().manual_seed(0))
+    moved = {n for n, t in clone.state_dict().items() if t.data_ptr() != pointers[n]}
+    assert moved == {f"net.{name}.{p}" for p, _ in layer.state_dict().items()}
+    assert not torch.equal(clone.state_dict()[f"net.{name}.weight"], effnet.state_dict()[f"net.{name}.weight"])
