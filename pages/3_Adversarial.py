@@ -23,7 +23,7 @@ from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, 
 from ui.figures import image_figure, overlay_figure
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
 from ui.state import add_to_tray
-from ui.widgets import image_picker, model_picker, show_model_error
+from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Adversarial · Vision Lab", page_icon="🎯", layout="wide")
 
@@ -152,7 +152,7 @@ if attack == "PGD":
         restarts=restarts,
     )
 
-if picked is None:
+if picked is None or not ensure_ready(model_id):
     st.stop()
 try:
     model: ImageClassifier = load_classifier(model_id)

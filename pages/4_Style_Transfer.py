@@ -13,7 +13,7 @@ from core.style import StyleConfig, StyleProblem, estimate_seconds, start, weigh
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
 from ui.state import add_to_tray
 from ui.style_run import RUN_KEY, RunRecord, calibrated_rate, draw, drive, record
-from ui.widgets import image_picker, model_picker, show_model_error
+from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Style transfer · Vision Lab", page_icon="🎨", layout="wide")
 st.title("🎨 Style transfer")
@@ -53,6 +53,7 @@ share = (
 )
 vgg_ready = registry().status("vgg19").status is Status.READY
 net = model_picker(key="net", label="Feature network", ids=NETS, default="vgg19" if vgg_ready else "efficientnet-lite0")
+net = net if ensure_ready(net) else "efficientnet-lite0"  # the panel offers the download; meanwhile the fallback
 try:
     extractor = load_style_features(net)
 except ModelError as err:
