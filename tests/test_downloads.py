@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
+from core.captioning.hf import add_user_model
 from core.models import ModelError, ModelSpec, NeedsDownload, Registry, Source, Status
 from core.models.download import endpoint_address, fetch_url, hub_plan, hub_repo_dir, needed_files
 from core.models.registry import REPO_ROOT, torch_hub_file
@@ -269,3 +270,76 @@ def test_a_torchvision_file_whose_hash_disagrees_with_its_name_is_deleted(hub, t
     dest = tmp_path / "direct" / "file.pth"
     fetch_url(f"{hub.url}/files/{spec.extra['file']}", dest, lambda *_: None, size=len(data))  # size only: fine
     assert dest.read_bytes() == data
+
+
+# -- models a visitor adds -----------------------------------------------------------------------------------
+@pytest.fixture
+def models_dir(tmp_path) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize(
+    "ref", ["../x", "../../etc", "/etc", "~root", "tests/captioning", "a/b/c", "-x/y", "x--y/z", "x/y.", "x/..", " "]
+)
+def test_path_like_or_malformed_ids_are_refused_and_never_reach_transformers(hub, models_dir, monkeypatch, ref):
+    from transformers import AutoConfig
+
+    given: list[object] = []
+    monkeypatch.setattr(AutoConfig, "from_pretrained", lambda *a, **_: given.append(a))
+    monkeypatch.chdir(REPO_ROOT)  # where ./tests/captioning is a real folder
+    reg = Registry(models_dir=models_dir, online=True)
+    with pytest.raises(ModelError, match=r"(neither a folder inside the models folder|Could not read) .*\.") as err:
+        add_user_model(reg, ref)
+    assert given == [], "transformers would probe the string as a local directory"
+    assert "captioning" not in str(err.value).replace(ref, "")  # nothing of that folder is echoed
+    assert [s.id for s in reg.specs()] == [s.id for s in Registry().specs()]
+
+
+def test_a_hub_model_is_sized_from_the_hubs_metadata_and_only_its_config_is_read(hub, blip_folder, models_dir):
+    hub.repos["someone/blip"] = blip_folder
+    reg = Registry(models_dir=models_dir, online=True)
+    spec = add_user_model(reg, "someone/blip")
+    assert spec.id == "hf:someone/blip" and spec.family == "blip"
+    assert spec.download_mb == pytest.approx(hub_plan("someone/blip").size_mb)
+    assert resolved(hub) == {"config.json"}
+    assert spec.id not in [s.id for s in reg.specs()], "never listed for other visitors"
+    assert reg.status(spec.id).status is Status.DOWNLOADABLE
+    assert type(reg.load(spec.id, download=True)).__name__ == "HFCaptioner"
+
+
+def test_unknown_or_over_cap_sizes_are_refused(hub, blip_folder, models_dir):
+    hub.repos["someone/nosize"] = hub.repos["someone/big"] = blip_folder
+    hub.no_sizes.add("someone/nosize")
+    capped = Registry(models_dir=models_dir, online=True, profile=Profile(max_download_mb=1))
+    with pytest.raises(ModelError, match="its download size is unknown"):
+        add_user_model(capped, "someone/nosize")
+    with pytest.raises(ModelError, match=r"its download \(\d MB\) is larger than this server allows \(1 MB\)"):
+        add_user_model(capped, "someone/big")
+    spec = add_user_model(Registry(models_dir=models_dir, online=True), "someone/nosize")  # local, no cap
+    assert spec.download_mb is None and spec.download_size == "size unknown"
+    shared = Registry(models_dir=models_dir, online=True, profile=Profile.from_env({"VISIONLAB_PROFILE": "shared"}))
+    with pytest.raises(ModelError, match="adds only folders inside its models folder"):
+        add_user_model(shared, "someone/big")
+    assert hub.get_requests("model.safetensors") == []
+
+
+def test_a_link_never_downloads_and_the_button_does(hub, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delenv("VISIONLAB_MODELS_DIR", raising=False)
+    st.cache_resource.clear()  # the registry is cached per process: rebuild it against the twin
+    at = AppTest.from_file("../pages/1_Captioning.py", default_timeout=300)
+    at.query_params["models"] = ["blip-base"]
+    at.query_params["max"] = "3"
+    at.run()
+    assert not at.exception
+    assert hub.requests == [], "opening the link asked the hub for nothing"
+    assert "Downloads on request (990 MB)" in " ".join(m.value for m in at.markdown)
+    at.button(key="dl_blip-base").click().run()
+    assert not at.exception
+    assert resolved(hub) == NEEDED
+    assert at.metric and at.metric[0].label == "Time to caption", "downloaded, loaded and captioned"
+    st.cache_resource.clear()

@@ -259,7 +259,7 @@ class Registry:
             refusal = self.download_refusal(spec)
             if refusal is not None:
                 return ModelStatus(Status.UNAVAILABLE, None, refusal)
-            return ModelStatus(Status.DOWNLOADABLE, None, f"Downloads {spec.download_size} on request.")
+            return ModelStatus(Status.DOWNLOADABLE, None, f"Downloads on request ({spec.download_size}).")
         if spec.source is Source.BUILTIN:
             return ModelStatus(Status.UNAVAILABLE, None, f"Built-in weights missing from {spec.ref}.")
         return ModelStatus(
