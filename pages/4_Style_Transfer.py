@@ -24,6 +24,7 @@ st.caption(
 )
 
 NETS = ["vgg19", "efficientnet-lite0"]
+FALLBACK_NOTE = "Using EfficientNet-Lite0's features instead (real ImageNet weights, always available)."
 SIDES = [128, 192, 256, 384, 512, 768]
 GRID_KEY = "style_grid"
 GRID_STEPS = 10
@@ -53,12 +54,14 @@ share = (
 )
 vgg_ready = registry().status("vgg19").status is Status.READY
 net = model_picker(key="net", label="Feature network", ids=NETS, default="vgg19" if vgg_ready else "efficientnet-lite0")
-net = net if ensure_ready(net) else "efficientnet-lite0"  # the panel offers the download; meanwhile the fallback
+if not ensure_ready(net):  # the panel says why, or offers the download; meanwhile the fallback
+    st.info(FALLBACK_NOTE)
+    net = "efficientnet-lite0"
 try:
     extractor = load_style_features(net)
 except ModelError as err:
     show_model_error(err)
-    st.info("Using EfficientNet-Lite0's features instead (real ImageNet weights, always available).")
+    st.info(FALLBACK_NOTE)
     net = "efficientnet-lite0"
     extractor = load_style_features(net)
 if extractor.fallback:
