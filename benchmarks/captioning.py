@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows: list[Row] = []
     with twin_registry([] if args.quick else ["blip-base", "vit-gpt2"], small=args.quick) as registry:
         for model_id in ("blip-base", "vit-gpt2"):
-            ours: HFCaptioner = registry.load(model_id)
+            ours: HFCaptioner = registry.load(model_id, download=True)
             for decoder in (ours.model, getattr(ours.model, "text_decoder", None)):  # BLIP decodes with its own
                 if decoder is not None:
                     decoder.generation_config.min_new_tokens = tokens  # fixed length; the config sets the maximum

@@ -126,7 +126,7 @@ def model_cost(folder: Path, model_id: str) -> ModelCost:
     registry = Registry(models_dir=folder, online=False, budget_mb=1e9)
     gc.collect()
     before, start = rss_mb(), time.perf_counter()
-    _read_every_weight(registry.load(model_id))
+    _read_every_weight(registry.load(model_id, download=True))
     seconds, after = time.perf_counter() - start, rss_mb()
     params = registry.loaded_mb()[model_id]
     registry.evict(model_id)

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows: list[Row] = []
     with twin_registry(["resnet50"]) as registry:
         for model_id, name in (("efficientnet-lite0", "EfficientNet-Lite0"), ("resnet50", "ResNet-50 twin")):
-            model: ImageClassifier = registry.load(model_id)
+            model: ImageClassifier = registry.load(model_id, download=True)
             x = model.preprocess(load_sample("sample.jpg"))
             if side != x.shape[-1]:
                 x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", antialias=True)

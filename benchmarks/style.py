@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     side, evals = (48, 2) if args.quick else (256, 2 * args.repeats + 1)
     content, style = _square("content.jpg", side), _square("style.jpg", side)
     with twin_registry(["vgg19"]) as registry:
-        extractor: S.FeatureExtractor = registry.load("vgg19")
+        extractor: S.FeatureExtractor = registry.load("vgg19", download=True)
         config = S.StyleConfig(extractor.default_content, extractor.default_style, side=side)
         problem = S.StyleProblem(extractor, content, [(style, 1.0)], config)
         ours, ours_first = ours_seconds_per_eval(problem, evals)

@@ -22,7 +22,7 @@ from torch import nn
 
 from core.images import to_tensor
 from core.models.classifiers import ImageClassifier
-from core.models.registry import ModelError, cache_dir, fetch_url, torch_hub_file, torchvision_weights
+from core.models.registry import ModelError, cache_dir, torch_hub_file
 from core.models.spec import ModelSpec, ProgressFn
 from core.runtime import SILENT, Reporter
 
@@ -165,23 +165,19 @@ def read_vgg_features(location: Path, n_modules: int) -> dict[str, torch.Tensor]
 
 
 def load_vgg19_features(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> FeatureExtractor:
-    """Registry loader for ``vgg19``: local file, hub cache or download; keeps a features-only copy."""
+    """Registry loader for ``vgg19``: a local file or the hub cache; keeps a features-only copy (52 MB)."""
     from safetensors.torch import save_file
 
-    features = _vgg19_stack()
-    cached = cache_dir() / f"{spec.id}.safetensors"
-    download = location is None
     if location is None:
-        location = cached.with_suffix(".download.pth")
-        fetch_url(torchvision_weights(spec.ref).url, location, progress)
+        raise ModelError("no local copy of the weights.")
+    features = _vgg19_stack()
     progress(0.9, "Reading convolutional weights…")
     state = read_vgg_features(location, len(features))
     features.load_state_dict(state, assign=True)  # the file's tensors replace the meta ones
-    if download or location == torch_hub_file(spec):
+    if location == torch_hub_file(spec):
+        cached = cache_dir() / f"{spec.id}.safetensors"
         cached.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in state.items()}, str(cached))
-        if download:
-            location.unlink()
     return vgg_extractor(features, name=spec.display_name)
 
 

@@ -41,7 +41,7 @@ from ui.captioning import (
     with_gradients,
 )
 from ui.resources import registry
-from ui.state import add_to_tray
+from ui.state import add_to_tray, added_models
 from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, image_picker
 
@@ -75,7 +75,7 @@ with st.sidebar:
                 st.rerun()
 picked = image_picker("img")
 
-ids = [s.id for s in reg.specs("captioning")]
+ids = [s.id for s in reg.specs("captioning")] + [i for i in added_models() if i in reg]  # this session's own
 statuses = {i: reg.status(i).status for i in ids}
 default_models = [i for i in ids if statuses[i].value == "ready"][:3] or ids[:1]
 with st.sidebar:
@@ -84,14 +84,20 @@ with st.sidebar:
     st.caption(" · ".join(f"{STATUS_ICON[statuses[i]]} {i}" for i in ids))
     with st.expander("Add a model (hub id, or a folder in the models folder)"):
         ref = st.text_input("e.g. Salesforce/blip-image-captioning-base or my-blip", key="add_ref")
-        st.caption("Local folders must be `save_pretrained` folders inside `$VISIONLAB_MODELS_DIR`.")
+        st.caption(
+            "Local folders must be `save_pretrained` folders inside `$VISIONLAB_MODELS_DIR`"
+            + (" (this server adds only those)." if reg.profile.user_models == "folders" else ".")
+            + " Added models are listed for your session only."
+        )
         if st.button("Add") and ref.strip():
             try:
                 spec = add_user_model(reg, ref)
             except ModelError as err:
-                st.error(str(err))
+                st.error(plain(str(err)))
             else:
-                st.success(f"Added {spec.display_name}; pick it above.")
+                if spec.id not in added_models():
+                    added_models().append(spec.id)
+                st.success(f"Added {plain(spec.display_name)}; pick it above.")
     st.subheader("Decoding")
     strategy = st.segmented_control(
         "Strategy", ["greedy", "beam", "sample"], default="greedy", required=True, key="dec", bind="query-params"
@@ -156,7 +162,7 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
         a, b = st.columns(2)
         a.metric("Time to caption", f"{result.seconds:.2f} s")
         resident = reg.loaded_mb().get(model_id)
-        b.metric("Model size", f"{resident:,.0f} MB" if resident is not None else f"{spec.download_mb:,.0f} MB")
+        b.metric("Model size", f"{resident:,.0f} MB" if resident is not None else spec.download_size)
         if not result.words:
             continue
         maps, note = shown[model_id]

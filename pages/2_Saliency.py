@@ -34,7 +34,7 @@ from ui.saliency_figures import (
     signed_view,
 )
 from ui.text import plain
-from ui.widgets import image_picker, model_picker, show_model_error
+from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Saliency · Vision Lab", page_icon="🔥", layout="wide")
 LABELS = {name: cls.label for name, cls in METHODS.items()}
@@ -66,9 +66,11 @@ if picked is None:
     st.info("Choose an image in the sidebar.")
     st.stop()
 try:
-    model = load_classifier(model_id)
+    model = load_classifier(model_id) if ensure_ready(model_id) else None
 except ModelError as err:
     show_model_error(err)
+    model = None
+if model is None:
     st.info("Pick 🟢 EfficientNet-Lite0 in the sidebar: it is built in and works offline.")
     st.stop()
 

@@ -24,7 +24,7 @@ from ui.figures import image_figure, overlay_figure
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
 from ui.state import add_to_tray
 from ui.text import plain
-from ui.widgets import image_picker, model_picker, show_model_error
+from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Adversarial · Vision Lab", page_icon="🎯", layout="wide")
 
@@ -153,7 +153,7 @@ if attack == "PGD":
         restarts=restarts,
     )
 
-if picked is None:
+if picked is None or not ensure_ready(model_id):
     st.stop()
 try:
     model: ImageClassifier = load_classifier(model_id)

@@ -13,7 +13,7 @@ from core.style import StyleConfig, StyleProblem, estimate_seconds, start, weigh
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
 from ui.state import add_to_tray
 from ui.style_run import RUN_KEY, RunRecord, calibrated_rate, draw, drive, record
-from ui.widgets import image_picker, model_picker, show_model_error
+from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Style transfer · Vision Lab", page_icon="🎨", layout="wide")
 st.title("🎨 Style transfer")
@@ -24,6 +24,7 @@ st.caption(
 )
 
 NETS = ["vgg19", "efficientnet-lite0"]
+FALLBACK_NOTE = "Using EfficientNet-Lite0's features instead (real ImageNet weights, always available)."
 SIDES = [128, 192, 256, 384, 512, 768]
 GRID_KEY = "style_grid"
 GRID_STEPS = 10
@@ -53,11 +54,14 @@ share = (
 )
 vgg_ready = registry().status("vgg19").status is Status.READY
 net = model_picker(key="net", label="Feature network", ids=NETS, default="vgg19" if vgg_ready else "efficientnet-lite0")
+if not ensure_ready(net):  # the panel says why, or offers the download; meanwhile the fallback
+    st.info(FALLBACK_NOTE)
+    net = "efficientnet-lite0"
 try:
     extractor = load_style_features(net)
 except ModelError as err:
     show_model_error(err)
-    st.info("Using EfficientNet-Lite0's features instead (real ImageNet weights, always available).")
+    st.info(FALLBACK_NOTE)
     net = "efficientnet-lite0"
     extractor = load_style_features(net)
 if extractor.fallback:

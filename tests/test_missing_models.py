@@ -122,6 +122,7 @@ def test_captioning_reports_a_corrupt_hub_cache_and_keeps_the_builtin(broken, tm
     commit = "0" * 40
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "config.json").write_text("{ not json")
+    (repo / "snapshots" / commit / "model.safetensors").write_bytes(TRUNCATED_SAFETENSORS)  # config + weights: "cached"
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     broken("vit-gpt2", "truncated safetensors")
@@ -133,6 +134,6 @@ def test_captioning_reports_a_corrupt_hub_cache_and_keeps_the_builtin(broken, tm
     warnings = " ".join(w.value for w in at.warning)
     assert "BLIP base could not be loaded" in warnings
     assert "ViT-GPT2 could not be loaded" in warnings
-    assert "GIT base (COCO)** — 707 MB download, 177 M parameters: not available offline" in _markdown(at)
+    assert "GIT base (COCO)** — 707 MB download, 177 M parameters: not available here" in _markdown(at)
     captions = [m.value for m in at.markdown if m.value.startswith("> ")]
     assert len(captions) == 1 and len(captions[0]) > 5, "the built-in captioner must still caption"

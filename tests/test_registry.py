@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import io
 import subprocess
 import sys
 import threading
@@ -247,12 +246,37 @@ def test_core_never_imports_streamlit():
             assert not any(n.split(".")[0] == "streamlit" for n in names), path
 
 
-def test_hub_download_progress_is_forwarded():
-    from core.models.registry import _forwarding_tqdm
+def test_a_model_larger_than_the_budget_is_refused_with_what_fits():
+    reg = Registry(online=False)  # the default 1500 MB budget (Community Cloud)
+    with pytest.raises(ModelError) as err:
+        reg.load("blip-large")
+    message = str(err.value)
+    assert message.startswith("BLIP large needs about 2,067 MB of memory")
+    assert "Models that fit: Show, Attend and Tell (ShapesWorld), BLIP base, ViT-GPT2, GIT base (COCO)." in message
+    assert reg.memory_refusal(reg.get("blip-base")) is None
 
-    seen: list[float] = []
-    bar_class = _forwarding_tqdm(lambda f, _m: seen.append(f))
-    with io.StringIO() as sink, bar_class(total=4, desc="files", file=sink) as bar:
-        bar.update(1)
-        bar.update(3)
-    assert seen == [0.25, 1.0]
+
+def test_least_recently_used_models_are_evicted_before_the_next_loads(monkeypatch):
+    reg = Registry([fake_spec("a", 1.0), fake_spec("b", 1.0), fake_spec("c", 1.0)], budget_mb=9.0)
+    resident_at_load: list[set[str]] = []
+    original = fake_loader
+
+    def loader(spec, location, progress):
+        resident_at_load.append(set(reg.loaded_mb()))
+        return original(spec, location, progress)
+
+    monkeypatch.setattr(sys.modules[__name__], "fake_loader", loader)
+    reg.load("a")
+    reg.load("b")
+    reg.load("c")  # a (least recently used) must be gone before c is built: never three at once
+    assert resident_at_load == [set(), {"a"}, {"b"}]
+
+
+def test_added_models_are_loadable_but_never_listed():
+    reg = Registry([fake_spec("a", 0.1)])
+    added = reg.register(fake_spec("mine", 0.1))
+    assert "mine" in reg and reg.get("mine") is added
+    assert [s.id for s in reg.specs()] == ["a"]
+    assert isinstance(reg.load("mine"), torch.nn.Module)
+    with pytest.raises(ModelError, match="catalogue model"):
+        reg.register(fake_spec("a", 0.1))

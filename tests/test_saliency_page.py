@@ -51,5 +51,8 @@ def test_missing_model_keeps_page_usable():
     at.session_state["model"] = "vgg16"  # in the catalogue, no weights offline
     at.run()
     assert not at.exception, at.exception
-    assert any("not available" in w.value.lower() or "vgg16" in w.value.lower() for w in at.warning)
+    assert any(
+        "VGG16 (torchvision)** — 528 MB download" in m.value and "not available here" in m.value for m in at.markdown
+    )
+    assert any("EfficientNet-Lite0" in i.value for i in at.info), "the page points to the built-in model"
     assert at.selectbox(key="model").value == "vgg16"

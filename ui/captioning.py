@@ -19,9 +19,10 @@ from core.attention import AttentionStack, word_maps
 from core.captioning.analysis import caption_with_view
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig
 from core.memory import release_memory
-from core.models import ModelError, Status
+from core.models import ModelError
 from core.runtime import Cancelled, Reporter
-from ui.resources import load_model, registry
+from ui.resources import load_model
+from ui.widgets import ensure_ready
 
 RESULTS_KEY = "cap_results"
 #: Results kept per session (each holds its attention stack, a few MB for the large models).
@@ -146,35 +147,5 @@ def maps_for(result: CaptionResult, method: str, *, layer: int, head: int, last_
 
 
 def model_status_panel(model_ids: list[str]) -> list[str]:
-    """Show the selected models that cannot run now (size, download button or why not); returns those that can."""
-    reg = registry()
-    ready = []
-    for model_id in model_ids:
-        spec = reg.get(model_id)
-        state = reg.status(model_id)
-        if state.status is Status.READY or reg.is_loaded(model_id):
-            ready.append(model_id)
-            continue
-        with st.container(border=True):
-            size = f"{spec.download_mb:,.0f} MB download, {spec.params_m:,.0f} M parameters"
-            if state.status is Status.DOWNLOADABLE:
-                st.markdown(f"**{spec.display_name}** — {size}. {state.message}")
-                if st.button(f"Download {spec.display_name}", key=f"dl_{model_id}"):
-                    _download(model_id)
-            else:
-                st.markdown(f"**{spec.display_name}** — {size}: not available offline — see README.")
-                st.caption(state.message)
-    return ready
-
-
-def _download(model_id: str) -> None:
-    bar = st.progress(0.0, text="Starting download…")
-    try:
-        registry().download(model_id, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-    except ModelError as err:
-        st.error(str(err))
-        return
-    except OSError as err:  # network dropped mid-download
-        st.error(f"The download failed: {err}")
-        return
-    st.rerun()
+    """Show the selected models that cannot run now (:func:`ui.widgets.ensure_ready`); returns those that can."""
+    return [model_id for model_id in model_ids if ensure_ready(model_id)]

@@ -22,6 +22,7 @@ from PIL import Image
 
 from core.memory import release_memory
 from core.models import ModelError, Registry
+from core.profile import Profile
 from core.samples import load_sample
 
 if TYPE_CHECKING:
@@ -35,13 +36,29 @@ T = TypeVar("T")
 
 
 @st.cache_resource(show_spinner=False)
+def profile() -> Profile:
+    """The deployment profile, once per process, from the environment or root-level Streamlit secrets.
+
+    Streamlit copies root-level keys of ``.streamlit/secrets.toml`` (Community Cloud's "Secrets") into
+    ``os.environ`` when the secrets are parsed, so parse them first (this never raises: a server without
+    a secrets file, or with a broken one, keeps its environment).
+    """
+    st.secrets.load_if_toml_exists()
+    return Profile.from_env()
+
+
+@st.cache_resource(show_spinner=False)
 def registry() -> Registry:
     """One registry per server process, shared by every session."""
-    return Registry.from_env()
+    return Registry.from_env(profile())
 
 
 def load_model(model_id: str) -> Any:
-    """Load through the registry, showing progress; raise :class:`ModelError` with a UI message."""
+    """Load through the registry, showing progress; raise :class:`ModelError` with a UI message.
+
+    Never downloads (a model that needs one raises :class:`NeedsDownload`): pages call
+    :func:`ui.widgets.ensure_ready` first, which downloads only after a click.
+    """
     reg = registry()
     if reg.is_loaded(model_id):
         return reg.load(model_id)

@@ -15,6 +15,7 @@ from PIL import Image
 
 TRAY_KEY = "vl_tray"
 TRAY_LIMIT = 8
+ADDED_MODELS_KEY = "vl_added_models"
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,8 @@ def add_to_tray(name: str, image: Image.Image, origin: str) -> str:
     while len(items) > TRAY_LIMIT:
         items.popitem(last=False)
     return name
+
+
+def added_models() -> list[str]:
+    """Ids of the models this session added: only this session lists them (the registry lists none)."""
+    return st.session_state.setdefault(ADDED_MODELS_KEY, [])

@@ -1,4 +1,4 @@
-"""Shared widgets: the image picker (sample / upload / tray) and the model picker."""
+"""Shared widgets: the image picker (sample / upload / tray), the model picker and its readiness panel."""
 
 from __future__ import annotations
 
@@ -122,6 +122,51 @@ def model_picker(
     state = reg.status(chosen)
     box.caption(f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}")
     return chosen
+
+
+def ensure_ready(model_id: str) -> bool:
+    """Whether ``model_id`` can load now; otherwise a panel says why: its size and a Download button,
+    the progress of a download already running (another visitor's, too), or why it cannot run here.
+
+    Downloads start only from the button, so opening a link never starts one.
+    """
+    reg = registry()
+    if reg.is_loaded(model_id):
+        return True
+    spec = reg.get(model_id)
+    too_big = reg.memory_refusal(spec)
+    state = reg.status(model_id)
+    if too_big is None and state.status is Status.READY:
+        return True
+    with st.container(border=True):
+        size = f"{spec.download_size} download, {spec.params_m:,.0f} M parameters"
+        name = plain(spec.display_name)
+        if too_big is not None:
+            st.markdown(f"**{name}** — {size}: too large for this server.")
+            st.caption(too_big)
+        elif state.status is Status.DOWNLOADABLE:
+            st.markdown(f"**{name}** — {size}. {state.message}")
+            running = reg.download_progress(model_id) is not None
+            if running or st.button(f"Download {name}", key=f"dl_{model_id}"):
+                _download(model_id)
+        else:
+            st.markdown(f"**{name}** — {size}: not available here.")
+            st.caption(state.message)
+    return False
+
+
+def _download(model_id: str) -> None:
+    """Download (or follow the download already running) with a progress bar, then rerun to load it."""
+    bar = st.progress(0.0, text="Starting download…")
+    try:
+        registry().download(model_id, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+    except ModelError as err:
+        st.error(plain(str(err)))
+        return
+    except OSError as err:  # network dropped mid-download
+        st.error(f"The download failed: {plain(str(err))}")
+        return
+    st.rerun()
 
 
 def show_model_error(err: ModelError) -> None:

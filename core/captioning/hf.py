@@ -350,10 +350,15 @@ class HFCaptioner:
 
 
 def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> HFCaptioner:
-    """Registry loader: ``from_pretrained`` from the local folder the registry found, else the hub id."""
+    """Registry loader: ``from_pretrained`` from the local folder the registry found (or downloaded).
+
+    Never the hub id: transformers takes an id that names a local directory as that directory.
+    """
     from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-    source = str(location) if location is not None else spec.ref
+    if location is None:
+        raise ModelError("no local copy of the model.")
+    source = str(location)
     family = detect_family(AutoConfig.from_pretrained(source).model_type)
     progress(0.2, "Reading weights…")
     if family == "vit-gpt2":
@@ -377,52 +382,91 @@ def _weights_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")) / 2**20
 
 
-def _models_subfolder(registry: Registry, ref: str) -> Path | None:
-    """``ref`` as a folder inside ``registry.models_dir`` (by name or path), or ``None``."""
-    if registry.models_dir is None:
+#: One component of a hub id: letters, digits, ``-``, ``_``, ``.``; no leading/trailing ``-`` or ``.``.
+_HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
+def is_hub_id(ref: str) -> bool:
+    """``owner/name`` by the hub's rules (no ``--`` or ``..``, ≤ 96 characters each): never path-like."""
+    parts = ref.split("/")
+    return len(parts) == 2 and all(_HUB_PART.fullmatch(p) and "--" not in p and ".." not in p for p in parts)
+
+
+def models_subfolder(models_dir: Path | None, ref: str) -> Path | None:
+    """``ref`` as a folder inside ``models_dir`` (a name or relative path that resolves inside it), or ``None``.
+
+    Absolute paths, ``~`` and ``..`` are refused before anything is resolved, and symlinks may not lead out.
+    """
+    parts = Path(ref).parts
+    if models_dir is None or not parts or Path(ref).is_absolute() or ref.startswith("~") or "\\" in ref:
         return None
-    root = registry.models_dir.resolve()
-    folder = (root / Path(ref).expanduser()).resolve()  # an absolute ref replaces root here
+    if any(p in (".", "..") for p in parts):
+        return None
+    root = models_dir.resolve()
+    folder = (root / ref).resolve()
     return folder if folder.is_dir() and folder.is_relative_to(root) and folder != root else None
 
 
-def add_user_model(registry: Registry, ref: str) -> ModelSpec:
-    """Register a hub id (``owner/name``) or a ``save_pretrained`` folder of a supported captioner.
+def _hub_config(ref: str) -> tuple[Path, float | None]:
+    """The folder holding ``ref``'s downloaded ``config.json``, and its download size from the hub's metadata.
 
-    Local folders must live inside the models folder (``$VISIONLAB_MODELS_DIR``): on a shared server a
-    text box must not let visitors make the app read arbitrary directories.
+    ``hf_hub_download`` fetches exactly one file and never treats the id as a local directory (transformers'
+    ``from_pretrained`` would, and echo that directory's config back).
+    """
+    from huggingface_hub import hf_hub_download
+
+    from core.models.download import hub_endpoint, hub_plan
+
+    try:
+        plan = hub_plan(ref)
+        config = hf_hub_download(ref, "config.json", revision=plan.commit, endpoint=hub_endpoint())
+    except Exception as err:  # ours, and huggingface_hub's HTTP, offline and not-found errors (no common base)
+        raise ModelError(f"Could not read {ref!r} from the hub (offline, or not a model): {err}") from err
+    return Path(config).parent, plan.size_mb
+
+
+def add_user_model(registry: Registry, ref: str) -> ModelSpec:
+    """Make a supported captioner loadable by this session: a hub id, or a folder inside the models folder.
+
+    The spec is registered unlisted (the caller keeps its id for its own session only). What may be added
+    follows the registry's profile: a shared server adds only folders its owner put in the models folder.
     """
     from transformers import AutoConfig
 
     ref = ref.strip()
-    folder = _models_subfolder(registry, ref)
+    folder = models_subfolder(registry.models_dir, ref)
     local = folder is not None
-    if folder is None:
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
-            raise ModelError(
-                f"{ref!r} is neither a folder inside the models folder (${ENV_MODELS_DIR}) nor a hub id like "
-                "'owner/name'."
-            )
-        folder = Path(ref)
+    if folder is None and not is_hub_id(ref):
+        raise ModelError(
+            f"{ref!r} is neither a folder inside the models folder (${ENV_MODELS_DIR}) nor a hub id like 'owner/name'."
+        )
+    if folder is None and registry.profile.user_models == "folders":
+        raise ModelError(
+            f"{ref!r}: this server adds only folders inside its models folder (${ENV_MODELS_DIR}), not hub models."
+        )
+    config_dir, size_mb = (folder, _weights_mb(folder)) if folder is not None else _hub_config(ref)
     try:
-        config = AutoConfig.from_pretrained(str(folder) if local else ref)
+        config = AutoConfig.from_pretrained(str(config_dir))  # a folder we checked or downloaded, never ``ref``
     except (OSError, ValueError) as err:
-        raise ModelError(f"Could not read the configuration of {ref!r} (offline, or not a model): {err}") from err
+        raise ModelError(f"Could not read the configuration of {ref!r} (not a model?): {err}") from err
     family = detect_family(config.model_type)
     vision = config.encoder if family == "vit-gpt2" else config.vision_config
-    size_mb = _weights_mb(folder) if local else 0.0
+    name = folder.relative_to(registry.models_dir.resolve()).as_posix() if folder and registry.models_dir else ref
     spec = ModelSpec(
-        id=f"{'local' if local else 'hf'}:{folder.name if local else ref}",
+        id=f"{'local' if local else 'hf'}:{name}",
         task="captioning",
         family=family,
-        display_name=f"{folder.name if local else ref} ({family})",
+        display_name=f"{name} ({family})",
         source=Source.LOCAL if local else Source.HF,
         ref=str(folder) if local else ref,
         loader=LOADER,
-        params_m=size_mb * 2**20 / 4 / 1e6,
+        params_m=(size_mb or 0.0) * 2**20 / 4 / 1e6,
         download_mb=size_mb,
         license="see the model card",
         input_size=int(vision.image_size),
-        note="Added by a user.",
+        note="Added in this session.",
     )
+    refusal = registry.memory_refusal(spec) or (None if local else registry.download_refusal(spec))
+    if refusal is not None:
+        raise ModelError(refusal)
     return registry.register(spec)

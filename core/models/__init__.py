@@ -9,13 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .registry import (
-    ENV_MODELS_DIR,
-    ModelError,
-    Registry,
-    network_available,
-)
-from .spec import ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
+from .download import DownloadProgress
+from .registry import ENV_MODELS_DIR, NeedsDownload, Registry, network_available
+from .spec import ModelError, ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
 
 if TYPE_CHECKING:
     from .classifiers import ImageClassifier, Prediction, imagenet_labels
@@ -24,10 +20,12 @@ _NEED_TORCH = {"ImageClassifier", "Prediction", "imagenet_labels"}
 
 __all__ = [
     "ENV_MODELS_DIR",
+    "DownloadProgress",
     "ImageClassifier",
     "ModelError",
     "ModelSpec",
     "ModelStatus",
+    "NeedsDownload",
     "Prediction",
     "ProgressFn",
     "Registry",

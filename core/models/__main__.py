@@ -1,10 +1,17 @@
-"""``python -m core.models list | download ID... | export DIR`` — manage models from a terminal."""
+"""``python -m core.models list | download ID... | export DIR`` — manage models from a terminal.
+
+``download`` obeys the deployment profile like the app (``VISIONLAB_PROFILE``, ``VISIONLAB_MAX_DOWNLOAD_MB``)
+except ``VISIONLAB_DOWNLOADS=off``: that switch stops visitors, and this command is how the owner pre-loads.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from core.profile import Profile
 
 from .registry import ModelError, Registry
 
@@ -23,7 +30,7 @@ def table(registry: Registry) -> str:
                 spec.id,
                 spec.task,
                 st.status.value,
-                f"{spec.download_mb:,.0f} MB",
+                spec.download_size,
                 f"{spec.memory_mb:,.0f} MB",
                 spec.license,
                 st.message,
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="copy cached models into a folder for VISIONLAB_MODELS_DIR")
     ex.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
-    registry = Registry.from_env()
+    registry = Registry.from_env(replace(Profile.from_env(), downloads=True))
     try:
         if args.command == "list":
             print(table(registry))

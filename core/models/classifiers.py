@@ -17,8 +17,7 @@ from torch import nn
 from core.images import center_crop_resize, to_tensor
 
 from .inference import inference_copy
-from .registry import ModelError, fetch_url, torch_hub_file, torchvision_weights
-from .spec import ModelSpec, ProgressFn
+from .spec import ModelError, ModelSpec, ProgressFn
 
 #: torchvision's ImageNet-1k class names, one per line (importing torchvision to read them costs ~160 MB).
 LABELS_FILE = Path(__file__).with_name("imagenet_labels.txt")
@@ -127,15 +126,13 @@ def _cam_layers(name: str, net: nn.Module) -> dict[str, nn.Module]:
 
 
 def load_torchvision(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> ImageClassifier:
-    """Build the torchvision architecture and fill it from a local file, the hub cache, or the web."""
+    """Build the torchvision architecture and fill it from the local file the registry found (or downloaded)."""
     from torchvision.models import get_model
 
-    weights = torchvision_weights(spec.ref)
+    if location is None:
+        raise ModelError("no local copy of the weights.")
     arch = spec.ref.split("_Weights")[0].lower()
     net = get_model(arch, weights=None)
-    if location is None:
-        location = torch_hub_file(spec)
-        fetch_url(weights.url, location, progress)
     progress(0.6, "Reading weights…")
     net.load_state_dict(_state_dict(location))
     return ImageClassifier(net, spec, _cam_layers(arch, net))

@@ -1,8 +1,10 @@
-"""The model registry: status, lazy loading in a fixed order, and a memory budget.
+"""The model registry: status, admission, lazy loading in a fixed order, and a memory budget.
 
 Loading order for every model: installed package / built-in file → ``$VISIONLAB_MODELS_DIR/<id>`` →
-Hugging Face or torch hub cache → download (only when the network answered a short probe).
-Each model loads once per process; least-recently-used models are evicted to stay under budget.
+Hugging Face or torch hub cache. Loading never downloads: :meth:`Registry.download` does, only when asked
+(a click, or ``python -m core.models download``), only what the deployment profile admits, one writer per
+model. Each model loads once per process; least-recently-used models are evicted, before loading, to stay
+under budget, and a model larger than the whole budget is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import shutil
 import socket
 import sys
 import threading
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from core.memory import release_memory
+from core.profile import Profile
 
 from .catalogue import CATALOGUE
-from .spec import ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
+from .download import DownloadProgress, download_hub, endpoint_address, fetch_url, hash_in_name, hub_plan, lock_path
+from .spec import ModelError, ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
 
 ENV_MODELS_DIR = "VISIONLAB_MODELS_DIR"
 ENV_BUDGET = "VISIONLAB_MEMORY_BUDGET_MB"
@@ -39,8 +42,13 @@ _TRUE = {"1", "true", "yes", "on"}
 INCOMPLETE = (".partial", ".incomplete", ".lock")
 
 
-class ModelError(RuntimeError):
-    """A model could not be made available; ``str(err)`` is a sentence for the UI."""
+class NeedsDownload(ModelError):
+    """The model can be downloaded but is not here yet: pages show its size and a Download button."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(f"{spec.display_name} is not on this server yet: download it first ({spec.download_size}).")
+        self.spec = spec
+        self.size_mb = spec.download_mb
 
 
 def is_offline_forced() -> bool:
@@ -59,7 +67,8 @@ def _probe(host: str, port: int = 443, timeout: float = 1.0) -> bool:
 
 
 def network_available() -> bool:
-    return not is_offline_forced() and _probe("huggingface.co")
+    """The configured hub (``HF_ENDPOINT``) answered a short probe, and nothing forces offline."""
+    return not is_offline_forced() and _probe(*endpoint_address())
 
 
 def cache_dir() -> Path:
@@ -95,6 +104,15 @@ def hf_cached_file(repo_id: str, filename: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def hf_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of ``repo_id`` when it holds a config and weights (a config alone is not a model)."""
+    config = hf_cached_file(repo_id, "config.json")
+    if config is None:
+        return None
+    weights = [p for p in config.parent.iterdir() if p.suffix in (".safetensors", ".bin") and p.exists()]
+    return config.parent if weights else None
+
+
 def torch_hub_file(spec: ModelSpec) -> Path:
     """Where torchvision caches ``spec``'s weights (the name is in the catalogue: importing
     torchvision just to ask would cost seconds on every status check)."""
@@ -128,7 +146,11 @@ class _Loaded:
 
 
 class Registry:
-    """Process-wide catalogue of models: one instance per server, shared by all sessions."""
+    """Process-wide catalogue of models: one instance per server, shared by all sessions.
+
+    ``specs()`` lists the catalogue only. Models a visitor adds are :meth:`register`-ed: loadable by id,
+    never listed, so other visitors never see them.
+    """
 
     def __init__(
         self,
@@ -137,24 +159,37 @@ class Registry:
         models_dir: Path | None = None,
         budget_mb: float = DEFAULT_BUDGET_MB,
         online: bool | None = None,
+        profile: Profile | None = None,
     ) -> None:
         self._specs: dict[str, ModelSpec] = {s.id: s for s in specs}
+        self._catalogue = frozenset(self._specs)
         self.models_dir = models_dir
         self.budget_mb = budget_mb
+        self.profile = profile or Profile()
         self._online = online
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
         self._lock = threading.RLock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self._downloads: dict[str, DownloadProgress] = {}
 
     @classmethod
-    def from_env(cls) -> Registry:
+    def from_env(cls, profile: Profile | None = None) -> Registry:
         folder = os.environ.get(ENV_MODELS_DIR)
         budget = float(os.environ.get(ENV_BUDGET) or DEFAULT_BUDGET_MB)
-        return cls(models_dir=Path(folder).expanduser() if folder else None, budget_mb=budget)
+        return cls(
+            models_dir=Path(folder).expanduser() if folder else None,
+            budget_mb=budget,
+            profile=profile or Profile.from_env(),
+        )
 
     # -- catalogue -------------------------------------------------------------------------
     def specs(self, task: Task | None = None) -> list[ModelSpec]:
-        return [s for s in self._specs.values() if task is None or s.task == task]
+        """The catalogue (never models a visitor added)."""
+        return [s for s in self._specs.values() if s.id in self._catalogue and (task is None or s.task == task)]
+
+    def __contains__(self, model_id: object) -> bool:
+        """Whether ``model_id`` is loadable here (catalogue, or registered by a session)."""
+        return model_id in self._specs
 
     def get(self, model_id: str) -> ModelSpec:
         try:
@@ -163,10 +198,9 @@ class Registry:
             raise ModelError(f"Unknown model {model_id!r}.") from None
 
     def register(self, spec: ModelSpec) -> ModelSpec:
-        """Add a user-supplied model (a hub id or a folder in the models folder, typed in the UI).
-
-        The registry is process-wide, so an added model is listed for every session of the server.
-        """
+        """Make a user-added model loadable by its id, unlisted: only the session that knows the id uses it."""
+        if spec.id in self._catalogue:
+            raise ModelError(f"{spec.id!r} is a catalogue model.")
         with self._lock:
             self._specs[spec.id] = spec
         return spec
@@ -174,6 +208,22 @@ class Registry:
     @property
     def online(self) -> bool:
         return network_available() if self._online is None else self._online and not is_offline_forced()
+
+    # -- admission ---------------------------------------------------------------------------
+    def memory_refusal(self, spec: ModelSpec) -> str | None:
+        """Why ``spec`` can never be loaded under this server's memory budget (with what would fit), or ``None``."""
+        if spec.memory_mb <= self.budget_mb:
+            return None
+        fits = [s.display_name for s in self.specs(spec.task) if s.memory_mb <= self.budget_mb]
+        return (
+            f"{spec.display_name} needs about {spec.memory_mb:,.0f} MB of memory, more than this server's model "
+            f"budget ({self.budget_mb:,.0f} MB). " + (f"Models that fit: {', '.join(fits)}." if fits else "")
+        ).strip()
+
+    def download_refusal(self, spec: ModelSpec, size_mb: float | None = None) -> str | None:
+        """Why this server's profile will not download ``spec`` (``size_mb`` overrides its listed size), or ``None``."""
+        size = spec.download_mb if size_mb is None else size_mb
+        return self.profile.download_refusal(spec.display_name, size, catalogue=spec.id in self._catalogue)
 
     # -- status ----------------------------------------------------------------------------
     def locate(self, spec: ModelSpec) -> Path | None:
@@ -193,9 +243,7 @@ class Registry:
             if folder.is_dir() and any(not p.name.endswith(INCOMPLETE) for p in folder.iterdir()):
                 return folder
         if spec.source is Source.HF:
-            hit = hf_cached_file(spec.ref, "config.json")
-            if hit is not None:
-                return hit.parent
+            return hf_snapshot(spec.ref)
         if spec.source is Source.TORCHVISION:
             for path in (cache_dir() / f"{spec.id}.safetensors", torch_hub_file(spec)):
                 if path.is_file():
@@ -208,13 +256,16 @@ class Registry:
         if where is not None:
             return ModelStatus(Status.READY, where, f"Ready ({_describe(where)}).")
         if spec.source in (Source.HF, Source.TORCHVISION) and self.online:
-            return ModelStatus(Status.DOWNLOADABLE, None, f"Downloads {spec.download_mb:,.0f} MB on first use.")
+            refusal = self.download_refusal(spec)
+            if refusal is not None:
+                return ModelStatus(Status.UNAVAILABLE, None, refusal)
+            return ModelStatus(Status.DOWNLOADABLE, None, f"Downloads on request ({spec.download_size}).")
         if spec.source is Source.BUILTIN:
             return ModelStatus(Status.UNAVAILABLE, None, f"Built-in weights missing from {spec.ref}.")
         return ModelStatus(
             Status.UNAVAILABLE,
             None,
-            f"Not available offline ({spec.download_mb:,.0f} MB): download it while online, or put it in "
+            f"Not available offline ({spec.download_size}): download it while online, or put it in "
             f"${ENV_MODELS_DIR}/{spec.id} (see README).",
         )
 
@@ -226,8 +277,12 @@ class Registry:
         with self._lock:
             return {k: v.mb for k, v in self._loaded.items()}
 
-    def load(self, model_id: str, progress: ProgressFn = no_progress) -> Any:
-        """Return the loaded model, loading it at most once per process even under concurrency."""
+    def load(self, model_id: str, progress: ProgressFn = no_progress, *, download: bool = False) -> Any:
+        """Return the loaded model, loading it at most once per process even under concurrency.
+
+        Never downloads unless ``download`` (a user clicked Download): a model that could be downloaded
+        raises :class:`NeedsDownload`, so opening a link can never start one.
+        """
         with self._lock:
             if model_id in self._loaded:
                 self._loaded.move_to_end(model_id)
@@ -238,9 +293,16 @@ class Registry:
                 if model_id in self._loaded:
                     return self._loaded[model_id].obj
             spec = self.get(model_id)
+            too_big = self.memory_refusal(spec)
+            if too_big is not None:
+                raise ModelError(too_big)
             state = self.status(model_id)
             if state.status is Status.UNAVAILABLE:
                 raise ModelError(f"{spec.display_name}: {state.message}")
+            if state.status is Status.DOWNLOADABLE:
+                if not download:
+                    raise NeedsDownload(spec)
+                state = ModelStatus(Status.READY, self.download(model_id, progress), "")
             self._evict_until(self.budget_mb - spec.memory_mb)
             module, _, name = spec.loader.partition(":")
             loader = getattr(importlib.import_module(module), name)
@@ -271,26 +333,76 @@ class Registry:
         release_memory()
 
     # -- downloads and export ----------------------------------------------------------------
+    def download_progress(self, model_id: str) -> DownloadProgress | None:
+        """The download of ``model_id`` in flight in this process, if any (pages show its progress)."""
+        with self._lock:
+            return self._downloads.get(model_id)
+
     def download(self, model_id: str, progress: ProgressFn = no_progress) -> Path:
-        """Prefetch weights into the standard cache while online."""
+        """Fetch the files ``model_id`` needs, if this server's profile admits it; returns where they are.
+
+        One writer per model: callers in other threads follow the same :class:`DownloadProgress`, and a
+        file lock keeps other processes (``python -m core.models download``) from writing the same files.
+        """
         spec = self.get(model_id)
         where = self.locate(spec)
         if where is not None:
             return where
         if not self.online:
             raise ModelError(f"{spec.display_name}: no network, cannot download.")
-        if spec.source is Source.HF:
-            from huggingface_hub import snapshot_download
+        if spec.source not in (Source.HF, Source.TORCHVISION):
+            raise ModelError(f"{spec.display_name} has nothing to download.")
+        refusal = self.download_refusal(spec)
+        if refusal is not None:
+            raise ModelError(refusal)
+        with self._lock:
+            job = self._downloads.get(model_id)
+            writer = job is None
+            if job is None:
+                job = self._downloads[model_id] = DownloadProgress(model_id)
+        if not writer:
+            job.follow(progress)
+            return self._located(spec)
 
-            progress(0.0, f"Downloading {spec.ref}…")
-            path = Path(snapshot_download(spec.ref, tqdm_class=_forwarding_tqdm(progress)))
-            progress(1.0, "Done.")
-            return path
-        if spec.source is Source.TORCHVISION:
+        def report(fraction: float, message: str) -> None:
+            job.report(fraction, message)
+            progress(job.fraction, message)
+
+        try:
+            path = self._fetch(spec, report)
+        except BaseException as err:
+            job.finish(f"{spec.display_name}: {err}")
+            raise
+        finally:
+            with self._lock:
+                self._downloads.pop(model_id, None)
+        job.finish()
+        return path
+
+    def _fetch(self, spec: ModelSpec, progress: ProgressFn) -> Path:
+        from filelock import FileLock
+
+        progress(0.0, f"Waiting for other downloads of {spec.display_name}…")
+        with FileLock(lock_path(cache_dir(), spec.id)):
+            where = self.locate(spec)  # another process may have finished it meanwhile
+            if where is not None:
+                return where
+            if spec.source is Source.HF:
+                plan = hub_plan(spec.ref)
+                refusal = self.download_refusal(spec, plan.size_mb)  # the hub's size now, not the listed one
+                if refusal is not None:
+                    raise ModelError(refusal)
+                return download_hub(plan, progress)
+            url = spec.extra.get("url") or torchvision_weights(spec.ref).url
             dest = torch_hub_file(spec)
-            fetch_url(torchvision_weights(spec.ref).url, dest, progress)
+            fetch_url(url, dest, progress, sha256=hash_in_name(url))
             return dest
-        raise ModelError(f"{spec.display_name} has nothing to download.")
+
+    def _located(self, spec: ModelSpec) -> Path:
+        where = self.locate(spec)
+        if where is None:
+            raise ModelError(f"{spec.display_name}: the download finished but its files are missing.")
+        return where
 
     def export(self, dest: Path) -> list[Path]:
         """Copy every cached hub/torchvision model into ``dest/<id>`` for ``$VISIONLAB_MODELS_DIR``."""
@@ -311,37 +423,9 @@ class Registry:
         return written
 
 
-def _forwarding_tqdm(progress: ProgressFn) -> type:
-    """A tqdm class that also reports to ``progress`` (huggingface_hub only accepts a tqdm class)."""
-    from tqdm.auto import tqdm
-
-    class Forwarding(tqdm):  # type: ignore[misc]
-        def update(self, n: float | None = 1) -> bool | None:
-            shown = super().update(n)
-            if self.total:
-                progress(min(self.n / self.total, 1.0), str(getattr(self, "desc", "") or "Downloading"))
-            return shown
-
-    return Forwarding
-
-
 def _describe(path: Path) -> str:
     if path.is_relative_to(REPO_ROOT):
         return "built in"
     if "site-packages" in path.parts:
         return "installed package"
     return str(path)
-
-
-def fetch_url(url: str, dest: Path, progress: ProgressFn, chunk: int = 1 << 20) -> None:
-    """Stream ``url`` to ``dest`` atomically, reporting progress (torch.hub only prints a bar)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_suffix(dest.suffix + ".partial")
-    with urllib.request.urlopen(url, timeout=30) as response, partial.open("wb") as out:
-        total = int(response.headers.get("Content-Length") or 0)
-        done = 0
-        while block := response.read(chunk):
-            out.write(block)
-            done += len(block)
-            progress(done / total if total else 0.0, f"{done / 2**20:,.0f} MB")
-    partial.replace(dest)

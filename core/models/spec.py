@@ -16,6 +16,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class ModelError(RuntimeError):
+    """A model could not be made available; ``str(err)`` is a sentence for the UI."""
+
+
 def no_progress(_fraction: float, _message: str) -> None:
     """Default progress sink."""
 
@@ -48,13 +52,18 @@ class ModelSpec:
     ref: str
     loader: str
     params_m: float
-    download_mb: float
+    download_mb: float | None  # None: the hub gave no size (user-added models only)
     license: str
     input_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     note: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def download_size(self) -> str:
+        """The download size for the UI; an unknown size is said, never shown as 0 MB."""
+        return "size unknown" if self.download_mb is None else f"{self.download_mb:,.0f} MB"
 
     @property
     def memory_mb(self) -> float:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import shutil
 import weakref
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+
+from core.models import ModelSpec
 
 PAGE = "../../pages/1_Captioning.py"
 
@@ -65,6 +68,8 @@ def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir,
     original = hf.load
     monkeypatch.setattr(hf, "load", load)
     monkeypatch.setenv("VISIONLAB_MEMORY_BUDGET_MB", "1")  # room for one model at a time
+    # the catalogue's estimates are the real checkpoints' (about 1 GB): the tiny twins take 1 MB "each" here
+    monkeypatch.setattr(ModelSpec, "memory_mb", property(lambda _spec: 1.0))
     at = page(tiny_dir)
     at.query_params["models"] = ["blip-base", "vit-gpt2"]
     at.query_params["max"] = "4"
@@ -110,8 +115,8 @@ def test_offline_with_nothing_installed_stays_usable(page, tmp_path):
     at.run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "not available offline — see README" in text
-    assert "990 MB" in text
+    assert "BLIP base** — 990 MB download, 247 M parameters: not available here" in text
+    assert "Not available offline (990 MB)" in " ".join(c.value for c in at.caption)
     assert at.warning  # nothing chosen can run
     assert not _scrubs(at)
     assert at.multiselect(key="models").options  # the page still offers every captioner
@@ -195,3 +200,20 @@ def test_model_text_is_shown_as_text(page, tiny_dir, monkeypatch):
         strip["data"][0]["text"][0]
         == "a [link](http://evil.example) ![x](http://evil.example/p.png) &lt;b&gt;bold&lt;/b&gt; :red[red] $x$"
     )
+
+
+def test_an_added_model_is_listed_only_in_the_session_that_added_it(page, tiny_dir):
+    shutil.copytree(tiny_dir / "git-base", tiny_dir / "mine", dirs_exist_ok=True)
+    mine = page(tiny_dir)
+    mine.run()
+    mine.text_input(key="add_ref").set_value("mine")
+    mine.button[[b.label for b in mine.button].index("Add")].click().run()
+    assert not mine.exception
+    mine.run()
+    assert "local:mine" in mine.multiselect(key="models").options
+    other = AppTest.from_file(PAGE, default_timeout=180)  # another visitor of the same server process
+    other.query_params["models"] = "local:mine"  # even a link naming it
+    other.run()
+    assert not other.exception
+    assert "local:mine" not in other.multiselect(key="models").options
+    assert "local:mine" not in other.multiselect(key="models").value
