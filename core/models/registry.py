@@ -17,7 +17,8 @@ import socket
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -171,6 +172,7 @@ class Registry:
         self._lock = threading.RLock()
         self._load_locks: dict[str, threading.Lock] = {}
         self._downloads: dict[str, DownloadProgress] = {}
+        self._reserved: dict[int, float] = {}
 
     @classmethod
     def from_env(cls, profile: Profile | None = None) -> Registry:
@@ -325,10 +327,26 @@ class Registry:
             self._loaded.pop(model_id, None)
         release_memory()
 
+    @contextmanager
+    def reserve(self, mb: float, *, keep: str | None = None) -> Iterator[None]:
+        """Hold ``mb`` of the budget for transient work beside the models (the sanity check's randomized
+        layers): least recently used models except ``keep`` (the one the work uses) are evicted to make room,
+        and loads meanwhile leave it free."""
+        token = object()
+        with self._lock:
+            self._reserved[id(token)] = mb
+        try:
+            self._evict_until(self.budget_mb, keep=keep)
+            yield
+        finally:
+            with self._lock:
+                self._reserved.pop(id(token))
+
     def _evict_until(self, target_mb: float, keep: str | None = None) -> None:
         with self._lock:
             victims = [k for k in self._loaded if k != keep]
-            while victims and sum(v.mb for v in self._loaded.values()) > target_mb:
+            held = sum(self._reserved.values())
+            while victims and held + sum(v.mb for v in self._loaded.values()) > target_mb:
                 self._loaded.pop(victims.pop(0))
         release_memory()
 
