@@ -9,10 +9,10 @@ import streamlit as st
 from core.images import ImageInputError, load_image
 from core.models import ModelError, Status
 from core.samples import sample_names
-from ui.resources import registry, sample_image, torch_info
+from ui.resources import profile, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
-from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, markdown_table
+from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
 
@@ -60,26 +60,31 @@ for col, (path, title, icon, blurb) in zip(cols, AREAS, strict=True):
             st.markdown(f"{icon} **{title}** — coming soon")
         st.caption(blurb)
 
+st.header("This server")
+st.markdown("\n".join(f"- {line}" for line in profile().describe()))
+
 st.header("Models")
 reg = registry()
 rows = []
 states = {spec.id: reg.status(spec.id) for spec in reg.specs()}  # each status once per rerun
+too_big = {spec.id: reg.memory_refusal(spec) for spec in reg.specs()}
 for spec in reg.specs():
     state = states[spec.id]
     loaded = ", loaded" if reg.is_loaded(spec.id) else ""
+    status = f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}{loaded}"
     rows.append(
         {
             "Model": f"{plain(spec.display_name)} `{spec.id}`",
             "Task": spec.task,
-            "Status": f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}{loaded}",
-            "Download": f"{spec.download_mb:,.0f} MB",
+            "Status": TOO_BIG_LABEL if too_big[spec.id] else status,
+            "Download": spec.download_size,
             "Memory": f"{spec.memory_mb:,.0f} MB",
             "Licence": spec.license,
-            "Notes": plain(" ".join(filter(None, [spec.note, state.message]))),
+            "Notes": plain(" ".join(filter(None, [spec.note, too_big[spec.id] or state.message]))),
         }
     )
 st.markdown(markdown_table(rows))
-downloadable = [i for i, state in states.items() if state.status is Status.DOWNLOADABLE]
+downloadable = [i for i, state in states.items() if state.status is Status.DOWNLOADABLE and not too_big[i]]
 if downloadable:
     with st.form("download"):
         chosen = st.selectbox("Download a model now", downloadable, format_func=lambda i: reg.get(i).display_name)
@@ -87,9 +92,9 @@ if downloadable:
             bar = st.progress(0.0)
             try:
                 reg.download(chosen, lambda f, m: bar.progress(min(f, 1.0), text=m))
-                st.success(f"{reg.get(chosen).display_name} downloaded.")
+                st.success(f"{plain(reg.get(chosen).display_name)} downloaded.")
             except ModelError as err:
-                st.error(str(err))
+                st.error(plain(str(err)))
 else:
     st.caption(
         "Offline: models marked *unavailable* can be downloaded on a connected machine with "
@@ -114,7 +119,7 @@ if upload is not None:
     try:
         add_to_tray(upload.name, load_image(upload.getvalue()), "upload")
     except ImageInputError as err:
-        st.error(f"**{plain(upload.name)}**: {plain(str(err))}")
+        st.error(f"**{plain(upload.name)}**: {err}")
 items = list(tray().values())
 if items:
     tray_cols = st.columns(min(len(items), 4))

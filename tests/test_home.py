@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.models import Registry
 from tests.corpus import corpus
+from ui.text import plain
 from ui.widgets import markdown_table
 
 CASES = {c.name: c for c in corpus()}
@@ -40,6 +41,21 @@ def test_home_renders_model_status(home):
         assert table[model_id]["Status"].endswith("not available offline")
     assert table["blip-base"]["Download"] == "990 MB" and table["vgg19"]["Download"] == "548 MB"
     assert set(table) == {spec.id for spec in Registry(online=False).specs()}
+    assert table["blip-large"]["Status"] == "⛔ too large for this server"  # ~2 GB resident > the 1500 MB budget
+    assert "Models that fit" in table["blip-large"]["Notes"]
+
+
+def test_home_states_the_profile_and_what_it_allows(monkeypatch):
+    monkeypatch.setenv("VISIONLAB_PROFILE", "shared")
+    monkeypatch.setenv("VISIONLAB_DOWNLOADS", "off")
+    monkeypatch.setenv("VISIONLAB_MAX_JOBS", "3")
+    st.cache_resource.clear()
+    app = AppTest.from_file("../Home.py", default_timeout=60).run()
+    assert not app.exception
+    text = " ".join(m.value for m in app.markdown)
+    assert "shared server" in text
+    assert "Models are not downloaded here" in text
+    assert "At most 3 heavy job(s) run at once" in text
 
 
 def test_markdown_table_escapes_pipes_and_newlines():
@@ -53,7 +69,7 @@ def test_bad_uploads_get_a_clear_message(home, name):
     home.file_uploader(key="home_upload").upload(name, case.data).run()
     assert not home.exception
     errors = [e.value for e in home.error]
-    assert len(errors) == 1 and case.message in errors[0] and name in errors[0]
+    assert len(errors) == 1 and case.message in errors[0] and plain(name) in errors[0]  # the file name as text
 
 
 def test_upload_lands_in_the_tray(home):

@@ -17,6 +17,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.models import ModelError, Registry, Status
+from tests.markdown import shown
 from tests.reliability import PAGES, ROOT
 
 TRUNCATED_SAFETENSORS = b"\x40\x00\x00\x00\x00\x00\x00\x00" + b'{"a": {"dtype": "F32", "shape": [4'  # header cut off
@@ -72,11 +73,11 @@ def test_registry_turns_every_broken_copy_into_a_model_error(tmp_path, how):
 
 def _texts(at: AppTest) -> str:
     blocks = [*at.error, *at.warning, *at.info, *at.sidebar.warning]
-    return " ".join(str(b.value) for b in blocks)
+    return shown(" ".join(str(b.value) for b in blocks))
 
 
 def _markdown(at: AppTest) -> str:
-    return " ".join(m.value for m in at.markdown)
+    return shown(" ".join(m.value for m in at.markdown))
 
 
 def _classification_pages() -> list[Path]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.markdown import shown
+
 PAGE = "../pages/2_Saliency.py"
 TIMEOUT = 300
 
@@ -52,7 +54,8 @@ def test_missing_model_keeps_page_usable():
     at.run()
     assert not at.exception, at.exception
     assert any(
-        "VGG16 (torchvision)** — 528 MB download" in m.value and "not available here" in m.value for m in at.markdown
+        "VGG16 (torchvision)** — 528 MB download" in shown(m.value) and "not available here" in m.value
+        for m in at.markdown
     )
     assert any("EfficientNet-Lite0" in i.value for i in at.info), "the page points to the built-in model"
     assert at.selectbox(key="model").value == "vgg16"

@@ -8,6 +8,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.markdown import shown
+
 PAGE = "../pages/4_Style_Transfer.py"
 
 
@@ -94,7 +96,7 @@ def test_weight_grid_renders_and_loads_a_choice(app):
 def test_missing_vgg19_shows_a_message_and_falls_back(app):
     app.selectbox(key="net").set_value("vgg19").run()
     assert not app.exception
-    assert any("VGG19 features (torchvision)** — 548 MB download" in m.value for m in app.markdown)
+    assert any("VGG19 features (torchvision)** — 548 MB download" in shown(m.value) for m in app.markdown)
     assert any("Not available offline" in c.value for c in app.caption)
     assert any("EfficientNet-Lite0" in i.value for i in app.info)
     assert app.selectbox(key="cl").value == "block8", "the page stays usable with the fallback's layers"

@@ -20,6 +20,8 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCES = ["Sample", "Upload", "Tray"]
 STATUS_ICON = {Status.READY: "🟢", Status.DOWNLOADABLE: "⬇️", Status.UNAVAILABLE: "⚪"}
 STATUS_LABEL = {Status.READY: "ready", Status.DOWNLOADABLE: "downloadable", Status.UNAVAILABLE: "not available offline"}
+#: Home's status for a model over the memory budget (it would never load, whatever is on disk).
+TOO_BIG_LABEL = "⛔ too large for this server"
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def _upload(box: Any, key: str, label: str) -> PickedImage | None:
     try:
         image, info = load_image_with_info(upload.getvalue())
     except ImageInputError as err:
-        box.error(f"**{plain(upload.name)}**: {plain(str(err))}")
+        box.error(f"**{plain(upload.name)}**: {err}")
         return None
     note = f"{info.format} {info.mode} {info.size[0]}×{info.size[1]}"
     if info.frames > 1:

@@ -144,9 +144,10 @@ def test_view_changes_load_no_model_and_run_no_forward_pass(page, tiny_dir, monk
     even when the captioners no longer fit in memory together."""
     import torch
 
-    from core.models import Registry
+    from core.models import ModelSpec, Registry
 
     monkeypatch.setenv("VISIONLAB_MEMORY_BUDGET_MB", "1")  # every load evicts the other model
+    monkeypatch.setattr(ModelSpec, "memory_mb", property(lambda _spec: 1.0))  # the tiny twins are admitted
     at = page(tiny_dir)
     at.run()
     at.multiselect(key="models").set_value(["blip-base", "vit-gpt2"]).run()
