@@ -40,7 +40,9 @@ def limits() -> JobLimits:
         max_jobs = int(jobs) if jobs else os.cpu_count() or 1
         results_mb = float(mb) if mb else DEFAULT_RESULTS_MB
     except ValueError as err:
-        raise ValueError(f"VISIONLAB_MAX_JOBS must be an integer and VISIONLAB_SESSION_RESULTS_MB a number: {err}")
+        raise ValueError(
+            f"VISIONLAB_MAX_JOBS must be an integer and VISIONLAB_SESSION_RESULTS_MB a number: {err}"
+        ) from None
     if max_jobs < 1 or not results_mb > 0:
         raise ValueError("VISIONLAB_MAX_JOBS must be at least 1 and VISIONLAB_SESSION_RESULTS_MB above 0.")
     return JobLimits(max_jobs, results_mb)

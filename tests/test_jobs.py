@@ -97,16 +97,14 @@ def test_base_exceptions_release_the_slot():
         pass
 
     gate = JobGate(1)
-    with pytest.raises(Rerun):
-        with gate.enter("interrupted") as ticket:
-            assert ticket.wait(0)
-            raise Rerun
+    with pytest.raises(Rerun), gate.enter("interrupted") as ticket:
+        assert ticket.wait(0)
+        raise Rerun
     waiting = gate.enter("a")
     blocked = gate.enter("b")
-    with pytest.raises(Rerun):
-        with blocked:
-            assert not blocked.wait(0)
-            raise Rerun  # interrupted while still in the queue
+    with pytest.raises(Rerun), blocked:
+        assert not blocked.wait(0)
+        raise Rerun  # interrupted while still in the queue
     assert gate.stats().waiting == 0 and waiting.running
     waiting.leave()
     assert gate.stats() == type(gate.stats())(0, 0, 1, 1, 2)
