@@ -9,7 +9,7 @@ import streamlit as st
 from core.images import ImageInputError, load_image
 from core.models import ModelError, Status
 from core.samples import sample_names
-from ui.resources import profile, registry, sample_image, torch_info
+from ui.resources import job_gate, profile, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table
@@ -102,6 +102,11 @@ else:
     )
 resident = sum(reg.loaded_mb().values())
 st.caption(f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB · loaded now: {resident:,.0f} MB")
+jobs = job_gate().stats()
+st.caption(
+    f"Jobs: {jobs.running} running, {jobs.waiting} waiting, limit {jobs.slots}, peak {jobs.peak_running}, "
+    f"{jobs.finished} finished (heavy work queues for a free slot)"
+)
 
 st.header("Sample images")
 names = sample_names("all")

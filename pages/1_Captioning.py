@@ -11,6 +11,7 @@ import streamlit as st
 from core.attention import AGGREGATIONS, attention_at, layer_head_maps
 from core.caption_metrics import reference_scores
 from core.captioning.analysis import (
+    FaithfulnessCurve,
     batch_table,
     caption_batch,
     faithfulness,
@@ -20,7 +21,7 @@ from core.captioning.analysis import (
 from core.captioning.hf import add_user_model
 from core.captioning.types import CaptionResult, DecodingConfig
 from core.models import ModelError
-from core.runtime import Cancelled
+from core.runtime import Reporter
 from ui.caption_figures import (
     click_grid_figure,
     faithfulness_figure,
@@ -29,23 +30,15 @@ from ui.caption_figures import (
     token_scrub_figure,
     token_strip_figure,
 )
-from ui.captioning import (
-    image_key,
-    load_captioner,
-    maps_for,
-    model_status_panel,
-    reporter,
-    run_captions,
-    stop_button,
-    trim,
-    with_gradients,
-)
+from ui.captioning import image_key, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
+from ui.jobs import open_page, run_job
 from ui.resources import registry
 from ui.state import add_to_tray, added_models
 from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, image_picker
 
 st.set_page_config(page_title="Captioning · Vision Lab", page_icon="📝", layout="wide")
+open_page()
 st.title("📝 Captioning")
 st.caption(
     "Each word's heatmap is recomputed with one teacher-forced pass over the final caption, so it is the "
@@ -234,29 +227,17 @@ if tab_faith.open:
         word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
         mode = c.segmented_control("Hide with", ["blur", "mean"], default="blur", required=True, key="faith_mode")
         faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
-        curves = st.session_state.setdefault("cap_faith", {})
-        if st.button("Run the check", type="primary"):
-            run_key = f"faith|{faith_key}"
-            st.session_state.pop("cap_stopped", None)
-            stop_button(run_key)
-            bar = st.progress(0.0)
-            target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
-            try:
-                curves[faith_key] = faithfulness(
-                    load_captioner(faith_model),
-                    picked.image,
-                    target,
-                    word,
-                    mode=mode,
-                    recaption=config,
-                    reporter=reporter(bar, run_key),
-                )
-                trim(curves, keep=1)
-            except Cancelled:
-                st.info("Stopped.")
-            except ValueError as err:
-                st.warning(str(err))
-        curve = curves.get(faith_key)
+        target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
+
+        def check(rep: Reporter) -> FaithfulnessCurve:
+            model = load_captioner(faith_model)
+            return faithfulness(model, picked.image, target, word, mode=mode, recaption=config, reporter=rep)
+
+        try:
+            curve = run_job("faithfulness check", faith_key, check, auto=False, slug="faith", label="Run the check")
+        except ValueError as err:
+            curve = None
+            st.warning(str(err))
         if curve is not None:
             a, b = st.columns([3, 2])
             a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
@@ -304,21 +285,20 @@ if tab_batch.open:
             key="batch_files",
             max_upload_size=25,
         )
-        if files and st.button(f"Caption {len(files)} file(s) with {len(good)} model(s)", type="primary"):
+        batch_key = (tuple(f.file_id for f in files or []), tuple(good), config)
+
+        def caption_files(rep: Reporter) -> tuple[pd.DataFrame, list[str]]:
             batch = read_batch([(f.name, f.getvalue()) for f in files])
-            for error in batch.errors:
+            rows = caption_batch(list(good), load_captioner, batch.images, config, rep)
+            return batch_table(rows), batch.errors
+
+        done = None
+        if files:
+            label = f"Caption {len(files)} file(s) with {len(good)} model(s)"
+            done = run_job("batch captioning", batch_key, caption_files, auto=False, slug="batch", label=label)
+        if done is not None:
+            table, errors = done
+            for error in errors:
                 st.warning(error)
-            run_key = f"batch|{len(files)}"
-            st.session_state.pop("cap_stopped", None)
-            stop_button(run_key)
-            bar = st.progress(0.0)
-            try:
-                rows = caption_batch(list(good), load_captioner, batch.images, config, reporter(bar, run_key))
-            except Cancelled:
-                st.info("Stopped.")
-            else:
-                st.session_state["cap_batch"] = batch_table(rows)
-        table = st.session_state.get("cap_batch")
-        if table is not None:
             st.dataframe(table, hide_index=True)
             st.download_button("Download CSV", table.to_csv(index=False), "captions.csv", "text/csv")

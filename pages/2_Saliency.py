@@ -7,12 +7,15 @@ import streamlit as st
 
 from core.images import to_pil
 from core.models import ModelError
+from core.models.registry import resident_mb
 from core.runtime import Reporter
 from core.saliency import (
     BASELINES,
     METHODS,
     SUBSTRATES,
+    Curves,
     SaliencyMap,
+    SanityResult,
     cascading_randomization,
     curves,
     explain,
@@ -21,7 +24,8 @@ from core.saliency import (
     removed,
 )
 from ui.figures import image_figure
-from ui.resources import load_classifier, saliency_cached, tensor_key
+from ui.jobs import open_page, run_job
+from ui.resources import load_classifier, registry, saliency_cached, saliency_peek, tensor_key
 from ui.saliency_figures import (
     SIGNS,
     VIEWS,
@@ -37,9 +41,9 @@ from ui.text import plain
 from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Saliency · Vision Lab", page_icon="🔥", layout="wide")
+open_page()
 LABELS = {name: cls.label for name, cls in METHODS.items()}
 DEFAULT_METHODS = ["gradient", "smoothgrad", "integrated_gradients", "gradcam"]
-SANITY_KEY = "sal_sanity"
 
 st.title("🔥 Saliency")
 st.caption(
@@ -117,9 +121,9 @@ target = (target_a, target_b) if contrast and target_b != target_a else target_a
 title = f"why {labels[target_a]} rather than {labels[target_b]}" if isinstance(target, tuple) else labels[target_a]
 
 
-def _progress(bar: st.delta_generator.DeltaGenerator, start: float, width: float) -> Reporter:
-    """A reporter filling the slice [start, start + width] of ``bar``."""
-    return Reporter(lambda f, m: bar.progress(min(max(start + f * width, 0.0), 1.0), text=m))
+def _slice(reporter: Reporter, start: float, width: float) -> Reporter:
+    """A reporter filling the slice [start, start + width] of ``reporter``'s bar."""
+    return Reporter(lambda f, m: reporter.step(start + f * width, m))
 
 
 def map_key(method: str) -> tuple[object, ...]:
@@ -127,10 +131,17 @@ def map_key(method: str) -> tuple[object, ...]:
     return ("map", model_id, image_key, target, method, tuple(sorted(PARAMS.get(method, {}).items())))
 
 
-def compute_map(method: str, reporter: Reporter) -> SaliencyMap:
-    return saliency_cached(
-        map_key(method), lambda: explain(model, x, target, method, reporter, **PARAMS.get(method, {}))
-    )
+def all_maps(reporter: Reporter) -> dict[str, SaliencyMap]:
+    """Every chosen map, each through the process-wide cache (another session may have made it)."""
+    return {
+        m: saliency_cached(
+            map_key(m),
+            lambda m=m, i=i: explain(
+                model, x, target, m, _slice(reporter, i / len(methods), 1 / len(methods)), **PARAMS.get(m, {})
+            ),
+        )
+        for i, m in enumerate(methods)
+    }
 
 
 if not methods:
@@ -138,10 +149,15 @@ if not methods:
     st.stop()
 
 st.subheader(f"Saliency for “{plain(title)}”")
-with st.status(f"Computing {len(methods)} map(s)…", expanded=False) as box:
-    bar = st.progress(0.0)
-    maps = {m: compute_map(m, _progress(bar, i / len(methods), 1 / len(methods))) for i, m in enumerate(methods)}
-    box.update(label=f"{len(maps)} map(s) ready", state="complete")
+maps_key = tuple(map_key(m) for m in methods)
+ready = [saliency_peek(k) for k in maps_key]
+if all(r is not None for r in ready):  # finished work is shown without queueing for a slot
+    maps = dict(zip(methods, ready, strict=True))
+    st.status(f"{len(maps)} map(s) ready", state="complete", expanded=False)
+else:
+    maps = run_job("saliency maps", maps_key, all_maps, auto=True, slug="maps", done=f"{len(methods)} map(s) ready")
+if maps is None:
+    st.stop()
 
 shown = {m: signed_view(s.values, sign) for m, s in maps.items()}
 common = colour_range(list(shown.values()), sign)
@@ -175,29 +191,42 @@ if measure:
     ranks = {m: pixel_rank(v) for m, v in shown.items()}
     ranks["random"] = random_rank(shown[methods[0]].shape)
     cls = target_a
-    with st.status("Deletion and insertion curves…", expanded=False) as box:
-        bar = st.progress(0.0)
-        results = []
+
+    def all_curves(reporter: Reporter) -> list[Curves]:
+        out = []
         for i, (name, rank) in enumerate(ranks.items()):
             key = (map_key(name), sign) if name in maps else ("random", model_id, image_key, cls)
-            rep = _progress(bar, i / len(ranks), 1 / len(ranks))
+            rep = _slice(reporter, i / len(ranks), 1 / len(ranks))
             run = lambda rank=rank, name=name, rep=rep: curves(  # noqa: E731
                 model, x, cls, rank, name=name, kind=substrate, steps=10, reporter=rep
             )
-            results.append(saliency_cached(("curves", *key, substrate), run))
-        box.update(label="Deletion and insertion curves ready", state="complete")
-    f2.plotly_chart(curves_figure(results, LABELS, k), key="curves")
-    table = pd.DataFrame(
-        {
-            "method": [LABELS.get(c.name, "random order") for c in results],
-            "deletion AUC ↓": [c.deletion_auc for c in results],
-            "insertion AUC ↑": [c.insertion_auc for c in results],
-        }
+            out.append(saliency_cached(("curves", *key, substrate), run))
+        return out
+
+    curves_key = ("curves", maps_key, sign, substrate, cls)
+    results = run_job(
+        "deletion and insertion curves",
+        curves_key,
+        all_curves,
+        auto=True,
+        slug="curves",
+        done="Deletion and insertion curves ready",
     )
-    st.dataframe(table, hide_index=True, key="auc_table")
-    strip = st.columns(len(ranks))
-    for col, (name, rank) in zip(strip, ranks.items(), strict=True):
-        col.image(to_pil(removed(x, rank, k / 100, substrate)), caption=f"{LABELS.get(name, 'random')}: {k}% removed")
+    if results is not None:
+        f2.plotly_chart(curves_figure(results, LABELS, k), key="curves")
+        table = pd.DataFrame(
+            {
+                "method": [LABELS.get(c.name, "random order") for c in results],
+                "deletion AUC ↓": [c.deletion_auc for c in results],
+                "insertion AUC ↑": [c.insertion_auc for c in results],
+            }
+        )
+        st.dataframe(table, hide_index=True, key="auc_table")
+        strip = st.columns(len(ranks))
+        for col, (name, rank) in zip(strip, ranks.items(), strict=True):
+            col.image(
+                to_pil(removed(x, rank, k / 100, substrate)), caption=f"{LABELS.get(name, 'random')}: {k}% removed"
+            )
 
 st.subheader("Sanity check: cascading randomization")
 st.caption(
@@ -206,22 +235,22 @@ st.caption(
     "the same is showing the image's edges, not what the model learned."
 )
 sanity_key = ("sanity", *(map_key(m) for m in methods))
-if st.button("Run sanity check", key="run_sanity"):
-    with st.status("Randomizing layers…", expanded=True) as box:
-        bar = st.progress(0.0)
-        st.session_state[SANITY_KEY] = (
-            sanity_key,
-            saliency_cached(
-                sanity_key,
-                lambda: cascading_randomization(
-                    model, x, target, {m: PARAMS.get(m, {}) for m in methods}, steps=5, reporter=_progress(bar, 0, 1)
-                ),
-            ),
-        )
-        box.update(label="Sanity check done", state="complete")
-stored = st.session_state.get(SANITY_KEY)
-if stored is not None and stored[0] == sanity_key:
-    sanity = stored[1]
+
+
+def sanity_check(rep: Reporter) -> SanityResult:
+    """Its randomized layers grow to a second set of weights: the registry makes room for them first."""
+    with registry().reserve(resident_mb(model), keep=model_id):
+        return cascading_randomization(model, x, target, {m: PARAMS.get(m, {}) for m in methods}, steps=5, reporter=rep)
+
+
+sanity = run_job(
+    "sanity check",
+    sanity_key,
+    lambda rep: saliency_cached(sanity_key, lambda: sanity_check(rep)),
+    auto=False,
+    slug="sanity",
+)
+if sanity is not None:
     st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity")
     st.plotly_chart(sanity_maps_figure(sanity, LABELS), key="sanity_maps")
     for method in sanity.flagged:
@@ -229,5 +258,3 @@ if stored is not None and stored[0] == sanity_key:
     passed = [LABELS[m] for m in sanity.spearman if m not in sanity.flagged]
     if passed:
         st.success(f"Changes with the weights, as it should: {', '.join(passed)}.")
-elif stored is not None:
-    st.caption("Settings changed since the last sanity check: run it again.")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 import torch
@@ -14,19 +12,20 @@ from PIL import Image
 
 from core import attacks
 from core.images import to_pil
-from core.memory import release_memory
 from core.models import ImageClassifier, ModelError, imagenet_labels
-from core.runtime import Cancelled, Reporter
+from core.runtime import Reporter
 from core.saliency import explain
 from core.samples import expected_labels
 from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, robustness_figure, topk_figure
 from ui.figures import image_figure, overlay_figure
+from ui.jobs import open_page, run_job
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
 from ui.state import add_to_tray
 from ui.text import plain
 from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Adversarial · Vision Lab", page_icon="🎯", layout="wide")
+open_page()
 
 LABELS = imagenet_labels()
 #: Option names for the target picker; ImageNet repeats two names ("crane", "maillot"), so those get their index.
@@ -37,10 +36,7 @@ GOALS = ["Untargeted", "Least likely", "Chosen class"]
 NORMS = {"L∞": "linf", "L2": "l2"}
 SALIENCY_PAGE = "pages/2_Saliency.py"
 CURVE_GRID = attacks.eps_grid(16, 2)  # PGD curves: 9 budgets in one batch
-RESULTS_KEY = "adv_results"
-STOPPED_KEY = "adv_stopped"
 OPEN_SALIENCY_KEY = "adv_open_saliency"
-KEEP_RESULTS = 8
 
 st.title("🎯 Adversarial robustness")
 st.caption(
@@ -49,42 +45,6 @@ st.caption(
     "the attacker sees its gradients (white box). ε is in /255 units: ε = 2 changes each pixel by at most two of "
     "255 grey levels."
 )
-
-
-def _stop(key: tuple[Any, ...]) -> None:
-    st.session_state[STOPPED_KEY] = key
-
-
-def run_job(name: str, key: tuple[Any, ...], work: Callable[[Reporter], Any], *, auto: bool) -> Any:
-    """Run long work with a progress bar and a Stop button; keep its result per settings for this session.
-
-    Clicking Stop (or changing a setting) reruns the page, which interrupts the work at its next progress
-    update; a stopped job waits for its Run button instead of starting again.
-    """
-    results: dict[tuple[Any, ...], Any] = st.session_state.setdefault(RESULTS_KEY, {})
-    if key in results:
-        return results[key]
-    stopped = st.session_state.get(STOPPED_KEY) == key
-    if (not auto or stopped) and not st.button(f"Run {name}", key=f"run_{name}"):
-        if stopped:
-            st.info(f"{name} was stopped.")
-        return None
-    stop = st.empty()
-    stop.button("Stop", key=f"stop_{name}", on_click=_stop, args=(key,), icon="⏹️")
-    bar = st.progress(0.0, text=name)
-    reporter = Reporter(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=f"{name}: {m}"))
-    try:
-        result = work(reporter)
-    except Cancelled:
-        return None
-    finally:
-        bar.empty()
-        stop.empty()
-        release_memory()
-    results[key] = result
-    while len(results) > KEEP_RESULTS:
-        results.pop(next(iter(results)))
-    return result
 
 
 def _send(name: str, image: Image.Image, origin: str, open_saliency: bool = False) -> None:

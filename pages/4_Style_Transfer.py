@@ -5,17 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 import streamlit as st
+from PIL import Image
 
 from core.images import to_pil
 from core.models import ModelError, Status
+from core.runtime import Reporter
 from core.samples import sample_names
 from core.style import StyleConfig, StyleProblem, estimate_seconds, start, weight_grid
+from ui.jobs import open_page, recall, remember, run_gated
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
 from ui.state import add_to_tray
 from ui.style_run import RUN_KEY, RunRecord, calibrated_rate, draw, drive, record
 from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
 st.set_page_config(page_title="Style transfer · Vision Lab", page_icon="🎨", layout="wide")
+open_page()
 st.title("🎨 Style transfer")
 st.caption(
     "Gatys et al.: optimize the pixels of an image so its deep features match the content image and its "
@@ -194,21 +198,26 @@ st.caption("Short 128 px runs over a range of style weights: click **Use** under
 options = decades(2, 10)
 nearest = min(range(len(options)), key=lambda i: abs(options[i] - sw))
 grid_weights = [options[i] for i in range(nearest - 4, nearest + 5, 2) if 0 <= i < len(options)]
-if st.button("Render the weight grid", key="grid"):
-    bar = st.progress(0.0)
+
+
+def render_grid(reporter: Reporter) -> list[tuple[float, float, Image.Image]]:
     cells = []
     for cell in weight_grid(extractor, content.image, style_inputs, config, grid_weights, steps=GRID_STEPS):
         cells.append((cell.style_weight, cell.ratio, to_pil(cell.image)))
-        bar.progress(len(cells) / len(grid_weights), text=f"{len(cells)} of {len(grid_weights)}")
-    bar.empty()
-    st.session_state[GRID_KEY] = cells
+        reporter.step(len(cells) / len(grid_weights), f"{len(cells)} of {len(grid_weights)}")
+    return cells
+
+
+if st.button("Render the weight grid", key="grid"):  # the last grid stays shown while settings change
+    grid_cells = run_gated("weight grid", render_grid, slug="grid")
+    remember(GRID_KEY, grid_cells)
 
 
 def use_weight(weight: float) -> None:
     st.session_state["sw"] = weight
 
 
-if cells := st.session_state.get(GRID_KEY):
+if cells := recall(GRID_KEY):
     grid = st.columns(len(cells))
     for col, (weight, ratio, thumb) in zip(grid, cells, strict=True):
         col.image(thumb, caption=f"style/content = {sci(ratio)}", width=128)

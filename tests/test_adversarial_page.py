@@ -53,6 +53,9 @@ def test_pgd_view_from_url_flips_espresso():
     at = _run(attack="PGD", eps="2", steps="3", alpha="1")
     assert not at.exception
     assert at.segmented_control(key="attack").value == "PGD"
+    assert any("Opened from a link" in i.value for i in at.info), "a link sets PGD up but does not run it"
+    at.button(key="run_PGD").click().run()
+    assert not at.exception
     line = _prediction(at)
     assert line.startswith("**Prediction:** espresso") and "✅ fooled" in line
     assert "→ **espresso**" not in line

@@ -130,7 +130,7 @@ def test_captioning_reports_a_corrupt_hub_cache_and_keeps_the_builtin(broken, tm
     broken("git-base", "incomplete download")
     at = AppTest.from_file("../pages/1_Captioning.py", default_timeout=300)
     at.query_params["models"] = ["sat-shapes", "blip-base", "vit-gpt2", "git-base"]
-    at.run()
+    at.run().button(key="run_captions").click().run()  # a link waits for the Caption button
     assert not at.exception
     warnings = " ".join(w.value for w in at.warning)
     assert "BLIP base could not be loaded" in warnings

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -18,16 +17,11 @@ from PIL import Image
 from core.attention import AttentionStack, word_maps
 from core.captioning.analysis import caption_with_view
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig
-from core.memory import release_memory
 from core.models import ModelError
-from core.runtime import Cancelled, Reporter
+from core.runtime import Reporter
+from ui.jobs import recall, remember, run_job
 from ui.resources import load_model
 from ui.widgets import ensure_ready
-
-RESULTS_KEY = "cap_results"
-#: Results kept per session (each holds its attention stack, a few MB for the large models).
-MAX_RESULTS = 12
-STOPPED_KEY = "cap_stopped"
 
 
 def load_captioner(model_id: str) -> Captioner:
@@ -41,61 +35,46 @@ def image_key(name: str, image: Image.Image) -> str:
     return f"{name}:{hashlib.sha1(image.tobytes()).hexdigest()[:16]}"
 
 
-def results() -> dict[tuple[str, str, DecodingConfig], CaptionResult | str]:
-    """(image key, model id, decoding) → result, or the error message shown instead."""
-    return st.session_state.setdefault(RESULTS_KEY, {})
-
-
-def reporter(bar: Any, stop_key: str) -> Reporter:
-    """Progress into ``bar``; stops when this session pressed Stop for ``stop_key``."""
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
-    return Reporter(progress, lambda: st.session_state.get(STOPPED_KEY) == stop_key)
-
-
-def stop_button(run_key: str, label: str = "Stop") -> None:
-    st.button(label, key=f"stop_{run_key}", on_click=lambda: st.session_state.update({STOPPED_KEY: run_key}))
+def result_key(key: str, model_id: str, config: DecodingConfig) -> tuple[str, str, str, DecodingConfig]:
+    """Where one model's caption of one image lives in this session's results."""
+    return ("caption", key, model_id, config)
 
 
 def run_captions(
     image: Image.Image, key: str, model_ids: list[str], config: DecodingConfig, *, gradients: bool
 ) -> dict[str, CaptionResult | str]:
-    """Caption with every model that has no stored result yet, with progress and a Stop button."""
-    store = results()
-    todo = [m for m in model_ids if (key, m, config) not in store]
-    run_key = f"{key}|{config}"
-    stopped = st.session_state.get(STOPPED_KEY) == run_key
-    if todo and stopped:
-        st.info("Stopped. Change a setting, or press **Caption** to run the remaining models.")
-        if st.button("Caption", type="primary"):
-            st.session_state.pop(STOPPED_KEY, None)
-            st.rerun()
-    elif todo:
-        with st.status(f"Captioning with {len(todo)} model(s)…", expanded=True) as box:
-            stop_button(run_key)
-            for model_id in todo:
-                bar = st.progress(0.0, text=model_id)
-                try:
-                    progress = reporter(bar, run_key)
-                    store[(key, model_id, config)] = _caption(model_id, image, config, progress, gradients)
-                    trim(store, keep=len(model_ids))
-                except ModelError as err:
-                    store[(key, model_id, config)] = str(err)
-                except Cancelled:
-                    box.update(label="Stopped", state="error")
-                    break
-            else:
-                box.update(label="Captions ready", state="complete", expanded=False)
-        release_memory()
-    return {m: store[(key, m, config)] for m in model_ids if (key, m, config) in store}
+    """Each model's stored result, or its error message; the missing ones are captioned as one gated job.
 
+    Every model's result is kept as soon as it is ready, so a run interrupted by Stop or a new setting
+    keeps the models that had already finished.
+    """
+    found = {m: recall(result_key(key, m, config)) for m in model_ids}  # recalled: the newest, kept longest
+    todo = [m for m, r in found.items() if r is None]
 
-def trim(store: dict[Any, Any], keep: int) -> None:
-    """Forget the oldest results beyond :data:`MAX_RESULTS` (never the ``keep`` newest: the current view)."""
-    while len(store) > max(MAX_RESULTS, keep):
-        store.pop(next(iter(store)))
+    def work(reporter: Reporter) -> bool:
+        for i, model_id in enumerate(todo):
+            progress = Reporter(
+                lambda f, m, i=i, model_id=model_id: reporter.step((i + f) / len(todo), f"{model_id} {m}")
+            )
+            try:
+                found[model_id] = _caption(model_id, image, config, progress, gradients)
+            except ModelError as err:
+                found[model_id] = str(err)
+            remember(result_key(key, model_id, config), found[model_id])
+        return True
+
+    if todo:
+        run_job(
+            "captioning",
+            (key, config),
+            work,
+            auto=True,
+            slug="captions",
+            label="Caption",
+            done="Captions ready",
+            keep=False,
+        )
+    return {m: r for m, r in found.items() if r is not None}
 
 
 def _caption(
@@ -114,8 +93,7 @@ def _takes_gradients(model: Captioner) -> bool:
 
 def with_gradients(image: Image.Image, key: str, model_id: str, config: DecodingConfig) -> CaptionResult:
     """The stored result, re-explained once with gradients when a gradient-weighted view needs them."""
-    store = results()
-    result = store[(key, model_id, config)]
+    result = recall(result_key(key, model_id, config))
     assert isinstance(result, CaptionResult)
     stack = result.extra.get("attention")
     if isinstance(stack, AttentionStack) and stack.gradients is None:
@@ -124,7 +102,7 @@ def with_gradients(image: Image.Image, key: str, model_id: str, config: Decoding
             fresh = model.explain_ids(image, result.extra["token_ids"], gradients=True)  # type: ignore[attr-defined]
         stack = fresh.extra["attention"]
         result = CaptionResult(**{**result.__dict__, "extra": {**result.extra, "attention": stack}})
-        store[(key, model_id, config)] = result
+        remember(result_key(key, model_id, config), result)
     return result
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import streamlit as st
 from PIL import Image
 
+from core.jobs import JobGate
 from core.memory import release_memory
 from core.models import ModelError, Registry
 from core.profile import Profile
@@ -51,6 +52,19 @@ def profile() -> Profile:
 def registry() -> Registry:
     """One registry per server process, shared by every session."""
     return Registry.from_env(profile())
+
+
+@st.cache_resource(show_spinner=False)
+def job_gate() -> JobGate:
+    """One gate per server process: every session's heavy jobs queue for its ``VISIONLAB_MAX_JOBS`` slots."""
+    return JobGate(profile().max_jobs)
+
+
+def saliency_peek(key: tuple[Any, ...]) -> Any:
+    """The stored saliency result under ``key``, or None: finished work is shown without queueing for a slot."""
+    store, lock = _saliency_store()
+    with lock:
+        return store.get(key)
 
 
 def load_model(model_id: str) -> Any:

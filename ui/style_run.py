@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from core.images import to_pil
-from core.memory import release_memory
 from core.runtime import Cancelled, Reporter
 from core.style import StyleConfig, StyleProblem, StyleState, StyleStep, run, seconds_per_megapixel
 from ui.figures import loss_figure
+from ui.jobs import run_gated
 
 RUN_KEY = "style_run"
 RATES_KEY = "style_rates"
@@ -88,32 +88,38 @@ def _keep_frame(rec: RunRecord, item: StyleStep, every: int) -> None:
 
 
 def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture: Any) -> None:
-    """Run ``steps`` more evaluations, saving each into ``rec`` and redrawing every :data:`DRAW_EVERY_S`."""
+    """Run ``steps`` more evaluations in a job slot, saving each into ``rec`` and redrawing every
+    :data:`DRAW_EVERY_S`. The page's own Stop button reruns the page, which ends the wait or the run."""
     rec.goal, rec.running, rec.diverged = rec.state.step + steps, True, False
     every = max(1, steps // 12)
-    bar = st.progress(0.0, text="Computing targets…")
     timed: list[StyleStep] = []
-    drawn, deadline = 0.0, time.monotonic() + MAX_RUN_S
-    reporter = Reporter(should_stop=lambda: time.monotonic() > deadline)
-    try:
-        for item in run(problem, rec.state, steps, reporter):
-            if not math.isfinite(item.losses["total"]):
-                rec.diverged = True
-                break
-            rec.state, rec.image = item.state, item.image
-            rec.history.append(item.losses)
-            _keep_frame(rec, item, every)
-            if len(timed) < 8:
-                timed.append(item)
-            bar.progress((item.step - rec.goal + steps) / steps, text=f"Step {item.step} of {rec.goal}")
-            if time.monotonic() - drawn >= DRAW_EVERY_S or item.step == rec.goal:
-                draw(rec, chart, picture)
-                drawn = time.monotonic()
-    except Cancelled:
+
+    def work(bar: Reporter) -> bool:
+        """True when the time limit paused the run."""
+        drawn, deadline = 0.0, time.monotonic() + MAX_RUN_S  # the time limit counts from the slot, not the queue
+        bar.progress(0.0, "computing targets…")
+        try:
+            for item in run(problem, rec.state, steps, Reporter(should_stop=lambda: time.monotonic() > deadline)):
+                if not math.isfinite(item.losses["total"]):
+                    rec.diverged = True
+                    break
+                rec.state, rec.image = item.state, item.image
+                rec.history.append(item.losses)
+                _keep_frame(rec, item, every)
+                if len(timed) < 8:
+                    timed.append(item)
+                bar.progress((item.step - rec.goal + steps) / steps, f"step {item.step} of {rec.goal}")
+                if time.monotonic() - drawn >= DRAW_EVERY_S or item.step == rec.goal:
+                    draw(rec, chart, picture)
+                    drawn = time.monotonic()
+        except Cancelled:
+            return True
+        return False
+
+    paused = run_gated("style transfer", work, slug="style", controls=False)
+    rec.running = False
+    if paused:
         draw(rec, chart, picture)
         st.info(f"Paused after {MAX_RUN_S // 60} minutes at step {rec.state.step}: press **Continue** to go on.")
-    rec.running = False
-    bar.empty()
-    release_memory()
     if timed:
         st.session_state.setdefault(RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)

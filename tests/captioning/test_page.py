@@ -27,6 +27,13 @@ def page(monkeypatch, tmp_path):
     return make
 
 
+def _caption(at: AppTest) -> AppTest:
+    """A URL sets the captioners up; captioning waits for the Caption button (links never start work)."""
+    at.run()
+    assert any("Opened from a link" in i.value for i in at.info)
+    return at.button(key="run_captions").click().run()
+
+
 def _figures(at: AppTest) -> dict[str, dict]:
     return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
 
@@ -39,7 +46,7 @@ def test_tiny_models_side_by_side_with_per_word_heatmaps(page, tiny_dir):
     at = page(tiny_dir)
     at.query_params["models"] = ["vit-gpt2", "blip-base", "git-base"]
     at.query_params["max"] = "6"
-    at.run()
+    _caption(at)
     assert not at.exception
     assert set(at.multiselect(key="models").value) == {"vit-gpt2", "blip-base", "git-base"}
     scrubs = _scrubs(at)
@@ -73,7 +80,7 @@ def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir,
     at = page(tiny_dir)
     at.query_params["models"] = ["blip-base", "vit-gpt2"]
     at.query_params["max"] = "4"
-    at.run()
+    _caption(at)
     assert not at.exception
     assert alive_at_load[:2] == [[], []]
 
@@ -82,7 +89,7 @@ def test_views_switch_without_recomputing_and_references_score(page, tiny_dir):
     at = page(tiny_dir)
     at.query_params["models"] = ["blip-base"]
     at.query_params["max"] = "5"
-    at.run()
+    _caption(at)
     before = _scrubs(at)[0]["frames"][0]["data"][0]["z"]
     at.selectbox(key="agg").set_value("rollout").run()
     assert not at.exception
@@ -126,7 +133,7 @@ def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, 
     at = page(tiny_dir)
     at.query_params["models"] = "git-base"
     at.query_params["max"] = "3"
-    at.run()
+    _caption(at)
     at.button[[b.label for b in at.button].index("Generate scene")].click().run()
     assert not at.exception
     assert at.session_state["img_src"] == "Tray"

@@ -67,6 +67,7 @@ def test_stopping_style_transfer(page, app_url):
 def test_stopping_a_pgd_sweep(page, app_url):
     server = server_process(app_url)
     page.goto(f"{app_url}/Adversarial?image=rocket.jpg&attack=PGD&steps=40")
+    page.get_by_role("button", name="Run PGD", exact=True).click(timeout=300_000)  # a link starts no job
     run = page.get_by_role("button", name=re.compile(r"Run PGD-\d+ curve"))
     run.click(timeout=300_000)
     _wait_running(page, server)
@@ -81,6 +82,7 @@ def test_stopping_a_pgd_sweep(page, app_url):
 def test_stopping_a_batch_caption_job(page, app_url):
     server = server_process(app_url)
     page.goto(f"{app_url}/Captioning?tab=Batch&dec=beam&beams=8&max=40")
+    page.get_by_role("button", name="Caption", exact=True).click(timeout=300_000)  # a link starts no job
     page.locator(".st-key-batch_files").wait_for(timeout=300_000)
     image = gradient((160, 120))
     files = []

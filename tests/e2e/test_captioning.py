@@ -39,6 +39,7 @@ def _scrubs(page, expected: int, timeout: float = 120.0) -> list[dict]:
 
 def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_models):
     page.goto(f"{app_url}/Captioning?models=vit-gpt2&models=blip-base&max=6")
+    page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)  # a link starts no job
     wait_for_idle(page)
     before = _scrubs(page, 2)
     assert len(before) == 2
@@ -61,6 +62,7 @@ def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_mode
 
 def test_reverse_view_answers_a_click_on_the_image(page, app_url, tiny_server_models):
     page.goto(f"{app_url}/Captioning?models=vit-gpt2&models=git-base&max=4&tab=Reverse+view")
+    page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)
     wait_for_idle(page)
     page.get_by_text("No point chosen yet").wait_for()
     image = page.locator(".js-plotly-plot").filter(has=page.locator(".scatterlayer")).last

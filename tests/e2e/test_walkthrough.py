@@ -17,11 +17,17 @@ pytestmark = pytest.mark.e2e
 
 SHOTS = ARTIFACTS / "screenshots"
 #: (file name, URL path with a shareable view, text that shows the page has finished, a button to press
-#: first, the heading scrolled to the top of the screenshot)
+#: first (a link starts no job), the heading scrolled to the top of the screenshot)
 TOUR = [
     ("home", "", "Image tray", None, None),
-    ("captioning", "Captioning?img=rocket.jpg", "Captions ready", None, None),
-    ("saliency", "Saliency?image=astronaut.jpg&m=Gradient&m=SmoothGrad&m=Grad-CAM", "curves ready", None, "Saliency f"),
+    ("captioning", "Captioning?img=rocket.jpg", "Captions ready", "^Caption$", None),
+    (
+        "saliency",
+        "Saliency?image=astronaut.jpg&m=Gradient&m=SmoothGrad&m=Grad-CAM",
+        "curves ready",
+        "^Run saliency maps$",
+        "Saliency f",
+    ),
     ("adversarial", "Adversarial?eps=4", r"Minimal flipping ε", None, "Prediction:"),
     ("style_transfer", "Style_Transfer?res=192&n=30", "Filmstrip", "^Start$", "Estimated time"),
 ]

@@ -1,0 +1,67 @@
+"""The shared job runner in a real page (AppTest): a full gate makes the page wait its turn, and a session
+stopped while it waits leaves the queue. The test holds every slot itself, through the same process-wide gate."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import JobGate, Ticket
+from ui.resources import job_gate
+
+PAGE = "../pages/2_Saliency.py"
+
+
+@pytest.fixture
+def full_gate(monkeypatch):
+    """Every slot taken by the test; the page's tickets are recorded as it takes them."""
+    gate = job_gate()
+    held = [gate.enter("held by the test") for _ in range(gate.slots)]
+    taken: list[Ticket] = []
+    enter = JobGate.enter
+
+    def entering(self, name, session_id=""):
+        taken.append(enter(self, name, session_id))
+        return taken[-1]
+
+    monkeypatch.setattr(JobGate, "enter", entering)
+    yield gate, held, taken
+    for ticket in held:
+        ticket.leave()
+
+
+def _page(sigma: int) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    for key, value in {"m": ["smoothgrad"], "sg_n": 4, "sg_sigma": sigma, "faith": False}.items():
+        at.session_state[key] = value  # a map no other test has made
+    return at
+
+
+def test_a_page_waits_for_a_free_slot_then_runs(full_gate):
+    gate, held, taken = full_gate
+    at = _page(47)
+    runner = threading.Thread(target=at.run)
+    runner.start()
+    deadline = time.monotonic() + 240
+    while not taken and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert taken and taken[0].position() == 1, "the page queued behind the busy slots"
+    assert runner.is_alive(), "and waits there"
+    for ticket in held:
+        ticket.leave()
+    runner.join(300)
+    assert not at.exception, at.exception
+    assert any(c.key == "map_smoothgrad" for c in at.get("plotly_chart"))
+    assert gate.stats().running == 0 and gate.stats().waiting == 0
+
+
+def test_a_session_stopped_while_waiting_leaves_the_queue(full_gate):
+    gate, _, taken = full_gate
+    at = _page(43)
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=30)  # AppTest stops the script run when it times out, as Streamlit does on a closed tab
+    assert [t.name for t in taken] == ["saliency maps"], "the page got as far as the queue"
+    assert gate.stats().waiting == 0 and gate.stats().running == gate.slots, "its place is gone, no slot lost"
