@@ -155,10 +155,14 @@ if result is None:
     st.stop()
 
 cols = st.columns(3)
-cols[0].plotly_chart(image_figure(to_pil(x), "Clean"), key="img_clean")
-cols[1].plotly_chart(image_figure(to_pil(result.adversarial), f"{result.method}, {eps_text}"), key="img_adv")
+cols[0].plotly_chart(image_figure(to_pil(x), "Clean", exact=True), key="img_clean")
+cols[1].plotly_chart(
+    image_figure(to_pil(result.adversarial), f"{result.method}, {eps_text}", exact=True), key="img_adv"
+)
 delta = result.adversarial - x
-cols[2].plotly_chart(image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified"), key="img_delta")
+cols[2].plotly_chart(
+    image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified", exact=True), key="img_delta"
+)
 
 with st.container(key="adv_prediction", border=True):
     before, after = result.clean_top5[0], result.adv_top5[0]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.captioning.analysis import batch_table, caption_batch, faithfulness, mask_cells, read_batch
 from core.captioning.types import CaptionResult, DecodingConfig
-from core.models import Registry
+from core.models import ModelSpec, Registry
 from core.runtime import Cancelled, Reporter
 
 
@@ -152,6 +152,7 @@ def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
         return model
 
     monkeypatch.setattr(hf, "load", load)
+    monkeypatch.setattr(ModelSpec, "memory_mb", property(lambda _spec: 1.0))  # the tiny twins are admitted
     registry = Registry(models_dir=tiny_dir, online=False, budget_mb=1)
     images = [("x", Image.new("RGB", (8, 8)))] * 2
     rows = caption_batch(["vit-gpt2", "blip-base", "git-base"], registry.load, images, DecodingConfig(max_new_tokens=3))
