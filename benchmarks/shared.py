@@ -62,8 +62,8 @@ class ViewSession:
         wait_for_idle(self.page, timeout=300)
         self.page.evaluate(WATCH)
         self.times = self.page.evaluate(TIMES)
-        self.slider = self.page.locator('.st-key-op [role="slider"]')
-        self.opacity = float(self.slider.get_attribute("aria-valuenow") or "nan")
+        self.slider = self.page.locator('.st-key-op input[type="range"]')
+        self.opacity = float(self.slider.input_value(timeout=30_000))
 
     def change(self, step: int) -> float:
         """Seconds from one arrow-key press (±0.05 opacity) until the figure shows it and the app is idle."""
