@@ -8,6 +8,8 @@ Their outputs are random: the benchmarks never show them as captions or predicti
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,8 +90,31 @@ def build_twins(folder: Path, model_ids: list[str], *, small: bool = False) -> P
     return folder
 
 
+def build_twins_apart(folder: Path, model_ids: list[str]) -> Path:
+    """:func:`build_twins` in a child process: building holds ~2 GB that the caller (a test, a benchmark
+    beside a server under measurement) would otherwise keep in its heap."""
+    cmd = [sys.executable, "-m", "benchmarks.twins", str(folder), *model_ids]
+    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
+    return folder
+
+
 @contextmanager
 def twin_registry(model_ids: list[str], *, small: bool = False) -> Iterator[Registry]:
     """An offline registry whose models folder (a temporary directory) holds twins of ``model_ids``."""
     with tempfile.TemporaryDirectory(prefix="visionlab-twins-") as tmp:
         yield Registry(models_dir=build_twins(Path(tmp), model_ids, small=small), online=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.twins DEST ID…``: write twins of the given models into DEST."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("ids", nargs="+", choices=sorted(BUILDERS))
+    args = parser.parse_args(argv)
+    build_twins(args.dest, args.ids)
+
+
+if __name__ == "__main__":
+    main()

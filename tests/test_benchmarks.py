@@ -112,3 +112,15 @@ def test_cold_start_renders_home():
     (rows,) = run("cold_start")
     assert len(rows) == 1
     ratios_parse(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="Debian chromium is not installed")
+def test_shared_server_view_changes_load_no_model():
+    (rows,) = run("shared")
+    assert [r["case"].split(" (")[0] for r in rows] == ["idle server", "2 style runs"]
+    assert all(r["check"].startswith("model loads or forward passes: 0") for r in rows), rows
+    assert rows[1]["check"].endswith("both ran throughout: True")
+    for row in rows:
+        assert 0 < float(row["p50 (s)"]) <= float(row["p95 (s)"])
+        assert math.isfinite(float(row["ratio p95 / idle p95"]))

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,10 +68,13 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str]) -> Iterator[str]:
-    """``streamlit run Home.py`` on a free port, healthy on entry, stopped on exit."""
+def streamlit_server(env: dict[str, str], prefix: Sequence[str] = ()) -> Iterator[str]:
+    """``streamlit run Home.py`` on a free port, healthy on entry, stopped on exit.
+
+    ``prefix`` runs before the server and must ``exec`` it (e.g. :meth:`tests.e2e.cgroup.MemoryCgroup.prefix`).
+    """
     port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true"]
+    cmd = [*prefix, sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true"]
     cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
     ARTIFACTS.mkdir(exist_ok=True)
     with (ARTIFACTS / f"streamlit-server-{port}.log").open("wb") as log:
@@ -137,7 +140,7 @@ def wait_for_idle(page: object, timeout: float = 120.0, quiet: float = 1.0) -> N
                 const w = document.querySelector('[data-testid="stStatusWidget"]');
                 const app = document.querySelector('[data-testid="stApp"]');
                 return (w !== null && /Running|Connecting/i.test(w.innerText))
-                    || (app !== null && app.dataset.teststate === 'running')
+                    || (app !== null && /running|rerunRequested/.test(app.dataset.testScriptState || ''))
                     || document.querySelector('[data-testid="stSkeleton"]') !== null;
             }"""
         )

@@ -56,7 +56,7 @@ def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_mode
     after = page.evaluate(SCRUBS)[0]
     assert after["title"].startswith(f"{first['frames']}. "), "the slider should show the last word"
     assert after["z"] != first["z"], "the heatmap should change with the word"
-    assert page.locator('[data-testid="stApp"]').get_attribute("data-teststate") != "running"
+    assert page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state") != "running"
     assert_no_exception(page)
 
 
