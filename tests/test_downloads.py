@@ -341,5 +341,6 @@ def test_a_link_never_downloads_and_the_button_does(hub, monkeypatch):
     at.button(key="dl_blip-base").click().run()
     assert not at.exception
     assert resolved(hub) == NEEDED
+    at.button(key="run_captions").click().run()  # opened from a link: captioning waits for its button too
     assert at.metric and at.metric[0].label == "Time to caption", "downloaded, loaded and captioned"
     st.cache_resource.clear()

@@ -233,21 +233,23 @@ def test_vgg19_from_models_dir_full_checkpoint_or_features_only(tmp_path, monkey
     assert not (tmp_path / "cache").exists(), "a models folder is used in place, not copied"
 
 
-def test_vgg19_download_keeps_only_a_features_copy(tmp_path, monkeypatch, vgg_state):
+def test_vgg19_download_keeps_a_features_copy(tmp_path, monkeypatch, vgg_state):
     monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     for var in ("VISIONLAB_OFFLINE", "HF_HUB_OFFLINE"):  # "online", but the download itself is faked
         monkeypatch.delenv(var)
     full = {f"features.{k}": v for k, v in vgg_state.items()} | {"classifier.6.bias": torch.zeros(1000)}
 
-    def fake_fetch(url, dest, progress):
+    def fake_fetch(url, dest, progress, **_checks):
         assert url.startswith("https://download.pytorch.org/models/vgg19")
+        dest.parent.mkdir(parents=True, exist_ok=True)
         torch.save(full, dest)
 
-    monkeypatch.setattr(S, "fetch_url", fake_fetch)
+    from core.models import registry as R
+
+    monkeypatch.setattr(R, "fetch_url", fake_fetch)
     registry = Registry(online=True)
-    monkeypatch.setattr(registry, "locate", lambda spec: None)
-    _check_loaded(registry.load("vgg19"), vgg_state)
+    _check_loaded(registry.load("vgg19", download=True), vgg_state)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["vgg19.safetensors"]
     offline = Registry(online=False)
     assert offline.locate(offline.get("vgg19")) == tmp_path / "vgg19.safetensors"
