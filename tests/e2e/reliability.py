@@ -80,22 +80,29 @@ class Peak:
 
 
 @contextmanager
-def track_peak(read: Callable[[], float]) -> Iterator[Peak]:
-    peak = Peak(read)
+def every(seconds: float, step: Callable[[], object]) -> Iterator[None]:
+    """Call ``step`` every ``seconds`` in a background thread while the block runs, and once more at its end."""
     done = threading.Event()
 
     def loop() -> None:
-        while not done.wait(0.05):
-            peak.sample()
+        while not done.wait(seconds):
+            step()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield peak
+        yield
     finally:
         done.set()
         thread.join()
-        peak.sample()
+        step()
+
+
+@contextmanager
+def track_peak(read: Callable[[], float]) -> Iterator[Peak]:
+    peak = Peak(read)
+    with every(0.05, peak.sample):
+        yield peak
 
 
 def track_rss(process: psutil.Process) -> AbstractContextManager[Peak]:

@@ -10,7 +10,6 @@ queue while they wait; every job must finish; and the health endpoint must answe
 from __future__ import annotations
 
 import re
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.e2e.conftest import assert_no_exception, streamlit_server, wait_for_idle
+from tests.e2e.reliability import every
 
 pytestmark = pytest.mark.e2e
 
@@ -31,29 +31,21 @@ JOBS_LINE = re.compile(r"Jobs: (\d+) running, (\d+) waiting, limit (\d+), peak (
 
 @contextmanager
 def health_watch(url: str) -> Iterator[list[str]]:
-    """Poll ``/_stcore/health`` twice a second in a thread; yields the list of failed checks (and a count)."""
+    """Poll ``/_stcore/health`` twice a second in a thread; yields the list of failed checks."""
     failures: list[str] = []
-    stop = threading.Event()
     checks = [0]
 
-    def poll() -> None:
-        while not stop.is_set():
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=10) as reply:
-                    if reply.status != 200:
-                        failures.append(f"HTTP {reply.status}")
-            except OSError as err:
-                failures.append(repr(err))
-            checks[0] += 1
-            stop.wait(0.5)
+    def check() -> None:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=10) as reply:
+                if reply.status != 200:
+                    failures.append(f"HTTP {reply.status}")
+        except OSError as err:
+            failures.append(repr(err))
+        checks[0] += 1
 
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
+    with every(0.5, check):
         yield failures
-    finally:
-        stop.set()
-        thread.join(15)
     assert checks[0] >= 10, "the health check barely ran"
 
 
