@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.subplots import make_subplots
+from plotly import colors
 
 from core.captioning.analysis import FaithfulnessCurve
 from core.captioning.types import CaptionResult
@@ -79,35 +80,41 @@ def token_strip_figure(result: CaptionResult) -> go.Figure:
     return fig
 
 
+@cache
+def _heat_lut() -> np.ndarray:
+    """:data:`HEAT_SCALE` as 256 RGB rows (sampling Plotly's colour scale costs ~80 ms)."""
+    return np.array([colors.unlabel_rgb(c) for c in colors.sample_colorscale(HEAT_SCALE, 256)], dtype=np.uint8)
+
+
 def layer_head_figure(maps: np.ndarray, word: str) -> go.Figure:
-    """Small multiples: one word's map in every (layer, head)."""
-    layers, heads = maps.shape[:2]
-    fig = make_subplots(
-        rows=layers,
-        cols=heads,
-        horizontal_spacing=0.01,
-        vertical_spacing=0.01,
-        row_titles=[f"L{i}" for i in range(layers)],
-        column_titles=[f"H{j}" for j in range(heads)],
-    )
+    """Small multiples: one word's map in every (layer, head), each scaled to its own maximum, as one image.
+
+    BLIP's 12 × 12 grid as 144 heatmap subplots took 0.6 s to build, 1.2 MB to send on every rerun and
+    long to draw; a colour-mapped PNG of the tiled maps is built in milliseconds and weighs ~50 KB.
+    """
+    layers, heads, h, w = maps.shape
+    gap = max(1, h // 8)
+    tops = maps.max(axis=(2, 3), keepdims=True)
+    scaled = np.divide(maps, tops, out=np.zeros_like(maps, dtype=np.float64), where=tops > 0)
+    lut = _heat_lut()
+    mosaic = np.full((layers * (h + gap) - gap, heads * (w + gap) - gap, 3), 255, dtype=np.uint8)
     for i in range(layers):
         for j in range(heads):
-            fig.add_trace(
-                go.Heatmap(
-                    z=maps[i, j], colorscale=HEAT_SCALE, showscale=False, hovertemplate="%{z:.3f}<extra></extra>"
-                ),
-                row=i + 1,
-                col=j + 1,
-            )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")
-    for k in range(1, layers * heads + 1):  # square cells: each map keeps the grid's aspect
-        fig.layout[f"yaxis{k if k > 1 else ''}"].scaleanchor = f"x{k if k > 1 else ''}"
-    fig.update_layout(
-        title={"text": f"“{plot_text(word)}” in every layer and head", "font": {"size": 14}},
-        height=60 + layers * min(900 // heads, 160),
-        margin={"l": 30, "r": 0, "t": 60, "b": 0},
+            cell = lut[np.round(scaled[i, j] * 255).astype(int)]
+            mosaic[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = cell
+    fig = image_figure(Image.fromarray(mosaic), f"“{plot_text(word)}” in every layer and head", exact=True)
+    fig.update_xaxes(
+        visible=True,
+        side="top",
+        tickvals=[j * (w + gap) + (w - 1) / 2 for j in range(heads)],
+        ticktext=[f"H{j}" for j in range(heads)],
     )
+    fig.update_yaxes(
+        visible=True,
+        tickvals=[i * (h + gap) + (h - 1) / 2 for i in range(layers)],
+        ticktext=[f"L{i}" for i in range(layers)],
+    )
+    fig.update_layout(height=80 + layers * min(900 // heads, 160), margin={"l": 30, "r": 0, "t": 70, "b": 0})
     return fig
 
 
