@@ -22,7 +22,7 @@ from torch import nn
 
 from core.images import to_tensor
 from core.models.classifiers import ImageClassifier
-from core.models.registry import ModelError, cache_dir, torch_hub_file
+from core.models.registry import ModelError, Registry, cache_dir, torch_hub_file
 from core.models.spec import ModelSpec, ProgressFn
 from core.runtime import SILENT, Reporter
 
@@ -164,7 +164,9 @@ def read_vgg_features(location: Path, n_modules: int) -> dict[str, torch.Tensor]
     return {k: v.clone() for raw, v in state.items() if (k := wanted(raw))}
 
 
-def load_vgg19_features(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> FeatureExtractor:
+def load_vgg19_features(
+    spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
+) -> FeatureExtractor:
     """Registry loader for ``vgg19``: a local file or the hub cache; keeps a features-only copy (52 MB)."""
     from safetensors.torch import save_file
 

@@ -21,7 +21,7 @@ from core.models.registry import REPO_ROOT, hf_cached_file, torch_hub_dir, torch
 LOADS: list[str] = []
 
 
-def fake_loader(spec: ModelSpec, location: Path | None, progress) -> torch.nn.Module:
+def fake_loader(spec: ModelSpec, location: Path | None, progress, registry) -> torch.nn.Module:
     """A loader whose model holds ``params_m`` million fp32 parameters, recording each call."""
     LOADS.append(spec.id)
     time.sleep(0.05)
@@ -261,9 +261,9 @@ def test_least_recently_used_models_are_evicted_before_the_next_loads(monkeypatc
     resident_at_load: list[set[str]] = []
     original = fake_loader
 
-    def loader(spec, location, progress):
+    def loader(spec, location, progress, registry):
         resident_at_load.append(set(reg.loaded_mb()))
-        return original(spec, location, progress)
+        return original(spec, location, progress, registry)
 
     monkeypatch.setattr(sys.modules[__name__], "fake_loader", loader)
     reg.load("a")

@@ -349,7 +349,7 @@ class HFCaptioner:
         )
 
 
-def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> HFCaptioner:
+def load(spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry) -> HFCaptioner:
     """Registry loader: ``from_pretrained`` from the local folder the registry found (or downloaded).
 
     Never the hub id: transformers takes an id that names a local directory as that directory.

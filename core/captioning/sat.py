@@ -409,13 +409,13 @@ def read_checkpoint(path: Path) -> tuple[SatDecoder, Vocab, dict[str, Any]]:
     return decoder, vocab, json.loads(metadata["info"])
 
 
-def build_encoder(config: SatConfig, progress: ProgressFn) -> GridEncoder:
+def build_encoder(config: SatConfig, progress: ProgressFn, registry: Registry) -> GridEncoder:
     progress(0.2, "Loading the EfficientNet-Lite0 encoder…")
-    classifier = Registry.from_env().load(ENCODER_ID)
+    classifier = registry.load(ENCODER_ID)
     return GridEncoder(classifier, config.encoder_blocks)
 
 
-def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> SatCaptioner:
+def load(spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry) -> SatCaptioner:
     """Registry loader: the checkpoint file (or the first ``.safetensors`` in a models-folder copy)."""
     if location is not None and location.is_dir():
         location = next(iter(sorted(location.glob("*.safetensors"))), None)
@@ -423,7 +423,7 @@ def load(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> SatCap
         raise ModelError(f"No {spec.display_name} checkpoint found.")
     progress(0.1, "Reading the decoder…")
     decoder, vocab, info = read_checkpoint(location)
-    return SatCaptioner(build_encoder(decoder.config, progress), decoder, vocab, spec.id, info)
+    return SatCaptioner(build_encoder(decoder.config, progress, registry), decoder, vocab, spec.id, info)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from core.images import ImageInputError, load_image
 from core.metrics import corpus_bleu
-from core.models.registry import REPO_ROOT, cache_dir
+from core.models.registry import REPO_ROOT, Registry, cache_dir
 from core.runtime import SILENT, Reporter
 from core.shapes import Split, render_scene
 
@@ -369,7 +369,7 @@ def _train_command(args: argparse.Namespace) -> int:
     config = SatConfig()
     if args.resume and args.out.is_file():
         config = read_checkpoint(args.out)[0].config
-    encoder = build_encoder(config, lambda _f, _m: None).to(device)
+    encoder = build_encoder(config, lambda _f, _m: None, Registry.from_env()).to(device)
     cache = None if args.no_cache else args.cache
     if args.images is not None:
         if args.captions is None:
@@ -422,7 +422,7 @@ def _train_command(args: argparse.Namespace) -> int:
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     decoder, vocab, info = read_checkpoint(args.checkpoint)
-    encoder = build_encoder(decoder.config, lambda _f, _m: None)
+    encoder = build_encoder(decoder.config, lambda _f, _m: None, Registry.from_env())
     captioner = SatCaptioner(encoder, decoder, vocab, args.checkpoint.stem, info)
     decoding = DecodingConfig(strategy="beam", num_beams=args.beams) if args.beams > 1 else None
     result = _run(

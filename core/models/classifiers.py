@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -18,6 +19,9 @@ from core.images import center_crop_resize, to_tensor
 
 from .inference import inference_copy
 from .spec import ModelError, ModelSpec, ProgressFn
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 #: torchvision's ImageNet-1k class names, one per line (importing torchvision to read them costs ~160 MB).
 LABELS_FILE = Path(__file__).with_name("imagenet_labels.txt")
@@ -93,7 +97,9 @@ def _state_dict(location: Path) -> dict[str, torch.Tensor]:
     return torch.load(location, map_location="cpu", weights_only=True)
 
 
-def load_efficientnet_lite0(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> ImageClassifier:
+def load_efficientnet_lite0(
+    spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
+) -> ImageClassifier:
     from efficientnet_lite_pytorch import EfficientNet
 
     if location is None:
@@ -125,7 +131,9 @@ def _cam_layers(name: str, net: nn.Module) -> dict[str, nn.Module]:
     return {}
 
 
-def load_torchvision(spec: ModelSpec, location: Path | None, progress: ProgressFn) -> ImageClassifier:
+def load_torchvision(
+    spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
+) -> ImageClassifier:
     """Build the torchvision architecture and fill it from the local file the registry found (or downloaded)."""
     from torchvision.models import get_model
 

@@ -310,7 +310,7 @@ class Registry:
             loader = getattr(importlib.import_module(module), name)
             progress(0.0, f"Loading {spec.display_name}…")
             try:
-                obj = loader(spec, state.location, progress)
+                obj = loader(spec, state.location, progress, self)
             except ModelError as err:
                 raise ModelError(f"{spec.display_name} could not be loaded: {err}") from err
             except Exception as err:  # corrupt cache, incomplete download, wrong files …

@@ -144,10 +144,10 @@ def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
     alive_at_load: list[int] = []
     original = hf.load
 
-    def load(spec, location, progress):
+    def load(spec, location, progress, registry):
         gc.collect()
         alive_at_load.append(sum(ref() is not None for ref in alive))
-        model = original(spec, location, progress)
+        model = original(spec, location, progress, registry)
         alive.append(weakref.ref(model))
         return model
 

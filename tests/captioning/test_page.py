@@ -65,10 +65,10 @@ def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir,
     loaded: list[weakref.ref] = []
     alive_at_load: list[list[str]] = []
 
-    def load(spec, location, progress):
+    def load(spec, location, progress, registry):
         gc.collect()
         alive_at_load.append([ref().model_id for ref in loaded if ref() is not None])
-        model = original(spec, location, progress)
+        model = original(spec, location, progress, registry)
         loaded.append(weakref.ref(model))
         return model
 
