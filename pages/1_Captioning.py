@@ -8,17 +8,11 @@ import importlib.util
 import pandas as pd
 import streamlit as st
 
-from core.attention import AGGREGATIONS, attention_at, layer_head_maps
-from core.caption_metrics import reference_scores
-from core.captioning.analysis import (
-    FaithfulnessCurve,
-    batch_table,
-    caption_batch,
-    faithfulness,
-    point_in_view,
-    read_batch,
-)
+from core.captioning.analysis import FaithfulnessCurve, faithfulness, point_in_view
+from core.captioning.attention import AGGREGATIONS, attention_at, layer_head_maps
+from core.captioning.batch import caption_batch, read_batch
 from core.captioning.hf import add_user_model
+from core.captioning.metrics import reference_scores
 from core.captioning.types import CaptionResult, DecodingConfig
 from core.models import ModelError
 from core.runtime import Reporter
@@ -30,6 +24,7 @@ from ui.caption_figures import (
     token_scrub_figure,
     token_strip_figure,
 )
+from ui.caption_tables import batch_table
 from ui.captioning import image_key, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
 from ui.jobs import open_page, run_job
 from ui.resources import registry
@@ -56,11 +51,11 @@ AGG_LABELS = {
 
 # -- sidebar: image, models, decoding, view ---------------------------------------------------------
 with st.sidebar:
-    if importlib.util.find_spec("core.shapes") is not None:  # the ShapesWorld generator (our LSTM's data)
+    if importlib.util.find_spec("core.captioning.shapes") is not None:  # the ShapesWorld generator (our LSTM's data)
         with st.expander("ShapesWorld scene"):
             seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene")
             if st.button("Generate scene", help="A synthetic scene the built-in LSTM captioner was trained on."):
-                from core.shapes import render_scene
+                from core.captioning.shapes import render_scene
 
                 scene = render_scene(int(seed))
                 name = add_to_tray(f"ShapesWorld {int(seed)}", scene.image, "ShapesWorld")

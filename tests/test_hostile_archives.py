@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from core.captioning.analysis import read_batch
+from core.captioning.batch import read_batch
 from tests.corpus import corpus
 
 JPEG = next(c for c in corpus() if c.name == "ok.jpg").data

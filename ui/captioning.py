@@ -14,8 +14,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.attention import AttentionStack, word_maps
 from core.captioning.analysis import caption_with_view
+from core.captioning.attention import AttentionStack, word_maps
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig
 from core.models import ModelError
 from core.runtime import Reporter

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from core.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
+from core.captioning.attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
 from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, ProgressFn, Source
 from core.runtime import SILENT, Reporter, global_rng

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention import (
+from core.captioning.attention import (
     AGGREGATIONS,
     AttentionStack,
     attention_at,

@@ -140,7 +140,7 @@ def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, 
     assert at.selectbox(key="img_tray").value == "ShapesWorld 0"
     at.session_state["tab"] = "References"
     at.run()
-    from core.shapes import render_scene
+    from core.captioning.shapes import render_scene
 
     assert at.text_area(key="refs").value == render_scene(0).caption
     assert list(at.dataframe[0].value["model"]) == ["git-base"]  # scored against the scene's true caption

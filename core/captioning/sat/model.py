@@ -7,16 +7,14 @@ paper, as in Lu et al. (2017): a step first reads the previous word, then attend
 context feeds the output layer directly. The attention for a word is thus chosen knowing which word came
 before it, and a word's map is the evidence it is predicted from rather than a look ahead.
 
-Training and evaluation live in :mod:`core.captioning.sat_train`; run ``python -m core.captioning.sat
-train|evaluate --help``.
+This module is the model and what serving it needs: vocabulary, networks, decoding, checkpoint IO and
+the registry loader. Training and evaluation import it, never the other way round.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -30,13 +28,13 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.nn import functional as F
 
 from core.images import to_tensor
 from core.models import ImageClassifier, ModelError, ModelSpec, ProgressFn, Registry
 from core.runtime import SILENT, Reporter
 
-from .types import CaptionResult, DecodingConfig
+from ..metrics import tokenize
+from ..types import CaptionResult, DecodingConfig
 
 ENCODER_ID = "efficientnet-lite0"
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -45,11 +43,6 @@ PAD_ID, START_ID, END_ID, UNK_ID = range(4)
 NEVER = [PAD_ID, START_ID, UNK_ID]  # tokens decoding may not produce
 TOP_K = 5
 FORMAT = "visionlab-sat-v1"
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case words; punctuation is dropped so user captions and CSV captions tokenise alike."""
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
 
 
 class Vocab:
@@ -181,22 +174,6 @@ class SatDecoder(nn.Module):
             alphas.append(out.alpha)
             betas.append(out.beta)
         return torch.stack(logits, 1), torch.stack(alphas, 1), torch.stack(betas, 1)
-
-
-def caption_loss(
-    logits: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor, alpha_c: float, entropy: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy, the paper's doubly stochastic term λ·mean_i (1 − Σ_t α_ti)² (attend to every part of
-    the image over the caption) and an optional entropy penalty on each α_t. The last keeps each word's
-    context local: a diffuse glance would let the LSTM read several objects at once and the maps would
-    stop showing where a word came from. Returns (total, cross-entropy)."""
-    target = tokens[:, 1:]
-    real = (target != PAD_ID).float()
-    ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD_ID)
-    coverage = (alphas * real[..., None]).sum(1)
-    spread = -(alphas * alphas.clamp_min(1e-12).log()).sum(-1)
-    total = ce + alpha_c * ((1 - coverage) ** 2).mean() + entropy * (spread * real).sum() / real.sum()
-    return total, ce
 
 
 @dataclass
@@ -424,9 +401,3 @@ def load(spec: ModelSpec, location: Path | None, progress: ProgressFn, registry:
     progress(0.1, "Reading the decoder…")
     decoder, vocab, info = read_checkpoint(location)
     return SatCaptioner(build_encoder(decoder.config, progress, registry), decoder, vocab, spec.id, info)
-
-
-if __name__ == "__main__":
-    from .sat_train import main
-
-    sys.exit(main())

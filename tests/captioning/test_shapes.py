@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.shapes import COLOURS, SIZES, render_scene
+from core.captioning.shapes import COLOURS, SIZES, render_scene
 
 GRAMMAR = re.compile(
     r"^a (small|large) (red|green|blue|yellow|purple) (circle|square|triangle)"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,20 +16,15 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from core.captioning import Captioner, DecodingConfig
-from core.captioning.sat import GridEncoder, SatCaptioner, SatConfig, SatDecoder, Vocab, decode, greedy_batch
-from core.captioning.sat_train import (
-    TrainOptions,
-    encode_set,
-    evaluate,
-    folder_set,
-    grounding,
-    main,
-    shapes_set,
-    train,
-)
+from core.captioning.sat.__main__ import main
+from core.captioning.sat.data import encode_set, folder_set, shapes_set
+from core.captioning.sat.evaluate import evaluate, grounding
+from core.captioning.sat.model import GridEncoder, SatCaptioner, SatConfig, SatDecoder, Vocab, decode, greedy_batch
+from core.captioning.sat.train import TrainOptions, train
+from core.captioning.shapes import render_scene
 from core.models import ImageClassifier, Registry, Status
+from core.models.registry import REPO_ROOT
 from core.runtime import Cancelled, Reporter
-from core.shapes import render_scene
 
 #: A fixed held-out sample: the shipped checkpoint must meet the README's targets on it.
 HELD_OUT = 96
@@ -196,3 +194,23 @@ def test_evaluate_command_prints_the_metrics(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for line in ("exact match", "BLEU-4", "peak cell on object", "peak pixel inside mask", "mass inside mask"):
         assert line in out
+
+
+def test_cli_runs_each_module_once():
+    """``python -m core.captioning.sat`` runs ``__main__`` as the script only and imports every other module of the
+    package once: no module lives twice under two names (the old ``sat.py`` ran as ``__main__`` and was then
+    imported again as ``core.captioning.sat`` by the training module it imported)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "core.captioning.sat", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    assert "train" in done.stdout and "evaluate" in done.stdout
+    lines = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    ours = list(dict.fromkeys(name for name in lines if name.startswith("core.")))  # a parent's import logs twice
+    assert {f"core.captioning.sat.{m}" for m in ("model", "data", "train", "evaluate")} <= set(ours)
+    origins = [spec.origin for spec in map(importlib.util.find_spec, ours) if spec is not None]
+    assert len(origins) == len(ours) == len(set(origins))  # no file imported under two names
+    assert str(REPO_ROOT / "core" / "captioning" / "sat" / "__main__.py") not in origins
