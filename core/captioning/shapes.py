@@ -83,7 +83,7 @@ def _place(
     Neighbours need a clear gap and their offset along ``axis`` must dominate the cross offset.
     """
     gap = 0.04 * side
-    centres = []
+    centres: list[tuple[int, float, float]] = []
     for k, extent in enumerate(extents):
         lo, hi = extent / 2 + 2, side - extent / 2 - 2
         centres.append((k, float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))))

@@ -70,7 +70,8 @@ def _train_command(args: argparse.Namespace) -> int:
             raise SystemExit("--images needs --captions (a CSV with image,caption columns, or JSON).")
         data = folder_set(args.images, args.captions)
         encoded = _run("features", lambda r: encode_set(encoder, data, config, r, cache))
-        order = torch.randperm(len(encoded.references), generator=torch.Generator().manual_seed(args.seed)).tolist()
+        shuffled = torch.randperm(len(encoded.references), generator=torch.Generator().manual_seed(args.seed))
+        order = [int(i) for i in shuffled]
         n_val = max(1, round(len(order) * args.val_fraction))
         train_data, val_data, label = encoded.select(order[n_val:]), encoded.select(order[:n_val]), data.label
     else:

@@ -17,14 +17,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from core.images import ImageInputError, load_image
 from core.runtime import SILENT, Reporter
 
 from ..shapes import Split, render_scene
-from .model import GridEncoder, SatConfig, encode_images
+from .model import GridEncoder, SatConfig, encode_images, open_safetensors, write_safetensors
 
 SHAPES_LABEL = "synthetic ShapesWorld scenes"
 
@@ -51,9 +49,9 @@ def read_captions(path: Path) -> dict[str, list[str]]:
     """``image,caption`` CSV rows, or JSON ``[{"image", "caption"}…]`` / ``{"image": [captions…]}``."""
     captions: dict[str, list[str]] = {}
     if path.suffix.lower() == ".json":
-        raw = json.loads(path.read_text())
-        rows = raw.items() if isinstance(raw, dict) else ((r["image"], r["caption"]) for r in raw)
-        for name, caps in rows:
+        raw: dict[str, str | list[str]] | list[dict[str, str]] = json.loads(path.read_text())
+        pairs = raw.items() if isinstance(raw, dict) else ((r["image"], r["caption"]) for r in raw)
+        for name, caps in pairs:
             captions.setdefault(str(name), []).extend([caps] if isinstance(caps, str) else caps)
     else:
         with path.open(newline="") as f:
@@ -101,12 +99,13 @@ def encode_set(
     """Frozen-encoder features for every image, read from ``cache`` when computed before."""
     file = cache / f"{data.key}-{config.image_size}px-b{config.encoder_blocks}.safetensors" if cache else None
     if file is not None and file.is_file():
-        with safe_open(file, framework="pt") as f:
+        with open_safetensors(file) as f:
             return Encoded(f.get_tensor("features"), json.loads((f.metadata() or {})["references"]))
-    chunks, references = [], []
+    chunks: list[torch.Tensor] = []
+    references: list[list[str]] = []
     for lo in range(0, data.size, batch):
         reporter.step(lo / data.size, f"encoding images {lo}/{data.size}")
-        images = []
+        images: list[Image.Image] = []
         for i in range(lo, min(lo + batch, data.size)):
             try:
                 image, refs = data.item(i)
@@ -119,6 +118,5 @@ def encode_set(
             chunks.append(encode_images(encoder, images, config.image_size).half().cpu())
     encoded = Encoded(torch.cat(chunks), references)
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"features": encoded.features}, file, metadata={"references": json.dumps(references)})
+        write_safetensors(file, {"features": encoded.features}, {"references": json.dumps(references)})
     return encoded

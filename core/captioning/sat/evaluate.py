@@ -32,8 +32,8 @@ def grounding(word_map: np.ndarray, mask: np.ndarray) -> Grounding:
     Shape words tend to peak on an object's outline, in a cell whose centre lies just outside the mask,
     so the cell-level test is the primary one and the pixel-level test is reported beside it.
     """
-    cover = F.adaptive_avg_pool2d(torch.from_numpy(mask).float()[None, None], word_map.shape)[0, 0].numpy()
-    heat = F.interpolate(torch.from_numpy(word_map).float()[None, None], mask.shape, mode="bilinear")[0, 0]
+    cover = F.adaptive_avg_pool2d(torch.as_tensor(mask).float()[None, None], word_map.shape)[0, 0].numpy()
+    heat = F.interpolate(torch.as_tensor(word_map).float()[None, None], mask.shape, mode="bilinear")[0, 0]
     peak = np.unravel_index(int(heat.argmax()), mask.shape)
     cell = np.unravel_index(int(word_map.argmax()), word_map.shape)
     return Grounding(bool(cover[cell] > 0), bool(mask[peak]), float((word_map * cover).sum()))
@@ -76,7 +76,9 @@ def evaluate(
     judged against the mask of the object that word describes.
     """
     decoder, vocab = captioner.decoder, captioner.vocab
-    hyps, refs, judged = [], [], []
+    hyps: list[list[str]] = []
+    refs: list[list[list[str]]] = []
+    judged: list[Grounding] = []
     for lo in range(start, start + scenes, 32):
         reporter.step((lo - start) / scenes, f"evaluating {lo - start}/{scenes}")
         batch = [render_scene(i, split) for i in range(lo, min(lo + 32, start + scenes))]

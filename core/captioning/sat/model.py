@@ -20,13 +20,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self, cast
 
 import numpy as np
 import torch
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save_file  # pyright: ignore[reportUnknownVariableType] (stub: PathLike's parameter left open)
 from torch import nn
 
 from core.images import to_tensor
@@ -86,13 +86,16 @@ class SatConfig:
 class GridEncoder(nn.Module):
     """Frozen stem + first blocks of the classifier: [0, 1] pixels → (N, grid², channels) annotations."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, classifier: ImageClassifier, blocks: int) -> None:
         super().__init__()
         net = classifier.net
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        self.blocks = nn.Sequential(*net._blocks[:blocks])
-        self.register_buffer("mean", classifier.mean.clone())
-        self.register_buffer("std", classifier.std.clone())
+        self.stem = nn.Sequential(*(net.get_submodule(name) for name in ("_conv_stem", "_bn0", "_swish")))
+        self.blocks = nn.Sequential(*cast(nn.ModuleList, net.get_submodule("_blocks"))[:blocks])
+        self.register_buffer("mean", classifier.get_buffer("mean").clone())
+        self.register_buffer("std", classifier.get_buffer("std").clone())
         self.eval().requires_grad_(False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -166,7 +169,9 @@ class SatDecoder(nn.Module):
         """Teacher forcing over ``tokens`` (N, T): logits, attention and β for predicting tokens[:, 1:]."""
         a, keys = self.annotate(feats)
         state = self.init_state(len(tokens), tokens.device)
-        logits, alphas, betas = [], [], []
+        logits: list[torch.Tensor] = []
+        alphas: list[torch.Tensor] = []
+        betas: list[torch.Tensor] = []
         for t in range(tokens.shape[1] - 1):
             out = self.step(tokens[:, t], state, a, keys)
             state = out.state
@@ -174,6 +179,15 @@ class SatDecoder(nn.Module):
             alphas.append(out.alpha)
             betas.append(out.beta)
         return torch.stack(logits, 1), torch.stack(alphas, 1), torch.stack(betas, 1)
+
+
+def _ints(values: torch.Tensor) -> list[int]:
+    """A 1-d tensor as Python ints (through numpy, whose ``tolist`` is typed)."""
+    return [int(v) for v in values.cpu().numpy()]
+
+
+def _floats(values: torch.Tensor) -> list[float]:
+    return [float(v) for v in values.cpu().numpy()]
 
 
 @dataclass
@@ -193,7 +207,7 @@ class _Path:
             [*self.tokens, token],
             logp,
             [*self.probs, float(probs[token])],
-            [*self.alternatives, list(zip(top.indices.tolist(), top.values.tolist(), strict=True))],
+            [*self.alternatives, list(zip(_ints(top.indices), _floats(top.values), strict=True))],
             [*self.maps, alpha.cpu().numpy()],
             [*self.betas, beta],
         )
@@ -241,7 +255,8 @@ def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, rep
     a, keys = decoder.annotate(feats)
     width = max(1, config.num_beams) if config.strategy == "beam" else 1
     generator = torch.Generator().manual_seed(config.seed)
-    paths, done = [_Path()], []
+    paths: list[_Path] = [_Path()]
+    done: list[_Path] = []
     state = decoder.init_state(1, feats.device)
     for t in range(config.max_new_tokens + 1):
         reporter.step(t / (config.max_new_tokens + 1), "decoding")
@@ -280,7 +295,7 @@ def greedy_batch(decoder: SatDecoder, feats: torch.Tensor, max_len: int = 20) ->
     a, keys = decoder.annotate(feats)
     state = decoder.init_state(len(feats), feats.device)
     token = torch.full((len(feats),), START_ID, device=feats.device)
-    words = []
+    words: list[torch.Tensor] = []
     for _ in range(max_len):
         out = decoder.step(token, state, a, keys)
         out.logits[:, NEVER] = -math.inf
@@ -288,7 +303,7 @@ def greedy_batch(decoder: SatDecoder, feats: torch.Tensor, max_len: int = 20) ->
         words.append(token)
         if bool((torch.stack(words, 1) == END_ID).any(1).all()):
             break
-    rows = torch.stack(words, 1).tolist()
+    rows = [_ints(row) for row in torch.stack(words, 1)]
     return [row[: row.index(END_ID)] if END_ID in row else row for row in rows]
 
 
@@ -361,7 +376,6 @@ class SatCaptioner(nn.Module):
 # -- checkpoints ---------------------------------------------------------------------------------------
 def save_checkpoint(path: Path, decoder: SatDecoder, vocab: Vocab, info: dict[str, Any]) -> None:
     """Decoder weights as safetensors; vocabulary, hyperparameters and training record in its metadata."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}
     metadata = {
         "format": FORMAT,
@@ -369,13 +383,35 @@ def save_checkpoint(path: Path, decoder: SatDecoder, vocab: Vocab, info: dict[st
         "config": json.dumps(asdict(decoder.config)),
         "info": json.dumps(info),
     }
+    write_safetensors(path, tensors, metadata)
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write through a ``.partial`` file, so an interrupted run never leaves half a file to be read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file(tensors, partial, metadata=metadata)
     partial.replace(path)
 
 
+class SafeTensorsFile(Protocol):
+    """The part of ``safetensors.safe_open`` used here, typed (the library's stub is not)."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def metadata(self) -> dict[str, str] | None: ...
+    def keys(self) -> list[str]: ...
+    def get_tensor(self, name: str) -> torch.Tensor: ...
+
+
+def open_safetensors(path: Path) -> SafeTensorsFile:
+    """A lazily read safetensors file (torch tensors): checkpoints and the feature cache."""
+    opened: object = safe_open(path, framework="pt")
+    return cast(SafeTensorsFile, opened)
+
+
 def read_checkpoint(path: Path) -> tuple[SatDecoder, Vocab, dict[str, Any]]:
-    with safe_open(path, framework="pt") as f:
+    with open_safetensors(path) as f:
         metadata = f.metadata() or {}
         if metadata.get("format") != FORMAT:
             raise ModelError(f"{path.name} is not a Show-Attend-Tell checkpoint.")

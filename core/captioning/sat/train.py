@@ -49,7 +49,8 @@ class TrainOptions:
 
 def _pairs(data: Encoded, vocab: Vocab, max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One row per (image, caption): the image's index and its padded token ids."""
-    index, rows = [], []
+    index: list[int] = []
+    rows: list[list[int]] = []
     for i, refs in enumerate(data.references):
         for ref in refs:
             index.append(i)
@@ -61,8 +62,8 @@ def _pairs(data: Encoded, vocab: Vocab, max_words: int) -> tuple[torch.Tensor, t
 
 
 def validation_bleu(decoder: SatDecoder, data: Encoded, vocab: Vocab, device: torch.device) -> float:
-    hyps = []
-    for chunk in data.features.split(256):
+    hyps: list[list[str]] = []
+    for chunk in torch.split(data.features, 256):
         hyps += [[vocab.words[i] for i in ids] for ids in greedy_batch(decoder, chunk.to(device))]
     return corpus_bleu([[tokenize(r) for r in refs] for refs in data.references], hyps)
 
@@ -85,7 +86,8 @@ def train(
     depend only on the seed and the epoch, so a resumed run matches an uninterrupted one.
     """
     device = device or torch.device("cpu")
-    torch.manual_seed(options.seed)  # weight initialisation
+    # weight initialisation
+    torch.manual_seed(options.seed)  # pyright: ignore[reportUnknownMemberType] (torch leaves `seed` untyped)
     optim_file = out.with_suffix(".optim.pt")
     history: list[dict[str, float]] = []
     if resume and out.is_file():
@@ -103,10 +105,11 @@ def train(
     total = options.epochs * steps
     for epoch in range(len(history), options.epochs):
         decoder.train()
-        torch.manual_seed(options.seed * 10_007 + epoch)  # shuffling and dropout depend only on (seed, epoch)
+        # shuffling and dropout depend only on (seed, epoch)
+        torch.manual_seed(options.seed * 10_007 + epoch)  # pyright: ignore[reportUnknownMemberType] (torch leaves `seed` untyped)
         order = torch.randperm(len(index))
-        losses = []
-        for b, rows in enumerate(order.split(options.batch_size)):
+        losses: list[float] = []
+        for b, rows in enumerate(torch.split(order, options.batch_size)):
             done = epoch * steps + b
             for group in optimizer.param_groups:  # cosine decay to 5% of the peak rate
                 group["lr"] = options.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done / total)))
@@ -115,9 +118,9 @@ def train(
             logits, alphas, _ = decoder(train_data.features[index[rows]].to(device), batch)
             loss, ce = caption_loss(logits, alphas, batch, options.alpha_c, options.entropy)
             optimizer.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
-            optimizer.step()
+            optimizer.step()  # pyright: ignore[reportUnknownMemberType] (torch leaves `closure` untyped)
             losses.append(ce.item())
             reporter.step(done / total, f"epoch {epoch + 1}/{options.epochs} loss {np.mean(losses[-20:]):.3f}")
         bleu = validation_bleu(decoder, val_data, vocab, device) if val_data.references else float("nan")
