@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -26,6 +26,7 @@ from .evaluate import evaluate
 from .model import SatCaptioner, SatConfig, build_encoder, read_checkpoint
 from .train import TrainOptions, train
 
+T = TypeVar("T")
 BUILTIN = REPO_ROOT / "core" / "captioning" / "weights" / "sat-shapes.safetensors"
 
 
@@ -45,7 +46,7 @@ class _Bar:
         self.bar.close()
 
 
-def _run(desc: str, work: Callable[[Reporter], Any]) -> Any:
+def _run(desc: str, work: Callable[[Reporter], T]) -> T:
     bar = _Bar(desc)
     try:
         return work(Reporter(bar))
