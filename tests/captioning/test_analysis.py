@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from core.captioning.analysis import batch_table, caption_batch, faithfulness, mask_cells, read_batch
-from core.captioning.types import CaptionResult, DecodingConfig
+from core.captioning.types import WHOLE, CaptionResult, DecodingConfig
 from core.models import ModelSpec, Registry
-from core.runtime import Cancelled, Reporter
+from core.runtime import SILENT, Cancelled, Reporter
 
 
 class CornerCaptioner:
@@ -28,11 +28,20 @@ class CornerCaptioner:
         maps = np.array([[[1.0, 0.0], [0.0, 0.0]]])
         return CaptionResult("corner", "red", ["red"], maps, np.array([max(corner, 1e-6)]), [[]], 0.0, (2, 2))
 
-    def caption(self, image, config, reporter=None):
+    def caption(self, image, config, reporter=SILENT, *, gradients=False):
         return self._result(image)
 
-    def explain(self, image, caption):
+    def explain(self, image, caption, *, gradients=False):
         return self._result(image)
+
+    def explain_ids(self, image, ids, *, gradients=False):
+        return self._result(image)
+
+    def view(self, image):
+        return image.convert("RGB")
+
+    def view_box(self, size):
+        return WHOLE
 
 
 def _quadrants() -> Image.Image:
@@ -138,11 +147,11 @@ def test_batch_stops_when_asked(tiny_registry):
 
 def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
     """With room for one model, each captioner is freed before the next loads: batch mode stays in the budget."""
-    from core.captioning import hf
+    from core.captioning import families
 
     alive: list[weakref.ref] = []
     alive_at_load: list[int] = []
-    original = hf.load
+    original = families.load
 
     def load(spec, location, progress, registry):
         gc.collect()
@@ -151,7 +160,7 @@ def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
         alive.append(weakref.ref(model))
         return model
 
-    monkeypatch.setattr(hf, "load", load)
+    monkeypatch.setattr(families, "load", load)
     monkeypatch.setattr(ModelSpec, "memory_mb", property(lambda _spec: 1.0))  # the tiny twins are admitted
     registry = Registry(models_dir=tiny_dir, online=False, budget_mb=1)
     images = [("x", Image.new("RGB", (8, 8)))] * 2
