@@ -104,6 +104,8 @@ class HFCaptioner:
     model_type: ClassVar[str]  # ``config.model_type`` of the checkpoints this family reads
     family: ClassVar[str]  # short name shown in model lists
     label: ClassVar[str]  # how the family is named in messages
+    model_class: ClassVar[str]  # the transformers class, by name: imported only when a model loads
+    joint_processor: ClassVar[bool] = True  # one ``AutoProcessor`` holds the image processor and the tokenizer
 
     def __init__(self, model_id: str, model: Any, image_processor: Any, tokenizer: Any) -> None:
         self.model_id = model_id
@@ -122,16 +124,16 @@ class HFCaptioner:
     @classmethod
     def from_pretrained(cls, model_id: str, source: str) -> Self:
         """Model, image processor and tokenizer from a ``save_pretrained`` folder, with eager attention."""
-        from transformers import AutoProcessor
+        import transformers
 
-        model = cls.model_class().from_pretrained(source, attn_implementation="eager")
-        processor = cast(Any, AutoProcessor).from_pretrained(source)
-        return cls(model_id, model, processor.image_processor, processor.tokenizer)
-
-    @staticmethod
-    def model_class() -> Any:
-        """The transformers class to load (imported only when a model loads)."""
-        raise NotImplementedError
+        model = getattr(transformers, cls.model_class).from_pretrained(source, attn_implementation="eager")
+        if cls.joint_processor:
+            processor = cast(Any, transformers.AutoProcessor).from_pretrained(source)
+            image_processor, tokenizer = processor.image_processor, processor.tokenizer
+        else:
+            image_processor = cast(Any, transformers.AutoImageProcessor).from_pretrained(source)
+            tokenizer = cast(Any, transformers.AutoTokenizer).from_pretrained(source)
+        return cls(model_id, model, image_processor, tokenizer)
 
     @staticmethod
     def vision_config(config: Any) -> Any:

@@ -13,12 +13,7 @@ class BlipCaptioner(HFCaptioner):
     model_type = "blip"
     family = "blip"
     label = "BLIP"
-
-    @staticmethod
-    def model_class() -> Any:
-        from transformers import BlipForConditionalGeneration
-
-        return BlipForConditionalGeneration
+    model_class = "BlipForConditionalGeneration"
 
     def special_ids(self) -> tuple[list[int], list[int | None]]:
         text = self.model.config.text_config

@@ -4,8 +4,6 @@ over the image prefix, and its rollout runs through the whole stack."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -18,12 +16,7 @@ class GitCaptioner(HFCaptioner):
     model_type = "git"
     family = "git"
     label = "GIT"
-
-    @staticmethod
-    def model_class() -> Any:
-        from transformers import GitForCausalLM
-
-        return GitForCausalLM
+    model_class = "GitForCausalLM"
 
     def special_ids(self) -> tuple[list[int], list[int | None]]:
         return [self.tokenizer.cls_token_id], [self.tokenizer.sep_token_id, self.tokenizer.pad_token_id]

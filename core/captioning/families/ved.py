@@ -3,7 +3,7 @@ text decoder with cross-attention; image processor and tokenizer are saved separ
 
 from __future__ import annotations
 
-from typing import Any, Self, cast
+from typing import Any
 
 import torch
 
@@ -14,21 +14,8 @@ class VisionEncoderDecoderCaptioner(HFCaptioner):
     model_type = "vision-encoder-decoder"
     family = "vit-gpt2"
     label = "VisionEncoderDecoder (e.g. ViT-GPT2)"
-
-    @classmethod
-    def from_pretrained(cls, model_id: str, source: str) -> Self:
-        from transformers import AutoImageProcessor, AutoTokenizer
-
-        model = cls.model_class().from_pretrained(source, attn_implementation="eager")
-        image_processor = cast(Any, AutoImageProcessor).from_pretrained(source)
-        tokenizer = cast(Any, AutoTokenizer).from_pretrained(source)
-        return cls(model_id, model, image_processor, tokenizer)
-
-    @staticmethod
-    def model_class() -> Any:
-        from transformers import VisionEncoderDecoderModel
-
-        return VisionEncoderDecoderModel
+    model_class = "VisionEncoderDecoderModel"
+    joint_processor = False
 
     @staticmethod
     def vision_config(config: Any) -> Any:
