@@ -185,12 +185,11 @@ tab_grid, tab_reverse, tab_faith, tab_refs, tab_batch = st.tabs(
 if tab_grid.open:
     with tab_grid:
         stacks = {m: r.attention for m, r in good.items() if r.attention is not None}
-        with_stack = list(stacks)
-        if not with_stack:
+        if not stacks:
             st.info("The chosen models have a single attention map per word.")
         else:
             a, b = st.columns(2)
-            grid_model = a.selectbox("Model", with_stack, key="grid_model")
+            grid_model = a.selectbox("Model", list(stacks), key="grid_model")
             words = good[grid_model].words
             word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
             st.plotly_chart(layer_head_figure(layer_head_maps(stacks[grid_model], word), words[word]), key="layer_head")
