@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import weakref
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.captioning.analysis import batch_table, caption_batch, faithfulness, mask_cells, read_batch
+from core.captioning.analysis import batch_table, caption_batch, faithfulness, mask_cells, read_batch, reverse_view
 from core.captioning.types import WHOLE, CaptionResult, DecodingConfig
 from core.models import ModelSpec, Registry
 from core.runtime import SILENT, Cancelled, Reporter
@@ -167,3 +168,15 @@ def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
     rows = caption_batch(["vit-gpt2", "blip-base", "git-base"], registry.load, images, DecodingConfig(max_new_tokens=3))
     assert len(rows) == 6
     assert alive_at_load == [0, 0, 0]
+
+
+def test_reverse_view_reads_each_models_maps_where_its_view_shows_the_point():
+    maps = np.zeros((2, 2, 2))
+    maps[0, 0, 1] = maps[1, 1, 0] = 1.0  # word 0 looked top-right, word 1 bottom-left
+    whole = CaptionResult("whole", "a b", ["a", "b"], maps, np.ones(2), [[], []], 0.0, (2, 2))
+    left = dataclasses.replace(whole, model_id="left", view_box=(0.0, 0.0, 0.5, 1.0))  # saw the left half only
+    values = reverse_view({"whole": (whole, maps), "left": (left, maps)}, (0.3, 0.1))
+    assert values["whole"][0] == ["a", "b"]
+    assert values["whole"][1].tolist() == [0.0, 0.0]  # top-left of the whole image: nobody looked there
+    assert values["left"][1].tolist() == [4.0, 0.0]  # top-right of the left half: word 0, 4× uniform
+    assert list(reverse_view({"whole": (whole, maps), "left": (left, maps)}, (0.9, 0.9))) == ["whole"]
