@@ -18,7 +18,7 @@ from PIL import Image
 
 from benchmarks.common import Row, arguments, paired_medians, print_table, setup
 from benchmarks.twins import twin_registry
-from core.captioning.hf import HFCaptioner
+from core.captioning.families import HFCaptioner
 from core.captioning.types import DecodingConfig
 from core.samples import load_sample
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             config = DecodingConfig(max_new_tokens=tokens)
             theirs = baseline(model_id, str(registry.models_dir / model_id), tokens)
             result = ours.caption(image, config)
-            assert len(result.extra["token_ids"]) == tokens and result.word_maps.shape[0] == len(result.words)
+            assert len(result.token_ids) == tokens and result.word_maps.shape[0] == len(result.words)
             same = result.caption == theirs(image)
             times = paired_medians(
                 lambda ours=ours, config=config: ours.caption(image, config),

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import pandas as pd
 import streamlit as st
 
-from core.captioning.analysis import FaithfulnessCurve, faithfulness, point_in_view
-from core.captioning.attention import AGGREGATIONS, attention_at, layer_head_maps
+from core.captioning.analysis import MASK_MODES, FaithfulnessCurve, faithfulness, reverse_view
+from core.captioning.attention import AGGREGATIONS, layer_head_maps
 from core.captioning.batch import caption_batch, read_batch
-from core.captioning.hf import add_user_model
 from core.captioning.metrics import reference_scores
-from core.captioning.types import CaptionResult, DecodingConfig
+from core.captioning.shapes import render_scene
+from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig
+from core.captioning.user_models import add_user_model
 from core.models import ModelError
 from core.runtime import Reporter
 from ui.caption_figures import (
@@ -28,7 +28,16 @@ from ui.caption_tables import batch_table
 from ui.captioning import image_key, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
 from ui.jobs import open_page, run_job
 from ui.resources import registry
-from ui.state import add_to_tray, added_models
+from ui.state import (
+    CAPTION_IMAGE,
+    CAPTION_IMAGE_SOURCE,
+    CAPTION_IMAGE_TRAY,
+    CAPTION_MODELS,
+    CAPTION_POINT,
+    CAPTION_REFS,
+    add_to_tray,
+    added_models,
+)
 from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, image_picker
 
@@ -50,25 +59,21 @@ AGG_LABELS = {
 }
 
 # -- sidebar: image, models, decoding, view ---------------------------------------------------------
-with st.sidebar:
-    if importlib.util.find_spec("core.captioning.shapes") is not None:  # the ShapesWorld generator (our LSTM's data)
-        with st.expander("ShapesWorld scene"):
-            seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene")
-            if st.button("Generate scene", help="A synthetic scene the built-in LSTM captioner was trained on."):
-                from core.captioning.shapes import render_scene
-
-                scene = render_scene(int(seed))
-                name = add_to_tray(f"ShapesWorld {int(seed)}", scene.image, "ShapesWorld")
-                st.session_state.update({"img_src": "Tray", "img_tray": name, "refs": scene.caption})
-                st.rerun()
-picked = image_picker("img")
+with st.sidebar, st.expander("ShapesWorld scene"):  # the synthetic scenes our LSTM was trained on
+    seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene")
+    if st.button("Generate scene", help="A synthetic scene the built-in LSTM captioner was trained on."):
+        scene = render_scene(int(seed))
+        name = add_to_tray(f"ShapesWorld {int(seed)}", scene.image, "ShapesWorld")
+        st.session_state.update({CAPTION_IMAGE_SOURCE: "Tray", CAPTION_IMAGE_TRAY: name, CAPTION_REFS: scene.caption})
+        st.rerun()
+picked = image_picker(CAPTION_IMAGE)
 
 ids = [s.id for s in reg.specs("captioning")] + [i for i in added_models() if i in reg]  # this session's own
 statuses = {i: reg.status(i).status for i in ids}
 default_models = [i for i in ids if statuses[i].value == "ready"][:3] or ids[:1]
 with st.sidebar:
     # Bound widgets put their *labels* in the URL: plain ids keep links short and stable.
-    chosen = st.multiselect("Captioners", ids, default=default_models, key="models", bind="query-params")
+    chosen = st.multiselect("Captioners", ids, default=default_models, key=CAPTION_MODELS, bind="query-params")
     st.caption(" · ".join(f"{STATUS_ICON[statuses[i]]} {i}" for i in ids))
     with st.expander("Add a model (hub id, or a folder in the models folder)"):
         ref = st.text_input("e.g. Salesforce/blip-image-captioning-base or my-blip", key="add_ref")
@@ -88,7 +93,7 @@ with st.sidebar:
                 st.success(f"Added {plain(spec.display_name)}; pick it above.")
     st.subheader("Decoding")
     strategy = st.segmented_control(
-        "Strategy", ["greedy", "beam", "sample"], default="greedy", required=True, key="dec", bind="query-params"
+        "Strategy", STRATEGIES, default="greedy", required=True, key="dec", bind="query-params"
     )
     beams = st.slider("Beams", 2, 8, 3, key="beams", bind="query-params", disabled=strategy != "beam")
     top_p = st.slider("top-p", 0.1, 1.0, 0.9, 0.05, key="p", bind="query-params", disabled=strategy != "sample")
@@ -128,11 +133,12 @@ if not ready:
     st.warning("None of the chosen captioners is available here. Pick a 🟢 model, or see the README.")
     st.stop()
 
-key = image_key(picked.name, picked.image)
-found = run_captions(picked.image, key, ready, config, gradients=method == "gradient")
+image = picked.image
+key = image_key(picked.name, image)
+found = run_captions(image, key, ready, config, gradients=method == "gradient")
 good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
 if method == "gradient":
-    good = {m: with_gradients(picked.image, key, m, config) for m in good}
+    good = {m: with_gradients(image, key, m, config) for m in good}
 shown = {m: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)) for m, r in good.items()}
 
 # -- side by side -----------------------------------------------------------------------------------
@@ -155,7 +161,7 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
             continue
         maps, note = shown[model_id]
         st.plotly_chart(
-            token_scrub_figure(result.view or picked.image, result, maps, opacity=opacity),
+            token_scrub_figure(result.view or image, result, maps, opacity=opacity),
             key=f"scrub_{model_id}",
             config={"displayModeBar": False},
         )
@@ -172,22 +178,21 @@ tab_grid, tab_reverse, tab_faith, tab_refs, tab_batch = st.tabs(
 
 if tab_grid.open:
     with tab_grid:
-        with_stack = [m for m, r in good.items() if "attention" in r.extra]
-        if not with_stack:
+        stacks = {m: r.attention for m, r in good.items() if r.attention is not None}
+        if not stacks:
             st.info("The chosen models have a single attention map per word.")
         else:
             a, b = st.columns(2)
-            grid_model = a.selectbox("Model", with_stack, key="grid_model")
+            grid_model = a.selectbox("Model", list(stacks), key="grid_model")
             words = good[grid_model].words
             word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
-            stack = good[grid_model].extra["attention"]
-            st.plotly_chart(layer_head_figure(layer_head_maps(stack, word), words[word]), key="layer_head")
+            st.plotly_chart(layer_head_figure(layer_head_maps(stacks[grid_model], word), words[word]), key="layer_head")
 
 if tab_reverse.open:
     with tab_reverse:
         st.caption("Click a point of the image: the bars show how strongly each word of each caption attended there.")
-        point = st.session_state.get("cap_point")
-        thumb = picked.image.copy()
+        point = st.session_state.get(CAPTION_POINT)
+        thumb = image.copy()
         thumb.thumbnail((448, 448))
         left, right = st.columns([2, 3])
         with left:
@@ -195,16 +200,12 @@ if tab_reverse.open:
         clicked = (event or {}).get("selection", {}).get("points", [])
         if clicked:
             point = (clicked[0]["x"] / thumb.width, clicked[0]["y"] / thumb.height)
-            st.session_state["cap_point"] = point
+            st.session_state[CAPTION_POINT] = point
         with right:
             if point is None:
                 st.info("No point chosen yet.")
             else:
-                values = {}
-                for model_id, result in good.items():
-                    where = point_in_view(result.view_box, *point)
-                    if where is not None:
-                        values[model_id] = (result.words, attention_at(shown[model_id][0], *where))
+                values = reverse_view({m: (r, shown[m][0]) for m, r in good.items()}, point)
                 if values:
                     st.plotly_chart(reverse_figure(values), key="reverse_bars")
                 else:
@@ -220,13 +221,13 @@ if tab_faith.open:
         faith_model = a.selectbox("Model", list(good), key="faith_model")
         words = good[faith_model].words
         word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
-        mode = c.segmented_control("Hide with", ["blur", "mean"], default="blur", required=True, key="faith_mode")
+        mode = c.segmented_control("Hide with", MASK_MODES, default="blur", required=True, key="faith_mode")
         faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
         target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
 
         def check(rep: Reporter) -> FaithfulnessCurve:
             model = load_captioner(faith_model)
-            return faithfulness(model, picked.image, target, word, mode=mode, recaption=config, reporter=rep)
+            return faithfulness(model, image, target, word, mode=mode, recaption=config, reporter=rep)
 
         try:
             curve = run_job("faithfulness check", faith_key, check, auto=False, slug="faith", label="Run the check")
@@ -242,7 +243,11 @@ if tab_faith.open:
 if tab_refs.open:
     with tab_refs:
         text = st.text_area(
-            "Reference captions, one per line", key="refs", bind="query-params", persist_state="session", height=110
+            "Reference captions, one per line",
+            key=CAPTION_REFS,
+            bind="query-params",
+            persist_state="session",
+            height=110,
         )
         references = [line for line in text.splitlines() if line.strip()]
         if references:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from core.captioning.hf import add_user_model
+from core.captioning.user_models import add_user_model
 from core.models import ModelError, ModelSpec, NeedsDownload, Registry, Source, Status
 from core.models.download import endpoint_address, fetch_url, hub_plan, hub_repo_dir, needed_files
 from core.models.registry import REPO_ROOT, torch_hub_file
@@ -112,7 +112,7 @@ def test_loading_never_downloads_and_a_click_fetches_only_the_needed_files(hub):
     assert resolved(hub) == set()
     seen: list[float] = []
     model = reg.load("blip-base", lambda f, _m: seen.append(f), download=True)
-    assert type(model).__name__ == "HFCaptioner" and model.grid == (6, 6)
+    assert type(model).__name__ == "BlipCaptioner" and model.grid == (6, 6)
     assert resolved(hub) == NEEDED, "no .bin beside safetensors, no README, no ONNX or TF copies"
     assert seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
     snapshot = reg.status("blip-base").location
@@ -306,7 +306,7 @@ def test_a_hub_model_is_sized_from_the_hubs_metadata_and_only_its_config_is_read
     assert resolved(hub) == {"config.json"}
     assert spec.id not in [s.id for s in reg.specs()], "never listed for other visitors"
     assert reg.status(spec.id).status is Status.DOWNLOADABLE
-    assert type(reg.load(spec.id, download=True)).__name__ == "HFCaptioner"
+    assert type(reg.load(spec.id, download=True)).__name__ == "BlipCaptioner"
 
 
 def test_unknown_or_over_cap_sizes_are_refused(hub, blip_folder, models_dir):

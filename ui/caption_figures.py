@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 
 import numpy as np
@@ -149,7 +149,7 @@ def click_grid_figure(view: Image.Image, point: tuple[float, float] | None) -> g
     return fig
 
 
-def reverse_figure(values: dict[str, tuple[Sequence[str], np.ndarray]]) -> go.Figure:
+def reverse_figure(values: Mapping[str, tuple[Sequence[str], np.ndarray]]) -> go.Figure:
     """How strongly each word of each model attended to the chosen point (1 = uniform attention)."""
     fig = go.Figure()
     for model_id, (words, strength) in values.items():

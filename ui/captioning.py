@@ -7,15 +7,14 @@ Stop or a new setting keeps the models that had already finished.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import inspect
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.captioning.analysis import caption_with_view
-from core.captioning.attention import AttentionStack, word_maps
+from core.captioning.attention import Aggregation, word_maps
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig
 from core.models import ModelError
 from core.runtime import Reporter
@@ -82,34 +81,28 @@ def _caption(
 ) -> CaptionResult:
     """Caption with one model, referenced only meanwhile: a model the registry evicts to make room for the
     next is then freed before that one loads (a loop variable kept BLIP-base alive while ViT-GPT2 loaded)."""
-    model = load_captioner(model_id)
-    kwargs = {"gradients": True} if gradients and _takes_gradients(model) else {}
-    return caption_with_view(model, image, config, progress, **kwargs)
-
-
-def _takes_gradients(model: Captioner) -> bool:
-    return "gradients" in inspect.signature(model.caption).parameters
+    return load_captioner(model_id).caption(image, config, progress, gradients=gradients)
 
 
 def with_gradients(image: Image.Image, key: str, model_id: str, config: DecodingConfig) -> CaptionResult:
     """The stored result, re-explained once with gradients when a gradient-weighted view needs them."""
     result = recall(result_key(key, model_id, config))
     assert isinstance(result, CaptionResult)
-    stack = result.extra.get("attention")
-    if isinstance(stack, AttentionStack) and stack.gradients is None:
+    if result.attention is not None and result.attention.gradients is None:
         model = load_captioner(model_id)
         with st.spinner(f"Gradients for {model_id}…"):
-            fresh = model.explain_ids(image, result.extra["token_ids"], gradients=True)  # type: ignore[attr-defined]
-        stack = fresh.extra["attention"]
-        result = CaptionResult(**{**result.__dict__, "extra": {**result.extra, "attention": stack}})
+            fresh = model.explain_ids(image, result.token_ids, gradients=True)
+        result = dataclasses.replace(result, attention=fresh.attention)
         remember(result_key(key, model_id, config), result)
     return result
 
 
-def maps_for(result: CaptionResult, method: str, *, layer: int, head: int, last_k: int) -> tuple[np.ndarray, str]:
+def maps_for(
+    result: CaptionResult, method: Aggregation, *, layer: int, head: int, last_k: int
+) -> tuple[np.ndarray, str]:
     """The word maps to draw and a note; models without per-layer attention (e.g. our LSTM) have one map."""
-    stack = result.extra.get("attention")
-    if not isinstance(stack, AttentionStack):
+    stack = result.attention
+    if stack is None:
         return result.word_maps, "one soft-attention map per word"
     layers, heads = stack.shape
     layer = max(-layers, -layer)
@@ -121,7 +114,7 @@ def maps_for(result: CaptionResult, method: str, *, layer: int, head: int, last_
         "rollout": "attention rollout to the input patches",
         "gradient": f"gradient-weighted, layer {layers + layer + 1}/{layers}",
     }[method]
-    return word_maps(stack, method, layer=layer, head=head, last_k=last_k), note  # type: ignore[arg-type]
+    return word_maps(stack, method, layer=layer, head=head, last_k=last_k), note
 
 
 def model_status_panel(model_ids: list[str]) -> list[str]:

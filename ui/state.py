@@ -47,3 +47,12 @@ def add_to_tray(name: str, image: Image.Image, origin: str) -> str:
 def added_models() -> list[str]:
     """Ids of the models this session added: only this session lists them (the registry lists none)."""
     return st.session_state.setdefault(ADDED_MODELS_KEY, [])
+
+
+# -- Captioning page (pages/1_Captioning.py) ---------------------------------------------------------
+CAPTION_IMAGE = "img"  # its image picker: the source and tray widgets below are ``image_picker``'s own keys
+CAPTION_IMAGE_SOURCE = f"{CAPTION_IMAGE}_src"
+CAPTION_IMAGE_TRAY = f"{CAPTION_IMAGE}_tray"
+CAPTION_MODELS = "models"
+CAPTION_REFS = "refs"  # reference captions, also filled by "Generate scene"
+CAPTION_POINT = "cap_point"  # the reverse view's chosen point, as fractions of the image

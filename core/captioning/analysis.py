@@ -9,8 +9,8 @@ that look alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -18,35 +18,34 @@ from PIL import Image, ImageFilter
 
 from core.runtime import SILENT, Reporter
 
-from .types import Captioner, CaptionResult, DecodingConfig
+from .attention import attention_at
+from .types import Box, Captioner, CaptionResult, DecodingConfig
 
 MaskMode = Literal["blur", "mean"]
+MASK_MODES: tuple[MaskMode, ...] = ("blur", "mean")
 FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5)
 
 
-def model_view(model: Captioner, image: Image.Image) -> Image.Image:
-    """The image as ``model`` sees it, so masked cells line up with its attention grid."""
-    view = getattr(model, "view", None)
-    return view(image) if callable(view) else image.convert("RGB")
-
-
-def caption_with_view(
-    model: Captioner, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, **kwargs: object
-) -> CaptionResult:
-    """``model.caption`` plus the view and crop box its figures need, so redrawing never reloads the model."""
-    result = model.caption(image, config, reporter, **kwargs)  # type: ignore[call-arg]
-    box = getattr(model, "view_box", None)
-    crop = box(image.size) if callable(box) else (0.0, 0.0, 1.0, 1.0)
-    return replace(result, view=model_view(model, image), view_box=crop)
-
-
-def point_in_view(box: tuple[float, float, float, float], x: float, y: float) -> tuple[float, float] | None:
+def point_in_view(box: Box, x: float, y: float) -> tuple[float, float] | None:
     """A point given as fractions of the original image → fractions of the view cropped to ``box`` (``None`` if
     cropped away)."""
     left, top, right, bottom = box
     if not (left <= x <= right and top <= y <= bottom):
         return None
     return (x - left) / (right - left), (y - top) / (bottom - top)
+
+
+def reverse_view(
+    shown: Mapping[str, tuple[CaptionResult, np.ndarray]], point: tuple[float, float]
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Each model's words and how strongly each attended to ``point`` (fractions of the original image), from
+    the word maps drawn for it; a model whose view crops the point away is left out."""
+    values: dict[str, tuple[list[str], np.ndarray]] = {}
+    for model_id, (result, maps) in shown.items():
+        where = point_in_view(result.view_box, *point)
+        if where is not None:
+            values[model_id] = (result.words, attention_at(maps, *where))
+    return values
 
 
 def mask_cells(image: Image.Image, cells: np.ndarray, mode: MaskMode = "blur") -> Image.Image:
@@ -81,11 +80,9 @@ class FaithfulnessCurve:
 
 
 def rescore(model: Captioner, image: Image.Image, result: CaptionResult) -> CaptionResult:
-    """Explain ``result``'s caption on ``image``, from its exact token ids when the model keeps them."""
-    ids = result.extra.get("token_ids")
-    explain_ids = getattr(model, "explain_ids", None)
-    if ids is not None and callable(explain_ids):
-        return explain_ids(image, ids)
+    """Explain ``result``'s caption on ``image``, from its exact token ids (the words stay the same pieces)."""
+    if result.token_ids:
+        return model.explain_ids(image, result.token_ids)
     return model.explain(image, result.caption)
 
 
@@ -110,8 +107,8 @@ def faithfulness(
     reporter: Reporter = SILENT,
 ) -> FaithfulnessCurve:
     """Mask top-k% vs random patches for ``result.words[word]`` and re-score the same caption."""
-    view = model_view(model, image)
-    heat = result.word_maps[word]
+    view = model.view(image)
+    heat: np.ndarray = result.word_maps[word]
     n_cells = heat.size
     order = np.argsort(heat, axis=None)[::-1]
     rng = np.random.default_rng(seed)
@@ -125,7 +122,9 @@ def faithfulness(
         return _word_logp(model, img, result, word)
 
     base = score(view)
-    top, rand, rand_std = [], [], []
+    top: list[float] = []
+    rand: list[float] = []
+    rand_std: list[float] = []
     masked = view
     for fraction in fractions:
         k = max(1, round(fraction * n_cells))
@@ -133,7 +132,7 @@ def faithfulness(
         cells[order[:k]] = True
         masked = mask_cells(view, cells.reshape(heat.shape), mode)
         top.append(score(masked) - base)
-        samples = []
+        samples: list[float] = []
         for _ in range(draws):
             cells = np.zeros(n_cells, dtype=bool)
             cells[rng.choice(n_cells, size=k, replace=False)] = True

@@ -1,7 +1,7 @@
 """Per-word attention maps of captioners: grid reshape, sub-word merging, aggregations, rollout.
 
 Everything here works on attention already recomputed by one teacher-forced pass over the final
-caption (see ``core.captioning.hf``), so the map drawn for a word is the attention of the very
+caption (see ``core.captioning.families``), so the map drawn for a word is the attention of the very
 query that predicted that word, whatever decoding produced the caption. Row ``t`` of every array is
 the query position predicting caption token ``t``; columns are the image positions the decoder sees,
 with ``n_extra`` leading non-patch positions (e.g. ViT's CLS) that are dropped before drawing.

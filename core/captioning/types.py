@@ -1,19 +1,33 @@
-"""Result and settings types shared by every captioner, so pages and figures treat them alike."""
+"""The captioner contract and the result every captioner returns, so pages, figures, checks and benchmarks
+treat a transformers model and our LSTM alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+from core.runtime import SILENT, Reporter
+
+from .attention import AttentionStack
+
+#: A part of an image as (left, top, right, bottom) fractions of its width and height.
+Box = tuple[float, float, float, float]
+WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
+
+
+Strategy = Literal["greedy", "beam", "sample"]
+STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "sample")
 
 
 @dataclass(frozen=True)
 class DecodingConfig:
     """Decoding controls shown on the captioning page."""
 
-    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    strategy: Strategy = "greedy"
     num_beams: int = 3
     top_p: float = 0.9
     temperature: float = 1.0
@@ -27,8 +41,10 @@ class CaptionResult:
     """A caption with everything its figures need (figures never recompute).
 
     ``word_maps[i]`` is word ``i``'s attention over the model's patch grid and sums to 1. ``view`` is the image
-    as the model saw it (the heatmaps' background) and ``view_box`` the part of the original it covers, as
-    (left, top, right, bottom) fractions: with them a view change never needs the model again.
+    as the model saw it (the heatmaps' background; set by ``caption``, ``None`` after a re-scoring pass) and
+    ``view_box`` the part of the original it covers: with them a view change never needs the model again.
+    ``token_ids`` are the exact ids decoded, so a re-scoring pass sees the same tokens (decoded text does not
+    always re-tokenize to the same pieces). The optional fields are what only some models have.
     """
 
     model_id: str
@@ -39,22 +55,49 @@ class CaptionResult:
     alternatives: list[list[tuple[str, float]]]  # top-k (token, prob) per word's first step
     seconds: float
     grid: tuple[int, int]
-    extra: dict[str, object] = field(default_factory=dict)
+    token_ids: tuple[int, ...] = ()
     view: Image.Image | None = None
-    view_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    view_box: Box = WHOLE
+    #: Transformers: every layer's and head's attention of this caption (the aggregations and layer × head grid).
+    attention: AttentionStack | None = None
+    #: Transformers: the tokenizer's pieces of ``token_ids`` and each one's probability.
+    tokens: tuple[str, ...] = ()
+    token_probs: np.ndarray | None = None  # (n_tokens,)
+    #: Time of the teacher-forced pass that recomputed the attention (not counted in ``seconds``).
+    explain_seconds: float = 0.0
+    #: Show-Attend-Tell: the gate on each word's image context (how much the word reads the image at all).
+    betas: np.ndarray | None = None  # (n_words,)
+    #: Show-Attend-Tell: the caption's log-probability and the probability of ending after its last word.
+    log_prob: float | None = None
+    end_prob: float | None = None
+    trained_on: str = ""
 
 
 @runtime_checkable
 class Captioner(Protocol):
     """What every registry loader for ``task="captioning"`` returns.
 
-    ``caption`` decodes; ``explain`` runs one teacher-forced pass over a given caption (the
-    faithfulness check re-scores a fixed caption on a masked image with it).
+    ``caption`` decodes and returns the result with its ``view``; ``explain`` and ``explain_ids`` run one
+    teacher-forced pass over a given caption (the faithfulness check re-scores a fixed caption on a masked
+    image with them). ``gradients=True`` also computes ∂ log p(token) / ∂ attention for models with an
+    attention stack (``result.attention.gradients``); models without one (our LSTM) ignore it.
     """
 
     model_id: str
     grid: tuple[int, int]
 
-    def caption(self, image: Image.Image, config: DecodingConfig) -> CaptionResult: ...
+    def caption(
+        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
+    ) -> CaptionResult: ...
 
-    def explain(self, image: Image.Image, caption: str) -> CaptionResult: ...
+    def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult: ...
+
+    def explain_ids(self, image: Image.Image, ids: Sequence[int], *, gradients: bool = False) -> CaptionResult: ...
+
+    def view(self, image: Image.Image) -> Image.Image:
+        """The image as the model sees it (resized, cropped where it crops): masks and overlays line up with it."""
+        ...
+
+    def view_box(self, size: tuple[int, int]) -> Box:
+        """The part of an image of ``size`` (width, height) that :meth:`view` keeps."""
+        ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .spec import ModelSpec, Source
 
-_HF_CAPTION = "core.captioning.hf:load"
+_HF_CAPTION = "core.captioning.families:load"
 _TV = "core.models.classifiers:load_torchvision"
 
 CATALOGUE: tuple[ModelSpec, ...] = (

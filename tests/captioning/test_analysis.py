@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from core.captioning.analysis import faithfulness, mask_cells
-from core.captioning.types import CaptionResult, DecodingConfig
-from core.runtime import Reporter
+from core.captioning.types import WHOLE, CaptionResult, DecodingConfig
+from core.runtime import SILENT, Reporter
 
 
 class CornerCaptioner:
@@ -22,11 +22,20 @@ class CornerCaptioner:
         maps = np.array([[[1.0, 0.0], [0.0, 0.0]]])
         return CaptionResult("corner", "red", ["red"], maps, np.array([max(corner, 1e-6)]), [[]], 0.0, (2, 2))
 
-    def caption(self, image, config, reporter=None):
+    def caption(self, image, config, reporter=SILENT, *, gradients=False):
         return self._result(image)
 
-    def explain(self, image, caption):
+    def explain(self, image, caption, *, gradients=False):
         return self._result(image)
+
+    def explain_ids(self, image, ids, *, gradients=False):
+        return self._result(image)
+
+    def view(self, image):
+        return image.convert("RGB")
+
+    def view_box(self, size):
+        return WHOLE
 
 
 def _quadrants() -> Image.Image:

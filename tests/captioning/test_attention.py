@@ -30,7 +30,7 @@ def test_word_maps_are_distributions_over_each_models_grid(tiny_registry, photo,
     model = tiny_registry.load(model_id)
     assert isinstance(model, Captioner)
     result = model.caption(photo, GREEDY, gradients=True)
-    stack = result.extra["attention"]
+    stack = result.attention
     assert result.grid == GRIDS[model_id]
     assert stack.n_extra == 1  # the CLS position, dropped
     assert len(result.words) == len(stack.spans) == len(result.word_probs) == len(result.alternatives) > 0
@@ -62,9 +62,9 @@ def test_teacher_forced_maps_equal_generate_time_maps_for_greedy_vit_gpt2(tiny_r
     config = DecodingConfig(strategy="greedy", max_new_tokens=6, repetition_penalty=1.0)
     sequence, generated, _ = _cross_rows_from_generate(model, photo, config)
     result = model.caption(photo, config)
-    ids = result.extra["token_ids"]
+    ids = list(result.token_ids)
     assert ids == sequence[: len(ids)]
-    np.testing.assert_allclose(result.extra["attention"].rows, generated[:, :, : len(ids)], atol=1e-5)
+    np.testing.assert_allclose(result.attention.rows, generated[:, :, : len(ids)], atol=1e-5)
 
 
 def test_beam_search_returns_the_chosen_beams_own_maps(tiny_registry):
@@ -74,11 +74,11 @@ def test_beam_search_returns_the_chosen_beams_own_maps(tiny_registry):
     sequence, generated, beams = _cross_rows_from_generate(model, image, config)
     assert any(beams), "the winning hypothesis must switch beams, or this test proves nothing"
     result = model.caption(image, config)
-    ids = result.extra["token_ids"]
+    ids = list(result.token_ids)
     assert ids == sequence[: len(ids)]
-    np.testing.assert_allclose(result.extra["attention"].rows, generated[:, :, : len(ids)], atol=1e-5)
+    np.testing.assert_allclose(result.attention.rows, generated[:, :, : len(ids)], atol=1e-5)
     _, beam0, _ = _cross_rows_from_generate(model, image, config, follow_beams=False)
-    assert not np.allclose(result.extra["attention"].rows, beam0[:, :, : len(ids)], atol=1e-5)
+    assert not np.allclose(result.attention.rows, beam0[:, :, : len(ids)], atol=1e-5)
 
 
 def test_gpt2_and_wordpiece_subwords_merge_into_words():
@@ -92,13 +92,13 @@ def test_gpt2_and_wordpiece_subwords_merge_into_words():
 
 def test_explained_words_combine_their_subword_maps(tiny_registry, photo):
     result = tiny_registry.load("blip-base").explain(photo, "a man snowboarding")
-    stack = result.extra["attention"]
+    stack = result.attention
     assert result.words == ["a", "man", "snowboarding"]
     assert stack.spans == ((0,), (1,), (2, 3))
     tokens = to_grid(stack.rows[-1].mean(axis=0), stack.n_extra, stack.grid)
     merged = (tokens[2] + tokens[3]) / 2
     np.testing.assert_allclose(result.word_maps[2], merged / merged.sum(), atol=1e-12)
-    token_probs = result.extra["token_probs"]
+    token_probs = result.token_probs
     assert result.word_probs[2] == pytest.approx(token_probs[2] * token_probs[3])
 
 

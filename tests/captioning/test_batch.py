@@ -69,11 +69,11 @@ def test_batch_stops_when_asked(tiny_registry):
 
 def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
     """With room for one model, each captioner is freed before the next loads: batch mode stays in the budget."""
-    from core.captioning import hf
+    from core.captioning import families
 
     alive: list[weakref.ref] = []
     alive_at_load: list[int] = []
-    original = hf.load
+    original = families.load
 
     def load(spec, location, progress, registry):
         gc.collect()
@@ -82,7 +82,7 @@ def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
         alive.append(weakref.ref(model))
         return model
 
-    monkeypatch.setattr(hf, "load", load)
+    monkeypatch.setattr(families, "load", load)
     monkeypatch.setattr(ModelSpec, "memory_mb", property(lambda _spec: 1.0))  # the tiny twins are admitted
     registry = Registry(models_dir=tiny_dir, online=False, budget_mb=1)
     images = [("x", Image.new("RGB", (8, 8)))] * 2

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.captioning.hf import add_user_model, generate_kwargs
+from core.captioning.families.base import generate_kwargs
 from core.captioning.types import DecodingConfig
+from core.captioning.user_models import add_user_model
 from core.models import ModelError, Status
 from core.runtime import Cancelled, Reporter
 
@@ -77,11 +78,11 @@ def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny
     encoded = model.encode(model.pixels(photo))
     assert list(encoded.outputs.keys()) == ["last_hidden_state"]  # the attention is not held while decoding
     captioned = model.caption(photo, DecodingConfig(max_new_tokens=5))
-    alone = model.explain_ids(photo, captioned.extra["token_ids"])  # its own encoder pass, attention and all
+    alone = model.explain_ids(photo, captioned.token_ids)  # its own encoder pass, attention and all
     assert captioned.words == alone.words
-    np.testing.assert_array_equal(captioned.extra["attention"].rollout, alone.extra["attention"].rollout)
-    np.testing.assert_array_equal(captioned.extra["attention"].rows, alone.extra["attention"].rows)
-    np.testing.assert_array_equal(captioned.extra["token_probs"], alone.extra["token_probs"])
+    np.testing.assert_array_equal(captioned.attention.rollout, alone.attention.rollout)
+    np.testing.assert_array_equal(captioned.attention.rows, alone.attention.rows)
+    np.testing.assert_array_equal(captioned.token_probs, alone.token_probs)
 
 
 def test_encoding_in_parallel_threads_keeps_each_rollout_and_leaves_no_hooks(tiny_registry, photo):

@@ -60,7 +60,7 @@ def test_tiny_models_side_by_side_with_per_word_heatmaps(page, tiny_dir):
 
 
 def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir, monkeypatch):
-    from core.captioning import hf
+    from core.captioning import families
 
     loaded: list[weakref.ref] = []
     alive_at_load: list[list[str]] = []
@@ -72,8 +72,8 @@ def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir,
         loaded.append(weakref.ref(model))
         return model
 
-    original = hf.load
-    monkeypatch.setattr(hf, "load", load)
+    original = families.load
+    monkeypatch.setattr(families, "load", load)
     monkeypatch.setenv("VISIONLAB_MEMORY_BUDGET_MB", "1")  # room for one model at a time
     # the catalogue's estimates are the real checkpoints' (about 1 GB): the tiny twins take 1 MB "each" here
     monkeypatch.setattr(ModelSpec, "memory_mb", property(lambda _spec: 1.0))
@@ -185,16 +185,16 @@ def test_view_changes_load_no_model_and_run_no_forward_pass(page, tiny_dir, monk
 
 def test_model_text_is_shown_as_text(page, tiny_dir, monkeypatch):
     """A caption with Markdown links, images and HTML reaches the page escaped, and Plotly gets it HTML-escaped."""
-    from core.captioning import hf
+    from core.captioning import families
 
     evil = "a [link](http://evil.example) ![x](http://evil.example/p.png) <b>bold</b> :red[red] $x$"
-    original = hf.HFCaptioner.caption
+    original = families.HFCaptioner.caption
 
     def caption(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         return dataclasses.replace(result, caption=evil, words=[evil, *result.words[1:]])
 
-    monkeypatch.setattr(hf.HFCaptioner, "caption", caption)
+    monkeypatch.setattr(families.HFCaptioner, "caption", caption)
     at = page(tiny_dir)
     at.run()
     at.multiselect(key="models").set_value(["blip-base"]).run()

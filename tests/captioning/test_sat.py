@@ -83,7 +83,7 @@ def test_caption_result_contract(sat: SatCaptioner):
     np.testing.assert_allclose(result.word_maps.sum(axis=(1, 2)), 1.0, atol=1e-5)
     assert np.all((result.word_probs > 0.5) & (result.word_probs <= 1.0))
     assert [alts[0][0] for alts in result.alternatives] == result.words  # greedy takes the top word
-    assert result.extra["end_prob"] > 0.5
+    assert result.end_prob is not None and result.end_prob > 0.5
     explained = sat.explain(scene.image, scene.caption)
     np.testing.assert_allclose(explained.word_maps, result.word_maps, atol=1e-5)
     np.testing.assert_allclose(explained.word_probs, result.word_probs, atol=1e-5)

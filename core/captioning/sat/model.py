@@ -18,7 +18,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Self, cast
 
@@ -34,7 +34,7 @@ from core.models import ImageClassifier, ModelError, ModelSpec, ProgressFn, Regi
 from core.runtime import SILENT, Reporter
 
 from ..metrics import tokenize
-from ..types import CaptionResult, DecodingConfig
+from ..types import WHOLE, Box, CaptionResult, DecodingConfig
 
 ENCODER_ID = "efficientnet-lite0"
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -330,30 +330,45 @@ class SatCaptioner(nn.Module):
     def features(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return encode_images(self.encoder, images, self.config.image_size)
 
-    def caption(self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT) -> CaptionResult:
+    def view(self, image: Image.Image) -> Image.Image:
+        """The whole image: the encoder squeezes it to a square without cropping, so maps stretch over it."""
+        return image.convert("RGB")
+
+    def view_box(self, size: tuple[int, int]) -> Box:
+        return WHOLE
+
+    def caption(
+        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
+    ) -> CaptionResult:
+        """Decode; ``gradients`` is accepted for the contract and ignored (one soft-attention map per word)."""
         start = time.perf_counter()
         path = decode(self.decoder, self.features([image]), config, reporter)
-        return self._result(path, time.perf_counter() - start)
+        return replace(self._result(path, time.perf_counter() - start), view=self.view(image))
 
-    def explain(self, image: Image.Image, caption: str) -> CaptionResult:
+    def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult:
         """Teacher-forced pass over ``caption``: per-word maps and the model's probability of each word."""
-        ids = self.vocab.encode(caption)
-        if len(ids) == 2:
+        return self.explain_ids(image, self.vocab.encode(caption)[1:-1])
+
+    def explain_ids(self, image: Image.Image, ids: Sequence[int], *, gradients: bool = False) -> CaptionResult:
+        """Teacher-forced pass over vocabulary ids (without ``<start>`` and ``<end>``)."""
+        if not ids:
             raise ValueError("The caption to explain is empty.")
+        tokens = [START_ID, *ids, END_ID]
         start = time.perf_counter()
         with torch.inference_mode():
-            tokens = torch.tensor([ids], device=self.encoder.mean.device)
-            logits, alphas, betas = self.decoder(self.features([image]), tokens)
+            device = cast(torch.Tensor, self.encoder.mean).device
+            logits, alphas, betas = self.decoder(self.features([image]), torch.tensor([tokens], device=device))
         probs = logits[0].float().softmax(-1).cpu()
         path = _Path()
-        for t, token in enumerate(ids[1:]):
+        for t, token in enumerate(tokens[1:]):
             logp = path.logp + math.log(float(probs[t, token]))
             path = path.extend(token, logp, probs[t], alphas[0, t], float(betas[0, t]))
         return self._result(path, time.perf_counter() - start)
 
     def _result(self, path: _Path, seconds: float) -> CaptionResult:
         n = len(path.tokens) - 1 - int(path.finished)  # words, without <start> and <end>
-        words = [self.vocab.words[i] for i in path.tokens[1 : 1 + n]]
+        ids = path.tokens[1 : 1 + n]
+        words = [self.vocab.words[i] for i in ids]
         maps = np.stack(path.maps[:n]).reshape(n, *self.grid) if n else np.zeros((0, *self.grid))
         return CaptionResult(
             model_id=self.model_id,
@@ -364,12 +379,11 @@ class SatCaptioner(nn.Module):
             alternatives=[[(self.vocab.words[i], p) for i, p in alts] for alts in path.alternatives[:n]],
             seconds=seconds,
             grid=self.grid,
-            extra={
-                "betas": np.array(path.betas[:n]),
-                "log_prob": path.logp,
-                "end_prob": path.probs[n] if path.finished else 0.0,
-                "trained_on": self.info.get("trained_on", ""),
-            },
+            token_ids=tuple(ids),
+            betas=np.array(path.betas[:n]),
+            log_prob=path.logp,
+            end_prob=path.probs[n] if path.finished else 0.0,
+            trained_on=str(self.info.get("trained_on", "")),
         )
 
 

@@ -1,0 +1,327 @@
+"""The shared shape of every transformers captioner; one small subclass per family says what differs.
+
+Attention is never read from ``generate``: BLIP's returns no cross-attention, and per-step shapes
+under the KV cache and beam search are easy to misread. Instead every caption is re-run through
+one teacher-forced forward pass with ``output_attentions=True`` (models load with eager attention,
+since SDPA returns none), so the map drawn for a word is the attention of the query that predicted
+it, for greedy, beam and sampled captions alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Self, cast
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from core.runtime import SILENT, Reporter, global_rng
+
+from ..attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
+from ..types import WHOLE, Box, CaptionResult, DecodingConfig
+
+TOP_K = 5
+
+
+def generate_kwargs(config: DecodingConfig) -> dict[str, Any]:
+    """``DecodingConfig`` → keyword arguments of ``generate`` (explicit, so checkpoint defaults never leak in)."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "repetition_penalty": config.repetition_penalty,
+        "num_beams": 1,
+        "do_sample": False,
+    }
+    if config.strategy == "beam":
+        kwargs |= {"num_beams": config.num_beams, "early_stopping": True}
+    elif config.strategy == "sample":
+        kwargs |= {"do_sample": True, "top_p": config.top_p, "temperature": config.temperature, "top_k": 0}
+    return kwargs
+
+
+def _stopping(reporter: Reporter, max_new_tokens: int, prompt_len: int) -> Any:
+    """A stopping criterion that reports progress per token and raises ``Cancelled`` on request."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Report(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: Any) -> torch.BoolTensor:  # pyright: ignore[reportIncompatibleMethodOverride] (transformers' own signature lists its kwargs)
+            done = input_ids.shape[-1] - prompt_len
+            reporter.step(min(done / max(max_new_tokens, 1), 1.0), f"token {done}")
+            return cast(torch.BoolTensor, torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device))
+
+    return StoppingCriteriaList([_Report()])
+
+
+def encoder_rollout(attentions: Sequence[torch.Tensor]) -> np.ndarray:
+    """Rollout through the vision encoder's self-attention (batch of one): (positions, positions)."""
+    return rollout([a[0].detach().numpy() for a in attentions])
+
+
+@dataclass
+class Encoded:
+    """The vision encoder's output for decoding, its attention already reduced to the rollout.
+
+    BLIP's full encoder attention at 384 px is 190 MB (12 layers × 12 heads × 577²) and only its rollout is
+    ever read: :meth:`HFCaptioner.encode` keeps per-layer head means, so the stack is never held at once.
+    """
+
+    outputs: Any  # a ``BaseModelOutput`` holding ``last_hidden_state`` only
+    rollout: np.ndarray  # (positions, positions)
+    rollout_seconds: float  # time spent on the rollout, counted as explaining rather than captioning
+
+
+@dataclass
+class Pass:
+    """One teacher-forced pass: logits predicting each caption token and the attention tensors."""
+
+    logits: torch.Tensor  # (tokens, vocab)
+    attentions: tuple[torch.Tensor, ...]  # per layer, as the model returned them (autograd leaves of interest)
+    index: tuple[Any, ...]  # selects (heads, tokens, image positions) from each of ``attentions``
+    vision_rollout: np.ndarray  # rollout of the vision self-attention (positions, positions)
+
+    @property
+    def image_positions(self) -> int:
+        """Number of positions the vision encoder outputs (patches plus CLS/extra tokens)."""
+        return self.vision_rollout.shape[-1]
+
+    @property
+    def rows(self) -> list[torch.Tensor]:
+        """Per layer (heads, tokens, positions): each caption token's query over the image positions."""
+        return [a[self.index] for a in self.attentions]
+
+
+class HFCaptioner:
+    """A loaded hub captioner behind the :class:`~core.captioning.types.Captioner` contract.
+
+    A family says how it loads (:meth:`from_pretrained`), where its vision settings live, which tokens open
+    and end a caption, how it decodes from a shared encoder pass and how it runs the teacher-forced pass.
+    """
+
+    model_type: ClassVar[str]  # ``config.model_type`` of the checkpoints this family reads
+    family: ClassVar[str]  # short name shown in model lists
+    label: ClassVar[str]  # how the family is named in messages
+    model_class: ClassVar[str]  # the transformers class, by name: imported only when a model loads
+    joint_processor: ClassVar[bool] = True  # one ``AutoProcessor`` holds the image processor and the tokenizer
+
+    def __init__(self, model_id: str, model: Any, image_processor: Any, tokenizer: Any) -> None:
+        self.model_id = model_id
+        self.model: Any = model.eval().requires_grad_(False)
+        self.image_processor: Any = image_processor
+        self.tokenizer: Any = tokenizer
+        vision = self.vision_config(model.config)
+        side = int(vision.image_size) // int(vision.patch_size)
+        self.grid: tuple[int, int] = (side, side)
+        self.merge_style: MergeStyle = "wordpiece" if type(tokenizer).__name__.startswith("Bert") else "gpt2"
+        prefix, stops = self.special_ids()
+        self.prefix: list[int] = prefix
+        self.stop_ids: set[int] = {i for i in stops if i is not None}
+
+    # -- what a family says -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model_id: str, source: str) -> Self:
+        """Model, image processor and tokenizer from a ``save_pretrained`` folder, with eager attention."""
+        import transformers
+
+        model = getattr(transformers, cls.model_class).from_pretrained(source, attn_implementation="eager")
+        if cls.joint_processor:
+            processor = cast(Any, transformers.AutoProcessor).from_pretrained(source)
+            image_processor, tokenizer = processor.image_processor, processor.tokenizer
+        else:
+            image_processor = cast(Any, transformers.AutoImageProcessor).from_pretrained(source)
+            tokenizer = cast(Any, transformers.AutoTokenizer).from_pretrained(source)
+        return cls(model_id, model, image_processor, tokenizer)
+
+    @staticmethod
+    def vision_config(config: Any) -> Any:
+        """The part of a model's configuration that has the vision encoder's ``image_size`` and ``patch_size``."""
+        return config.vision_config
+
+    def special_ids(self) -> tuple[list[int], list[int | None]]:
+        """The ids every caption starts with, and those that end it."""
+        raise NotImplementedError
+
+    def vision_encoder(self) -> torch.nn.Module | None:
+        """The vision encoder whose pass decoding and explaining share; ``None`` when there is none to share."""
+        return None
+
+    def generate(self, pixels: torch.Tensor, encoded: Encoded | None, kwargs: dict[str, Any]) -> torch.Tensor:
+        """``generate`` on the pixels, or on ``encoded`` (from :meth:`encode`) when the family shares it."""
+        return self.model.generate(pixel_values=pixels, **kwargs)
+
+    def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
+        """Run the model over ``prefix + ids`` once; row ``t`` of everything predicts ``ids[t]``."""
+        raise NotImplementedError
+
+    def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
+        """Token → encoder-input-patch rollout: the mean cross-attention, through the vision rollout."""
+        to_image = np.mean([r.detach().numpy().mean(axis=0) for r in run.rows], axis=0)
+        return to_image @ run.vision_rollout
+
+    def span(self, n_tokens: int) -> slice:
+        """Positions of ``prefix + ids`` whose outputs predict the ``n_tokens`` caption tokens."""
+        return slice(len(self.prefix) - 1, len(self.prefix) - 1 + n_tokens)
+
+    # -- the contract --------------------------------------------------------------------------------
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        return self.image_processor(images=image.convert("RGB"), return_tensors="pt").pixel_values
+
+    def view(self, image: Image.Image) -> Image.Image:
+        processor = self.image_processor
+        if getattr(processor, "do_center_crop", False):
+            crop: dict[str, int] = processor.crop_size
+            return ImageOps.fit(image.convert("RGB"), (crop["width"], crop["height"]), Image.Resampling.BICUBIC)
+        size: dict[str, int] = processor.size
+        width, height = (size["width"], size["height"]) if "width" in size else (size["shortest_edge"],) * 2
+        return image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+
+    def view_box(self, size: tuple[int, int]) -> Box:
+        if not getattr(self.image_processor, "do_center_crop", False):
+            return WHOLE
+        width, height = size
+        side = min(width, height)
+        left, top = (width - side) / 2 / width, (height - side) / 2 / height
+        return (left, top, 1.0 - left, 1.0 - top)
+
+    def caption(
+        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
+    ) -> CaptionResult:
+        pixels = self.pixels(image)
+        start = time.perf_counter()
+        encoded = None if gradients or self.vision_encoder() is None else self.encode(pixels)
+        ids = self.generate_ids(pixels, config, reporter, encoded)
+        seconds = time.perf_counter() - start - (encoded.rollout_seconds if encoded else 0.0)
+        result = self._explain_ids(pixels, ids, seconds, gradients=gradients, encoded=encoded)
+        return replace(result, view=self.view(image), view_box=self.view_box(image.size))
+
+    def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult:
+        ids: list[int] = self.tokenizer(caption.strip(), add_special_tokens=False).input_ids
+        if not ids:
+            raise ValueError("The caption to explain is empty.")
+        return self.explain_ids(image, ids, gradients=gradients)
+
+    def explain_ids(self, image: Image.Image, ids: Sequence[int], *, gradients: bool = False) -> CaptionResult:
+        return self._explain_ids(self.pixels(image), list(ids), 0.0, gradients=gradients)
+
+    # -- shared machinery ----------------------------------------------------------------------------
+    def encode(self, pixels: torch.Tensor) -> Encoded:
+        """The vision encoder's output and its attention's rollout, computed once per caption.
+
+        Decoding and the teacher-forced pass both read it: at 384 px BLIP's encoder costs more than all its
+        decoding steps, so running it twice nearly doubled the time to caption. Each layer's attention is
+        reduced to its head mean as the layer returns it, so the (layers, heads, n, n) stack is never held.
+        """
+        from transformers.modeling_outputs import BaseModelOutput
+
+        encoder = self.vision_encoder()
+        if encoder is None:
+            raise ValueError(f"{self.label} has no separate vision encoder pass to share.")
+        # transformers' output recorders: the class whose output[1] is attention
+        attention: type[torch.nn.Module] = cast(Any, type(encoder))._can_record_outputs["attentions"]
+        owner, means = threading.get_ident(), list[np.ndarray]()
+
+        def keep(_module: torch.nn.Module, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> None:
+            if threading.get_ident() == owner:  # the model is shared by every session's thread
+                means.append(out[1][0].numpy().mean(axis=0, keepdims=True))
+
+        handles = [m.register_forward_hook(keep) for m in encoder.modules() if isinstance(m, attention)]
+        try:
+            with torch.inference_mode():
+                out = encoder(pixel_values=pixels)
+        finally:
+            for handle in handles:
+                handle.remove()
+        start = time.perf_counter()
+        mixed = rollout(means)  # head means of one head each: the same numbers as from the full stack
+        seconds = time.perf_counter() - start
+        return Encoded(BaseModelOutput(last_hidden_state=out.last_hidden_state), mixed, seconds)
+
+    def generate_ids(
+        self,
+        pixels: torch.Tensor,
+        config: DecodingConfig,
+        reporter: Reporter = SILENT,
+        encoded: Encoded | None = None,
+    ) -> list[int]:
+        """Decode one caption; returns its token ids without the prompt and the end token.
+
+        ``encoded`` (from :meth:`encode`) skips the vision encoder; the decoder sees exactly the same states.
+        """
+        kwargs = generate_kwargs(config)
+        kwargs["stopping_criteria"] = _stopping(reporter, config.max_new_tokens, len(self.prefix))
+        # sampling draws from torch's global generator, shared with other sessions' threads: own it meanwhile
+        rng = global_rng(config.seed) if config.strategy == "sample" else nullcontext()
+        with torch.inference_mode(), rng:
+            out = self.generate(pixels, encoded, kwargs)
+        ids: list[int] = []
+        for token in map(int, out[0, len(self.prefix) :]):
+            if token in self.stop_ids:
+                break
+            ids.append(token)
+        return ids
+
+    def _gradients(self, run: Pass, ids: list[int]) -> np.ndarray:
+        """∂ log p(token t) / ∂ attention row t, for every layer and head: (layers, heads, tokens, positions)."""
+        logp = run.logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)]
+        grads = np.zeros((len(run.attentions), *run.rows[0].shape), dtype=np.float32)
+        for t in range(len(ids)):
+            per_layer = torch.autograd.grad(logp[t], run.attentions, retain_graph=True)
+            for layer, g in enumerate(per_layer):
+                grads[layer, :, t] = g[run.index][:, t].numpy()
+        return grads
+
+    def _explain_ids(
+        self,
+        pixels: torch.Tensor,
+        ids: list[int],
+        seconds: float,
+        *,
+        gradients: bool,
+        encoded: Encoded | None = None,
+    ) -> CaptionResult:
+        start = time.perf_counter() - (encoded.rollout_seconds if encoded else 0.0)
+        if not ids:  # a model may stop at once; show an empty caption rather than fail
+            return CaptionResult(self.model_id, "", [], np.zeros((0, *self.grid)), np.zeros(0), [], seconds, self.grid)
+        with torch.enable_grad() if gradients else torch.inference_mode():
+            if gradients:
+                pixels = pixels.clone().requires_grad_(True)  # so attention tensors join the autograd graph
+            run = self.forward(pixels, ids, encoded)
+            grads = self._gradients(run, ids) if gradients else None
+        rows = np.stack([r.detach().numpy() for r in run.rows]).astype(np.float32)  # MBs per caption: keep it small
+        tokens: list[str] = self.tokenizer.convert_ids_to_tokens(ids)
+        spans = tuple(merge_subwords(tokens, self.merge_style))
+        n_extra = rows.shape[-1] - self.grid[0] * self.grid[1]
+        stack = AttentionStack(rows, self.token_rollout(run, len(ids)), n_extra, self.grid, spans, grads)
+        probs = run.logits.detach().float().softmax(-1)
+        token_probs = probs[torch.arange(len(ids)), torch.tensor(ids)].numpy()
+        words: list[str] = []
+        word_probs: list[float] = []
+        alternatives: list[list[tuple[str, float]]] = []
+        for span in spans:
+            words.append(self._decode([ids[i] for i in span]))
+            word_probs.append(float(np.prod(token_probs[list(span)])))
+            top = probs[span[0]].topk(TOP_K)
+            alternatives.append(
+                [(self._decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices, strict=True)]
+            )
+        return CaptionResult(
+            model_id=self.model_id,
+            caption=str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip(),
+            words=words,
+            word_maps=word_maps(stack),
+            word_probs=np.array(word_probs),
+            alternatives=alternatives,
+            seconds=seconds,
+            grid=self.grid,
+            token_ids=tuple(ids),
+            attention=stack,
+            tokens=tuple(tokens),
+            token_probs=token_probs,
+            explain_seconds=time.perf_counter() - start,
+        )
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids)).strip()

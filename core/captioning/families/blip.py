@@ -1,0 +1,49 @@
+"""BLIP (``model_type="blip"``): a ViT encoder and a BERT decoder that cross-attends to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import Encoded, HFCaptioner, Pass, encoder_rollout
+
+
+class BlipCaptioner(HFCaptioner):
+    model_type = "blip"
+    family = "blip"
+    label = "BLIP"
+    model_class = "BlipForConditionalGeneration"
+
+    def special_ids(self) -> tuple[list[int], list[int | None]]:
+        text = self.model.config.text_config
+        return [text.bos_token_id], [text.sep_token_id, text.pad_token_id]
+
+    def vision_encoder(self) -> torch.nn.Module:
+        return self.model.vision_model
+
+    def generate(self, pixels: torch.Tensor, encoded: Encoded | None, kwargs: dict[str, Any]) -> torch.Tensor:
+        if encoded is None:
+            return self.model.generate(pixel_values=pixels, **kwargs)
+        # what BlipForConditionalGeneration.generate does after its encoder
+        states: torch.Tensor = encoded.outputs.last_hidden_state
+        text = self.model.config.text_config
+        return self.model.text_decoder.generate(
+            input_ids=torch.tensor([self.prefix]),
+            eos_token_id=text.sep_token_id,
+            pad_token_id=text.pad_token_id,
+            encoder_hidden_states=states,
+            encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long),
+            **kwargs,
+        )
+
+    def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
+        span = self.span(len(ids))
+        if encoded is None:
+            vision = self.model.vision_model(pixel_values=pixels, output_attentions=True)
+            states, mixed = vision.last_hidden_state, encoder_rollout(vision.attentions)
+        else:
+            states, mixed = encoded.outputs.last_hidden_state, encoded.rollout
+        tokens = torch.tensor([self.prefix + ids])
+        out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True)
+        return Pass(out.logits[0, span], out.cross_attentions, (0, slice(None), span), mixed)

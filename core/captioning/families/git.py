@@ -1,0 +1,38 @@
+"""GIT (``model_type="git"``): image tokens and text tokens in one self-attention stack, so there is no
+cross-attention to read and no separate encoder pass to share; a word's map is the text query's attention
+over the image prefix, and its rollout runs through the whole stack."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..attention import rollout
+from .base import Encoded, HFCaptioner, Pass, encoder_rollout
+
+
+class GitCaptioner(HFCaptioner):
+    model_type = "git"
+    family = "git"
+    label = "GIT"
+    model_class = "GitForCausalLM"
+
+    def special_ids(self) -> tuple[list[int], list[int | None]]:
+        return [self.tokenizer.cls_token_id], [self.tokenizer.sep_token_id, self.tokenizer.pad_token_id]
+
+    def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
+        tokens = torch.tensor([self.prefix + ids])
+        span = self.span(len(ids))
+        vision = self.model.git.image_encoder(pixel_values=pixels, output_attentions=True)
+        out = self.model(input_ids=tokens, pixel_values=pixels, output_attentions=True)
+        n_image: int = out.attentions[0].shape[-1] - tokens.shape[-1]  # image tokens prefix the sequence
+        text = slice(n_image + span.start, n_image + span.stop)
+        index = (0, slice(None), text, slice(0, n_image))
+        return Pass(out.logits[0, text], out.attentions, index, encoder_rollout(vision.attentions))
+
+    def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
+        """Token → encoder-input-patch rollout through GIT's own self-attention (image and text together)."""
+        n = run.image_positions
+        full = rollout([a[0].detach().numpy() for a in run.attentions])
+        first = n + len(self.prefix) - 1
+        return full[first : first + n_tokens, :n] @ run.vision_rollout
