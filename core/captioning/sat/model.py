@@ -356,7 +356,7 @@ class SatCaptioner(nn.Module):
         tokens = [START_ID, *ids, END_ID]
         start = time.perf_counter()
         with torch.inference_mode():
-            device = cast(torch.Tensor, self.encoder.mean).device
+            device = self.encoder.mean.device
             logits, alphas, betas = self.decoder(self.features([image]), torch.tensor([tokens], device=device))
         probs = logits[0].float().softmax(-1).cpu()
         path = _Path()
