@@ -39,7 +39,9 @@ def test_default_view_and_eps_slider():
     (name,) = at.session_state["vl_tray"]
     assert "FGSM" in name and at.session_state["vl_tray"][name].image.size == (224, 224)
 
-    at.button(key="run_accuracy curves")  # long sweeps wait for a click
+    # the long sweeps wait for a click: their buttons are there, their charts are not
+    assert at.button(key="run_accuracy curves").label == "Run accuracy curves"
+    assert at.button(key="run_PGD-5 curve").label == "Run PGD-5 curve"
     assert not any(c.key == "accuracy" for c in at.get("plotly_chart"))
 
     # "Open it on the saliency page" lands there with the tray's adversarial image picked

@@ -47,3 +47,11 @@ def add_to_tray(name: str, image: Image.Image, origin: str) -> str:
 def added_models() -> list[str]:
     """Ids of the models this session added: only this session lists them (the registry lists none)."""
     return st.session_state.setdefault(ADDED_MODELS_KEY, [])
+
+
+# -- Adversarial page (pages/3_Adversarial.py) ----------------------------------------------------
+#: Set by the "Open it on the saliency page" callback; the next run pops it and switches page.
+ADV_OPEN_SALIENCY_KEY = "adv_open_saliency"
+#: The image picker's source and tray-item widget keys (shared by every page), preset before a page switch.
+IMAGE_SOURCE_KEY = "image_src"
+IMAGE_TRAY_KEY = "image_tray"
