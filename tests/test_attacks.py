@@ -132,7 +132,7 @@ def test_pgd_beats_fgsm_and_noise_on_labelled_photos(effnet, photos):
     assert n_pgd >= 3  # of 4 (a cat may drift to another accepted cat class)
     assert n_noise == 0
     # the accuracy curve over the same photos agrees with the count above
-    grid = np.array([0, eps], dtype=np.float32)
+    grid = np.array([0, eps])
     curve = A.accuracy_curve(effnet, list(x.split(1)), accepted, list(expected_labels()), grid, "Noise")
     assert curve.accuracy.tolist() == [1.0, 1 - n_noise / len(accepted)]
     assert curve.correct.shape == (len(accepted), 2)

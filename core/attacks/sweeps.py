@@ -24,6 +24,7 @@ Method = Literal["FGSM", "Noise", "PGD"]
 #: The accuracy curves' methods, in the order the page draws them.
 METHODS: tuple[Method, ...] = get_args(Method)
 Ints = npt.NDArray[np.int64]
+Grid = npt.NDArray[np.float64]  # ε values in pixel units
 Bools = npt.NDArray[np.bool_]
 
 
@@ -32,7 +33,7 @@ class Sweep:
     """Predictions at each ε of a grid for one image; ``top1`` gives the "label ribbon"."""
 
     method: str
-    eps: Floats  # (E,) pixel units
+    eps: Grid  # (E,) pixel units
     label_prob: Floats  # (E,) probability of the attacked class
     top1: Ints  # (E,) winning class index
     top1_prob: Floats  # (E,)
@@ -58,15 +59,15 @@ class Robustness:
 @dataclass(frozen=True)
 class AccuracyCurve:
     method: str
-    eps: Floats  # (E,)
-    accuracy: Floats  # (E,) fraction of images whose top-1 is an accepted class
+    eps: Grid  # (E,)
+    accuracy: Grid  # (E,) fraction of images whose top-1 is an accepted class
     names: tuple[str, ...]
     correct: Bools  # (n_images, E)
 
 
-def eps_grid(max255: float = 16.0, step255: float = 1.0) -> Floats:
+def eps_grid(max255: float = 16.0, step255: float = 1.0) -> Grid:
     """ε values 0, step, …, max in pixel units (given in /255 units)."""
-    return (np.arange(0.0, max255 + step255 / 2, step255) / 255.0).astype(np.float32)
+    return np.arange(0.0, max255 + step255 / 2, step255) / 255.0
 
 
 def attacked_class(clean_logits: torch.Tensor, accepted: Sequence[int]) -> int:
@@ -75,7 +76,7 @@ def attacked_class(clean_logits: torch.Tensor, accepted: Sequence[int]) -> int:
     return max(accepted, key=lambda c: float(scores[c])) if accepted else int(scores.argmax())
 
 
-def _sweep(method: str, eps: Floats, probs: torch.Tensor, label: int) -> Sweep:
+def _sweep(method: str, eps: Grid, probs: torch.Tensor, label: int) -> Sweep:
     top = probs.max(-1)
     return Sweep(
         method=method,
@@ -87,7 +88,7 @@ def _sweep(method: str, eps: Floats, probs: torch.Tensor, label: int) -> Sweep:
 
 
 def sweep(
-    attack: Attack, x: torch.Tensor, label: int, eps: Floats, goal: Goal = UNTARGETED, reporter: Reporter = SILENT
+    attack: Attack, x: torch.Tensor, label: int, eps: Grid, goal: Goal = UNTARGETED, reporter: Reporter = SILENT
 ) -> Sweep:
     """``attack`` on one image at every ε of ``eps`` in one batch (equal to one :meth:`Attack.perturb` per ε).
 
@@ -137,7 +138,7 @@ def robustness(
     attack: Attack,
     x: torch.Tensor,
     label: int,
-    grid: Floats,
+    grid: Grid,
     goal: Goal = UNTARGETED,
     tol: float = 0.25 / 255,
     reporter: Reporter = SILENT,
@@ -167,7 +168,7 @@ def accuracy_curve(
     images: Sequence[torch.Tensor],
     accepted: Sequence[Sequence[int]],
     names: Sequence[str],
-    eps: Floats,
+    eps: Grid,
     method: Method = "FGSM",
     steps: int = 5,
     reporter: Reporter = SILENT,
@@ -183,8 +184,7 @@ def accuracy_curve(
         label = attacked_class(logits(model, x), ok)
         rows.append(sweep(attack, x, label, eps, reporter=sub).correct(ok))
     correct = np.stack(rows)
-    accuracy = correct.mean(0).astype(np.float32)
-    return AccuracyCurve(method=method, eps=eps, accuracy=accuracy, names=tuple(names), correct=correct)
+    return AccuracyCurve(method=method, eps=eps, accuracy=correct.mean(0), names=tuple(names), correct=correct)
 
 
 def accuracy_curves(
@@ -192,7 +192,7 @@ def accuracy_curves(
     images: Sequence[torch.Tensor],
     accepted: Sequence[Sequence[int]],
     names: Sequence[str],
-    eps: Floats,
+    eps: Grid,
     steps: int = 5,
     reporter: Reporter = SILENT,
 ) -> list[AccuracyCurve]:
