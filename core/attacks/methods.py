@@ -4,7 +4,7 @@ Every attack works on [0, 1] pixels (see :mod:`core.attacks.types` for the threa
 ``images(x, label, goal, eps)``: the batched adversarial images behind the sweeps, one per image or one per ε.
 
 The arithmetic follows torchattacks step for step so results can be checked against it (FGSM, BIM, PGD with
-the same random start, PGD-L2); the one deliberate difference is :func:`inside`, which moves the few pixels
+the same random start, PGD-L2); the one deliberate difference is :func:`_inside`, which moves the few pixels
 that float rounding puts a hair outside ±ε back inside, so the L∞ bound holds exactly.
 """
 
@@ -36,13 +36,13 @@ Budgets = Sequence[float] | None
 # -- building blocks ---------------------------------------------------------------------------
 
 
-def as_eps(eps: float | Sequence[float], n: int) -> torch.Tensor:
+def _as_eps(eps: float | Sequence[float], n: int) -> torch.Tensor:
     """ε per sample as a float32 (n, 1, 1, 1) tensor, so one batch can hold several budgets."""
     t = torch.as_tensor(eps, dtype=torch.float32).reshape(-1)
     return (t.expand(n) if t.numel() == 1 else t).reshape(n, 1, 1, 1)
 
 
-def inside(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+def _inside(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Step pixels whose computed |adv − x| exceeds ε by float rounding one ulp towards ``x``.
 
     ``fl(x + ε) − x`` can exceed ε by half an ulp, so ``clamp`` alone (as in torchattacks) breaks the
@@ -56,12 +56,12 @@ def inside(adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tenso
     raise AssertionError("float projection did not converge")  # unreachable: adv → x monotonically
 
 
-def l2_norms(t: torch.Tensor) -> torch.Tensor:
+def _l2_norms(t: torch.Tensor) -> torch.Tensor:
     """Each sample's L2 norm as an (N, 1, 1, 1) tensor, ready to scale the batch."""
     return t.flatten(1).square().sum(1).sqrt().view(-1, 1, 1, 1)
 
 
-def labels(value: Labels, n: int) -> torch.Tensor:
+def _labels(value: Labels, n: int) -> torch.Tensor:
     """Class indices as a (n,) long tensor: one class for every sample, or one per sample."""
     t = torch.as_tensor(value, dtype=torch.long).reshape(-1)
     return t.expand(n).clone() if t.numel() == 1 else t
@@ -74,7 +74,7 @@ def logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return cast(torch.Tensor, net(images.contiguous(memory_format=torch.channels_last)))
 
 
-def predict_batches(model: nn.Module, images: torch.Tensor, reporter: Reporter, batch: int = 4) -> torch.Tensor:
+def _predict_batches(model: nn.Module, images: torch.Tensor, reporter: Reporter, batch: int = 4) -> torch.Tensor:
     """Probabilities in small batches: on a CPU, 224 px batches of 4 beat 16 (their activations stay in cache)."""
     out: list[torch.Tensor] = []
     for i in range(0, len(images), batch):
@@ -87,28 +87,28 @@ def gradient_sign(model: nn.Module, x: torch.Tensor, label: Labels, goal: Goal =
     """The FGSM direction sign(∇ₓ loss); it does not depend on ε, so cache it per image and only re-run forwards."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        loss = goal.loss(model(x), labels(label, len(x))).sum()  # per-sample gradients, independent of batch size
+        loss = goal.loss(model(x), _labels(label, len(x))).sum()  # per-sample gradients, independent of batch size
         (grad,) = torch.autograd.grad(loss, x)
     return grad.sign()
 
 
 def _expand(x: torch.Tensor, eps: float | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` and ε as matching batches: one image per ε when ``x`` is a single image and ε a list."""
-    eps_t = as_eps(eps, max(len(x), torch.as_tensor(eps).numel()))
+    eps_t = _as_eps(eps, max(len(x), torch.as_tensor(eps).numel()))
     return x.expand(len(eps_t), -1, -1, -1), eps_t
 
 
 def fgsm_images(x: torch.Tensor, direction: torch.Tensor, eps: float | Sequence[float]) -> torch.Tensor:
     """x + ε·sign, clipped to [0, 1]; one image per ε when ``x`` is a single image and ε a list."""
     x, eps_t = _expand(x, eps)
-    return inside(torch.clamp(x + eps_t * direction, min=0, max=1), x, eps_t)
+    return _inside(torch.clamp(x + eps_t * direction, min=0, max=1), x, eps_t)
 
 
 def noise_images(x: torch.Tensor, eps: float | Sequence[float], seed: int = 0) -> torch.Tensor:
     """The control: random ±ε per pixel, the same ‖δ‖∞ (and unclipped ‖δ‖₂) as FGSM, but no gradient."""
     x, eps_t = _expand(x, eps)
     sign = torch.randint(0, 2, x.shape[1:], generator=torch.Generator().manual_seed(seed)).float() * 2 - 1
-    return inside(torch.clamp(x + eps_t * sign, min=0, max=1), x, eps_t)
+    return _inside(torch.clamp(x + eps_t * sign, min=0, max=1), x, eps_t)
 
 
 def amplified(delta: torch.Tensor) -> torch.Tensor:
@@ -191,7 +191,7 @@ class Attack:
         self, x: torch.Tensor, label: Labels, goal: Goal = UNTARGETED, eps: Budgets = None, reporter: Reporter = SILENT
     ) -> torch.Tensor:
         """Class probabilities (N, C) at the adversarial images: what a sweep plots."""
-        return predict_batches(self.model, self.images(x, label, goal, eps), reporter)
+        return _predict_batches(self.model, self.images(x, label, goal, eps), reporter)
 
     def _perturb(
         self, x: torch.Tensor, label: int, goal: Goal, reporter: Reporter
@@ -306,10 +306,10 @@ class Iterative(Attack):
         budgets = list(eps) if eps is not None else [cfg.eps]
         n = max(len(x), len(budgets))
         x = x.detach().expand(n, -1, -1, -1).contiguous()
-        eps_t = as_eps(budgets, n)
+        eps_t = _as_eps(budgets, n)
         # a sweep scales α with each ε (Madry et al.'s 2.5·ε/steps); a single run uses the config's step size
-        alpha_t = eps_t * 2.5 / max(cfg.steps, 1) if eps is not None else as_eps(cfg.step_size, n)
-        y = labels(label, n)
+        alpha_t = eps_t * 2.5 / max(cfg.steps, 1) if eps is not None else _as_eps(cfg.step_size, n)
+        y = _labels(label, n)
         restarts = self.restarts
         best: Trace | None = None
         best_ok = torch.zeros(n, dtype=torch.bool)
@@ -373,13 +373,13 @@ class Iterative(Attack):
             if self.norm == "linf":
                 adv = self._project_linf(adv.detach() + alpha * grad.sign(), x, eps)
             else:
-                delta = adv.detach() + alpha * grad / (l2_norms(grad) + _DIVISION_EPS) - x
-                factor = torch.clamp(eps / l2_norms(delta), max=1.0)
+                delta = adv.detach() + alpha * grad / (_l2_norms(grad) + _DIVISION_EPS) - x
+                factor = torch.clamp(eps / _l2_norms(delta), max=1.0)
                 adv = torch.clamp(x + delta * factor, min=0, max=1)
             adv = adv.detach()
             reporter.step(start + span * (i + 1) / steps, f"{self.name} step {i + 1}/{steps}")
         if self.norm == "linf":
-            adv = inside(adv, x, eps)
+            adv = _inside(adv, x, eps)
         final = logits(self.model, adv)  # only the final iterate needs a pass of its own, without gradients
         losses.append(goal.loss(final, y))
         probs.append(final.softmax(-1))
@@ -429,6 +429,6 @@ class PGD(Iterative):
         if self.norm == "linf":
             return torch.empty_like(x).uniform_(-eps, eps, generator=gen)
         d = torch.empty_like(x).normal_(generator=gen)
-        d_norm = l2_norms(d)
+        d_norm = _l2_norms(d)
         r = torch.zeros_like(d_norm).uniform_(0, 1, generator=gen)
         return d * (r / d_norm * eps)
