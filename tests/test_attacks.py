@@ -191,9 +191,8 @@ def test_robustness_brackets_then_bisects_to_the_known_minimal_eps(make, goal):
     found = A.robustness(make(model), x, 0, grid, goal, tol=0.25 / 255)
     assert found.sweep.top1.tolist() == [0, 0, 1, 1, 1, 1, 1, 1, 1]
     assert found.sweep.first_fooled(0, goal) == 2
-    # within tol above the true threshold 3.3/255: bisecting [2, 4]/255 gives 3 no, 3.5, 3.25 no, 3.375
+    # bisecting the bracket [2, 4]/255 ends within tol above the true threshold 3.3/255
     assert found.minimal_eps is not None and 3.3 / 255 < found.minimal_eps <= (3.3 + 0.25) / 255
-    assert found.minimal_eps == pytest.approx(3.375 / 255)
     never = A.robustness(make(_Threshold(1.0)), x, 0, grid, goal)
     assert never.minimal_eps is None and never.sweep.first_fooled(0, goal) is None
 
