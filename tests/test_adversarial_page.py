@@ -67,7 +67,6 @@ def test_pgd_view_from_url_flips_espresso():
     assert float(_metric(at, "‖δ‖∞").split("/")[0]) <= 2.0
 
 
-
 def _curve_spec(at: AppTest) -> str:
     return next(c.proto.spec for c in at.get("plotly_chart") if c.key == "curve")
 
