@@ -104,6 +104,18 @@ def test_pgd_starts_at_random_and_matches_torchattacks_from_the_same_start(effne
     assert 0.14 < result.delta_l2 <= 0.15 * (1 + 1e-6)
 
 
+def test_pgd_restarts_keep_the_best_run_per_sample(effnet, small):
+    """Restart 0 is the single run (same seed); each sample keeps whichever restart ended with the higher loss."""
+    cfg = IterativeConfig(eps=1 / 255, steps=1)
+    single = PGD(effnet, cfg).trace(small, ESPRESSO)
+    second = PGD(effnet, IterativeConfig(eps=1 / 255, steps=1, seed=1)).trace(small, ESPRESSO)
+    kept = PGD(effnet, IterativeConfig(eps=1 / 255, steps=1, restarts=2)).trace(small, ESPRESSO)
+    best = single if single.loss[-1, 0] >= second.loss[-1, 0] else second
+    assert not torch.equal(single.images, second.images)
+    assert torch.equal(kept.images, best.images)
+    assert kept.loss[-1, 0] == max(single.loss[-1, 0], second.loss[-1, 0])
+
+
 def test_coffee_is_espresso_and_bim_at_2_flips_it(effnet, coffee):
     assert effnet.predict(coffee)[0].label == "espresso"
     attack = BIM(effnet, IterativeConfig(eps=A.from255(2), alpha=A.from255(1), steps=3))

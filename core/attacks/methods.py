@@ -310,26 +310,18 @@ class Iterative(Attack):
         # a sweep scales α with each ε (Madry et al.'s 2.5·ε/steps); a single run uses the config's step size
         alpha_t = eps_t * 2.5 / max(cfg.steps, 1) if eps is not None else _as_eps(cfg.step_size, n)
         y = _labels(label, n)
-        restarts = self.restarts
-        best: Trace | None = None
-        best_ok = torch.zeros(n, dtype=torch.bool)
-        for r in range(restarts):
-            share = (r / restarts, 1 / restarts)
-            adv, loss, probs = self._once(x, y, goal, budgets, eps_t, alpha_t, r, reporter, share)
-            ok = goal.fooled(probs[-1].argmax(-1), y)
-            if best is None:
-                best, best_ok = Trace(adv, loss.numpy(), probs.numpy()), ok
-                continue
-            prev_loss = torch.from_numpy(best.loss)  # pyright: ignore[reportUnknownMemberType]  # numpy→torch
-            better = (ok & ~best_ok) | ((ok == best_ok) & (loss[-1] > prev_loss[-1]))
-            best = Trace(
-                torch.where(better.view(n, 1, 1, 1), adv, best.images),
-                torch.where(better, loss, prev_loss).numpy(),
-                torch.where(better.view(1, n, 1), probs, torch.from_numpy(best.probs)).numpy(),  # pyright: ignore[reportUnknownMemberType]  # numpy→torch
-            )
-            best_ok = best_ok | ok
-        assert best is not None  # restarts ≥ 1
-        return best
+        adv, loss, probs = self._once(x, y, goal, budgets, eps_t, alpha_t, 0, reporter, (0.0, 1 / self.restarts))
+        ok = goal.fooled(probs[-1].argmax(-1), y)
+        for r in range(1, self.restarts):
+            share = (r / self.restarts, 1 / self.restarts)
+            adv_r, loss_r, probs_r = self._once(x, y, goal, budgets, eps_t, alpha_t, r, reporter, share)
+            ok_r = goal.fooled(probs_r[-1].argmax(-1), y)
+            better = (ok_r & ~ok) | ((ok_r == ok) & (loss_r[-1] > loss[-1]))
+            adv = torch.where(better.view(n, 1, 1, 1), adv_r, adv)
+            loss = torch.where(better, loss_r, loss)
+            probs = torch.where(better.view(1, n, 1), probs_r, probs)
+            ok = ok | ok_r
+        return Trace(adv, loss.numpy(), probs.numpy())
 
     @property
     def restarts(self) -> int:
