@@ -1,6 +1,9 @@
 """Attacks on the real EfficientNet-Lite0: PGD-10 vs torchattacks, and the FGSM robustness curve over
 16 ε (one gradient, batched forwards) vs the per-ε loop a torchattacks user would write.
 
+Like with like: both PGDs start at the same random point of the ε-ball (Madry et al.; torchattacks'
+``random_start=True`` drawn from torch's global generator seeded as ours).
+
 Both sides produce what the page shows: PGD's adversarial image and its prediction (ours also keeps each
 step's loss and probabilities), and the curve's probability of the true class at every ε.
 
@@ -16,6 +19,7 @@ import torchattacks
 from benchmarks.common import Row, arguments, paired_medians, print_table, setup
 from core import attacks as A
 from core.models import Registry
+from core.runtime import global_rng
 from core.samples import load_sample
 
 
@@ -31,16 +35,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
     y = torch.tensor([label])
     steps = 2 if args.quick else 10
     eps, alpha = A.from255(8), A.from255(2)
-    cfg = A.PGDConfig(eps=eps, alpha=alpha, steps=steps)
-    pgd_theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
+    seed = 0
+    pgd = A.PGD(model, A.IterativeConfig(eps=eps, alpha=alpha, steps=steps, seed=seed))
+    pgd_theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
 
     def pgd_ours() -> tuple[torch.Tensor, np.ndarray]:
-        adv, _, probs = A.pgd_images(model, x, label, cfg)  # plus each step's loss and probabilities
-        return adv, probs[-1]
+        run = pgd.trace(x, label)  # plus each step's loss and probabilities
+        return run.images, run.probs[-1]
 
     def pgd_baseline() -> tuple[torch.Tensor, torch.Tensor]:
         """torchattacks returns only the image; reading its prediction takes the forward a user would add."""
-        adv = pgd_theirs(x, y)
+        with global_rng(seed):  # the same random start as ours
+            adv = pgd_theirs(x, y)
         with torch.inference_mode():
             return adv, model(adv).softmax(-1)
 
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     grid = np.arange(1, 17) / 255.0
 
     def curve_ours() -> np.ndarray:
-        return A.fgsm_sweep(model, x, label, grid).label_prob
+        return A.sweep(A.FGSM(model, float(grid[-1])), x, label, grid).label_prob
 
     def curve_loop() -> np.ndarray:
         probs = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -11,6 +10,7 @@ import torch
 from PIL import Image
 
 from core import attacks
+from core.attacks import Goal, IterativeConfig, Norm
 from core.images import to_pil
 from core.models import ImageClassifier, ModelError, imagenet_labels
 from core.runtime import Reporter
@@ -20,7 +20,7 @@ from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, 
 from ui.figures import image_figure, overlay_figure
 from ui.jobs import open_page, run_job
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
-from ui.state import add_to_tray
+from ui.state import ADV_OPEN_SALIENCY_KEY, IMAGE_SOURCE_KEY, IMAGE_TRAY_KEY, add_to_tray
 from ui.text import plain
 from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
 
@@ -33,10 +33,9 @@ _COUNTS = Counter(LABELS)
 TARGET_NAMES = [n if _COUNTS[n] == 1 else f"{n} ({i})" for i, n in enumerate(LABELS)]
 ATTACKS = ["FGSM", "PGD", "Noise"]
 GOALS = ["Untargeted", "Least likely", "Chosen class"]
-NORMS = {"L∞": "linf", "L2": "l2"}
+NORMS: dict[str, Norm] = {"L∞": "linf", "L2": "l2"}
 SALIENCY_PAGE = "pages/2_Saliency.py"
 CURVE_GRID = attacks.eps_grid(16, 2)  # PGD curves: 9 budgets in one batch
-OPEN_SALIENCY_KEY = "adv_open_saliency"
 
 st.title("🎯 Adversarial robustness")
 st.caption(
@@ -55,10 +54,10 @@ def _send(name: str, image: Image.Image, origin: str, open_saliency: bool = Fals
     """
     add_to_tray(name, image, origin)
     if open_saliency:
-        st.session_state.update({"image_src": "Tray", "image_tray": name, OPEN_SALIENCY_KEY: True})
+        st.session_state.update({IMAGE_SOURCE_KEY: "Tray", IMAGE_TRAY_KEY: name, ADV_OPEN_SALIENCY_KEY: True})
 
 
-if st.session_state.pop(OPEN_SALIENCY_KEY, False):
+if st.session_state.pop(ADV_OPEN_SALIENCY_KEY, False):
     st.switch_page(SALIENCY_PAGE, query_params={})  # `{}`: a plain switch refuses to clear bound parameters
 
 # -- settings (bound to the URL) -----------------------------------------------------------------
@@ -66,7 +65,7 @@ picked = image_picker()
 model_id = model_picker("classification", key="model", default="efficientnet-lite0")
 side = st.sidebar
 attack = side.segmented_control("Attack", ATTACKS, default="FGSM", required=True, key="attack", bind="query-params")
-norm = "linf"
+norm: Norm = "linf"
 if attack == "PGD":
     norm = NORMS[
         side.segmented_control("Norm", list(NORMS), default="L∞", required=True, key="norm", bind="query-params")
@@ -88,16 +87,19 @@ else:
     )
     eps = attacks.from255(eps255)
     eps_text = f"ε = {eps255:g}/255"
-goal = side.segmented_control("Goal", GOALS, default="Untargeted", required=True, key="goal", bind="query-params")
+goal_choice = side.segmented_control(
+    "Goal", GOALS, default="Untargeted", required=True, key="goal", bind="query-params"
+)
 chosen = side.selectbox(
     "Target class",
     TARGET_NAMES,
     index=TARGET_NAMES.index("goldfish"),
     key="target",
     bind="query-params",
-    disabled=goal != "Chosen class",
+    disabled=goal_choice != "Chosen class",
 )
-cfg = attacks.PGDConfig(eps=eps, norm=norm)  # type: ignore[arg-type]
+cfg = IterativeConfig(eps=eps, norm=norm)
+random_start = False
 if attack == "PGD":
     steps = side.slider("Steps", 1, 40, 10, key="steps", bind="query-params")
     alpha255 = side.slider(
@@ -105,11 +107,11 @@ if attack == "PGD":
     )
     random_start = side.toggle("Random start (PGD; off = BIM)", key="rs", bind="query-params")
     restarts = side.slider("Restarts", 1, 5, 1, key="restarts", bind="query-params", disabled=not random_start)
-    cfg = replace(
-        cfg,
+    cfg = IterativeConfig(
+        eps=eps,
         steps=steps,
         alpha=attacks.from255(alpha255) if norm == "linf" else None,
-        random_start=random_start,
+        norm=norm,
         restarts=restarts,
     )
 
@@ -127,9 +129,11 @@ accepted_names = expected_labels().get(picked.name, ()) if picked.source == "sam
 accepted = [LABELS.index(c) for c in accepted_names]
 with torch.inference_mode():
     clean_logits = model(x)[0]
-# attack the accepted class the model ranks highest, or the model's own top-1 for unlabelled images
-label = max(accepted, key=lambda c: float(clean_logits[c])) if accepted else int(clean_logits.argmax())
-target = {"Untargeted": None, "Least likely": int(clean_logits.argmin())}.get(goal, TARGET_NAMES.index(chosen))
+label = attacks.attacked_class(clean_logits, accepted)
+goal = {"Untargeted": attacks.UNTARGETED, "Least likely": Goal.least_likely(clean_logits)}.get(
+    goal_choice, Goal(TARGET_NAMES.index(chosen))
+)
+target = goal.target
 truth = accepted or [label]
 st.markdown(
     f"Attacking **{plain(LABELS[label])}** "
@@ -141,14 +145,15 @@ st.markdown(
 # -- the attack at the current ε -----------------------------------------------------------------
 if attack == "FGSM":
     direction = fgsm_direction(model_id, image_key, label, target, model, x)
-    result = attacks.fgsm(model, x, label, eps, target, direction=direction)
+    result = attacks.FGSM(model, eps, direction).perturb(x, label, goal)
 elif attack == "Noise":
-    result = attacks.noise(model, x, label, eps)
+    result = attacks.Noise(model, eps).perturb(x, label)  # the control has no goal: it never looks at the model
 else:
+    iterative = attacks.PGD if random_start else attacks.BIM
     result = run_job(
         "PGD",
-        ("pgd", model_id, image_key, label, target, cfg),
-        lambda rep: attacks.pgd(model, x, label, cfg, target, rep),
+        ("pgd", model_id, image_key, label, goal, iterative.name, cfg),
+        lambda rep: iterative(model, cfg).perturb(x, label, goal, rep),
         auto=True,
     )
 if result is None:
@@ -206,24 +211,17 @@ with here:
         fgsm_sweep, noise_sweep, fgsm_min = fgsm_noise_sweeps(model_id, image_key, label, target, model, x)
     k = min(cfg.steps, 5)  # nine budgets × k steps: keep the curve within a minute or two on a laptop
 
-    def pgd_curve(rep: Reporter) -> tuple[attacks.Sweep, float | None]:
+    def pgd_curve(rep: Reporter) -> attacks.Robustness:
         """PGD-k on the coarse grid in one batch, then bisection between the last safe and first fooled ε."""
-        sweep = attacks.pgd_sweep(model, x, label, CURVE_GRID, attacks.PGDConfig(eps=eps, steps=k), target, rep)
-        fooled = [i for i, c in enumerate(sweep.top1) if (c == target if target is not None else c not in truth)]
-        if not fooled:
-            return sweep, None
-        hi, lo = float(CURVE_GRID[fooled[0]]), float(CURVE_GRID[max(fooled[0] - 1, 0)])
+        return attacks.robustness(
+            attacks.PGD(model, IterativeConfig(eps=eps, steps=k)), x, label, CURVE_GRID, goal, reporter=rep
+        )
 
-        def make(e: float) -> torch.Tensor:
-            return attacks.pgd_images(model, x, label, attacks.PGDConfig(eps=e, steps=k), target)[0]
-
-        return sweep, attacks.minimal_eps(attacks.fools(model, label, target, make), hi, lo, 0.25 / 255, rep)
-
-    pgd = run_job(f"PGD-{k} curve", ("pgd_curve", model_id, image_key, label, target, k), pgd_curve, auto=False)
-    sweeps = [fgsm_sweep, noise_sweep] + ([pgd[0]] if pgd else [])
+    pgd = run_job(f"PGD-{k} curve", ("pgd_curve", model_id, image_key, label, goal, k), pgd_curve, auto=False)
+    sweeps = [fgsm_sweep, noise_sweep] + ([pgd.sweep] if pgd else [])
     st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve")
     st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon")
-    found = [("FGSM", fgsm_min)] + ([(f"PGD-{k}", pgd[1])] if pgd else [])
+    found = [("FGSM", fgsm_min)] + ([(f"PGD-{k}", pgd.minimal_eps)] if pgd else [])
     st.markdown(
         "**Minimal flipping ε** (bisection): "
         + " · ".join(f"{n}: {'> 16/255' if v is None else f'{v * 255:.2f}/255'}" for n, v in found)
@@ -235,15 +233,7 @@ with labelled:
     def accuracy(rep: Reporter) -> list[attacks.AccuracyCurve]:
         images = [model.preprocess(sample_image(n)) for n in names]
         ok = [[LABELS.index(c) for c in expected_labels()[n]] for n in names]
-        out = []
-        for i, method in enumerate(("FGSM", "Noise", "PGD")):
-            sub = Reporter(lambda f, m, i=i: rep.step((i + f) / 3, m))
-            out.append(
-                attacks.accuracy_curve(
-                    model, images, ok, names, CURVE_GRID, method, attacks.PGDConfig(eps=eps, steps=5), sub
-                )
-            )
-        return out
+        return attacks.accuracy_curves(model, images, ok, names, CURVE_GRID, steps=5, reporter=rep)
 
     curves = run_job("accuracy curves", ("accuracy", model_id), accuracy, auto=False)
     if curves:

@@ -1,6 +1,9 @@
-"""The adversarial page in Streamlit's AppTest: default FGSM view, the ε slider, a PGD link from the URL."""
+"""The adversarial page in Streamlit's AppTest: default FGSM view, the ε slider, a PGD link from the URL, the PGD
+curve with its minimal flipping ε."""
 
 from __future__ import annotations
+
+import re
 
 from streamlit.testing.v1 import AppTest
 
@@ -39,7 +42,9 @@ def test_default_view_and_eps_slider():
     (name,) = at.session_state["vl_tray"]
     assert "FGSM" in name and at.session_state["vl_tray"][name].image.size == (224, 224)
 
-    at.button(key="run_accuracy curves")  # long sweeps wait for a click
+    # the long sweeps wait for a click: their buttons are there, their charts are not
+    assert at.button(key="run_accuracy curves").label == "Run accuracy curves"
+    assert at.button(key="run_PGD-5 curve").label == "Run PGD-5 curve"
     assert not any(c.key == "accuracy" for c in at.get("plotly_chart"))
 
     # "Open it on the saliency page" lands there with the tray's adversarial image picked
@@ -60,3 +65,20 @@ def test_pgd_view_from_url_flips_espresso():
     assert line.startswith("**Prediction:** espresso") and "✅ fooled" in line
     assert "→ **espresso**" not in line
     assert float(_metric(at, "‖δ‖∞").split("/")[0]) <= 2.0
+
+
+def _curve_spec(at: AppTest) -> str:
+    return next(c.proto.spec for c in at.get("plotly_chart") if c.key == "curve")
+
+
+def test_pgd_curve_runs_on_click_and_reports_its_minimal_eps():
+    at = _run()
+    assert "PGD-5" not in _curve_spec(at)  # FGSM and noise only until the click
+    at.button(key="run_PGD-5 curve").click().run()
+    assert not at.exception
+    assert "PGD-5" in _curve_spec(at)
+    line = next(m.value for m in at.markdown if m.value.startswith("**Minimal flipping ε**"))
+    found = re.search(r"PGD-5: (\d+\.\d\d)/255", line)
+    assert found, line
+    # PGD flips the espresso photo at ε = 2/255 (see test_attacks), so its minimal ε is at most that
+    assert 0 < float(found.group(1)) <= 2.0

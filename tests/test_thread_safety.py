@@ -86,9 +86,11 @@ def _fingerprint(model: torch.nn.Module) -> tuple[str, bool, bool, int]:
     "work",
     [
         *[pytest.param(lambda m, x, n=n: explain(m, x, ESPRESSO, n, steps=4, samples=4), id=n) for n in METHODS],
-        pytest.param(lambda m, x: attacks.pgd(m, x, ESPRESSO, attacks.PGDConfig(eps=2 / 255, steps=2)), id="pgd"),
-        pytest.param(lambda m, x: attacks.fgsm(m, x, ESPRESSO, 2 / 255), id="fgsm"),
-        pytest.param(lambda m, x: attacks.noise(m, x, ESPRESSO, 2 / 255), id="noise"),
+        pytest.param(
+            lambda m, x: attacks.PGD(m, attacks.IterativeConfig(eps=2 / 255, steps=2)).perturb(x, ESPRESSO), id="pgd"
+        ),
+        pytest.param(lambda m, x: attacks.FGSM(m, 2 / 255).perturb(x, ESPRESSO), id="fgsm"),
+        pytest.param(lambda m, x: attacks.Noise(m, 2 / 255).perturb(x, ESPRESSO), id="noise"),
         pytest.param(lambda m, x: cascading_randomization(m, x, ESPRESSO, {"gradient": {}}, steps=2), id="sanity"),
     ],
 )

@@ -148,7 +148,7 @@ def fgsm_direction(
     """FGSM's gradient sign, once per (model, image, class, target): moving ε then costs one forward."""
     from core import attacks
 
-    return attacks.gradient_sign(_model, _x, label, target)
+    return attacks.gradient_sign(_model, _x, label, attacks.Goal(target))
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -158,13 +158,11 @@ def fgsm_noise_sweeps(
     """FGSM and noise-control curves over ε = 0…16/255 and FGSM's minimal flipping ε, per image."""
     from core import attacks
 
-    direction = fgsm_direction(model_id, image, label, target, _model, _x)
-    grid = attacks.eps_grid()
-    fgsm = attacks.fgsm_sweep(_model, _x, label, grid, target, direction=direction)
-    noise = attacks.noise_sweep(_model, _x, label, grid)
-    flips = attacks.fools(_model, label, target, lambda e: attacks.fgsm_images(_x, direction, e))
-    least = attacks.minimal_eps(flips, hi=float(grid[-1]))
-    return fgsm, noise, least
+    goal, grid = attacks.Goal(target), attacks.eps_grid()
+    fgsm = attacks.FGSM(_model, float(grid[-1]), fgsm_direction(model_id, image, label, target, _model, _x))
+    noise = attacks.sweep(attacks.Noise(_model, float(grid[-1])), _x, label, grid)
+    least = attacks.minimal_eps(attacks.flips(fgsm, _x, label, goal), hi=float(grid[-1]))
+    return attacks.sweep(fgsm, _x, label, grid, goal), noise, least
 
 
 @st.cache_resource(show_spinner=False)

@@ -56,3 +56,10 @@ CAPTION_IMAGE_TRAY = f"{CAPTION_IMAGE}_tray"
 CAPTION_MODELS = "models"
 CAPTION_REFS = "refs"  # reference captions, also filled by "Generate scene"
 CAPTION_POINT = "cap_point"  # the reverse view's chosen point, as fractions of the image
+
+# -- Adversarial page (pages/3_Adversarial.py) ----------------------------------------------------
+#: Set by the "Open it on the saliency page" callback; the next run pops it and switches page.
+ADV_OPEN_SALIENCY_KEY = "adv_open_saliency"
+#: The image picker's source and tray-item widget keys (shared by every page), preset before a page switch.
+IMAGE_SOURCE_KEY = "image_src"
+IMAGE_TRAY_KEY = "image_tray"
