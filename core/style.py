@@ -1,9 +1,9 @@
 """Neural style transfer (Gatys et al.) as a generator, so the UI can draw the losses while they fall.
 
 The feature network is pluggable (:class:`FeatureExtractor`: named layers → activations, [0, 1] input,
-normalization inside): VGG19's convolutional features when available, EfficientNet-Lite0's blocks as
-the offline fallback. :func:`run` yields one :class:`StyleStep` per loss evaluation and can resume from
-any yielded :class:`StyleState` with results identical to an uninterrupted run.
+normalization inside): VGG19's convolutional features when available (read by :mod:`core.models.vgg`),
+EfficientNet-Lite0's blocks as the offline fallback. :func:`run` yields one :class:`StyleStep` per loss
+evaluation and can resume from any yielded :class:`StyleState` with results identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import copy
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,8 +21,6 @@ from torch import nn
 
 from core.images import to_tensor
 from core.models.classifiers import ImageClassifier
-from core.models.registry import ModelError, Registry, cache_dir, torch_hub_file
-from core.models.spec import ModelSpec, ProgressFn
 from core.runtime import SILENT, Reporter
 
 Optimizer = Literal["lbfgs", "adam"]
@@ -32,8 +29,6 @@ Colour = Literal["none", "luminance", "histogram"]
 
 #: Longest side of the optimized image: beyond this a CPU run takes far too long to watch.
 MAX_SIDE = 768
-#: VGG19 is cut after this layer: conv5_2…conv5_4 and the classifier (85% of the file) are never loaded.
-VGG_DEEPEST = "relu5_1"
 #: L-BFGS curvature pairs kept; each costs two image-sized vectors.
 LBFGS_HISTORY = 10
 DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
@@ -114,73 +109,6 @@ def vgg_extractor(features: nn.Sequential, *, name: str = "VGG19") -> FeatureExt
         default_content="relu4_2" if "relu4_2" in names else names[len(names) // 2],
         default_style=style or names[:: max(1, len(names) // 4)],
     )
-
-
-def _vgg19_stack() -> nn.Sequential:
-    """VGG19's conv stack up to :data:`VGG_DEEPEST` on the meta device: no classifier, no random init."""
-    from torchvision.models.vgg import cfgs, make_layers
-
-    with torch.device("meta"):
-        features = make_layers(cfgs["E"])
-    cut = 0
-    for i, module in enumerate(features):
-        if isinstance(module, nn.ReLU):
-            cut += 1
-            if cut == 13:  # relu5_1 is the 13th ReLU: 2 + 2 + 4 + 4 + 1
-                return features[: i + 1]
-    raise AssertionError("unexpected VGG19 layout")
-
-
-def _weights_file(location: Path) -> Path:
-    if not location.is_dir():
-        return location
-    for pattern in ("*.safetensors", "*.pth", "*.pt"):
-        if found := sorted(location.glob(pattern)):
-            return found[0]
-    raise ModelError(f"No .safetensors or .pth weights in {location}.")
-
-
-def read_vgg_features(location: Path, n_modules: int) -> dict[str, torch.Tensor]:
-    """The ``features`` tensors of a full VGG state dict or a features-only one, reading nothing else.
-
-    Keys may be ``features.<i>.weight`` (torchvision checkpoint) or ``<i>.weight`` (features only);
-    modules at index ``n_modules`` and beyond, and the classifier, are skipped (safetensors reads
-    lazily; ``.pth`` files are memory-mapped, so the 480 MB classifier never enters memory).
-    """
-    path = _weights_file(location)
-
-    def wanted(key: str) -> str | None:
-        key = key.removeprefix("features.")
-        index, _, _ = key.partition(".")
-        return key if index.isdigit() and int(index) < n_modules else None
-
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            names = f.keys()
-            return {k: f.get_tensor(raw) for raw in names if (k := wanted(raw))}
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return {k: v.clone() for raw, v in state.items() if (k := wanted(raw))}
-
-
-def load_vgg19_features(
-    spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
-) -> FeatureExtractor:
-    """Registry loader for ``vgg19``: a local file or the hub cache; keeps a features-only copy (52 MB)."""
-    from safetensors.torch import save_file
-
-    if location is None:
-        raise ModelError("no local copy of the weights.")
-    features = _vgg19_stack()
-    progress(0.9, "Reading convolutional weights…")
-    state = read_vgg_features(location, len(features))
-    features.load_state_dict(state, assign=True)  # the file's tensors replace the meta ones
-    if location == torch_hub_file(spec):
-        cached = cache_dir() / f"{spec.id}.safetensors"
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(cached))
-    return vgg_extractor(features, name=spec.display_name)
 
 
 # -- EfficientNet-Lite0 fallback --------------------------------------------------------------------

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from core.images import ImageInputError, load_image
 from core.metrics import corpus_bleu
-from core.models.registry import REPO_ROOT, Registry, cache_dir
+from core.models.files import cache_dir
+from core.models.registry import REPO_ROOT, Registry
 from core.runtime import SILENT, Reporter
 from core.shapes import Split, render_scene
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from core.images import center_crop_resize, to_tensor
 
+from .files import read_state_dict
 from .inference import inference_copy
 from .spec import ModelError, ModelSpec, ProgressFn
 
@@ -81,22 +82,6 @@ class ImageClassifier(nn.Module):
         return [Prediction(int(i), self.labels[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)]
 
 
-def _state_dict(location: Path) -> dict[str, torch.Tensor]:
-    """Read weights safely: safetensors, or torch.load with ``weights_only=True``."""
-    if location.is_dir():
-        files = (
-            sorted(location.glob("*.safetensors")) or sorted(location.glob("*.pth")) or sorted(location.glob("*.pt"))
-        )
-        if not files:
-            raise ModelError(f"No .safetensors or .pth weights in {location}.")
-        location = files[0]
-    if location.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(location)
-    return torch.load(location, map_location="cpu", weights_only=True)
-
-
 def load_efficientnet_lite0(
     spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
 ) -> ImageClassifier:
@@ -108,7 +93,7 @@ def load_efficientnet_lite0(
     weights = packaged if packaged.is_dir() else location
     net = EfficientNet.from_name("efficientnet-lite0")
     progress(0.5, "Reading weights…")
-    net.load_state_dict(_state_dict(weights))
+    net.load_state_dict(read_state_dict(weights))
     blocks = net._blocks
     cam_layers = {
         "blocks.10 (14×14)": blocks[10],
@@ -142,5 +127,5 @@ def load_torchvision(
     arch = spec.ref.split("_Weights")[0].lower()
     net = get_model(arch, weights=None)
     progress(0.6, "Reading weights…")
-    net.load_state_dict(_state_dict(location))
+    net.load_state_dict(read_state_dict(location))
     return ImageClassifier(net, spec, _cam_layers(arch, net))

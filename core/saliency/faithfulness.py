@@ -20,7 +20,6 @@ from core.runtime import SILENT, Reporter
 from .methods import Target, blur
 
 SUBSTRATES = ("blur", "mean")
-RANDOM = "random"
 
 
 @dataclass(frozen=True)
