@@ -22,10 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from .files import cache_dir, torch_hub_file
 from .spec import ModelError, ModelSpec, ProgressFn
+
+if TYPE_CHECKING:
+    from huggingface_hub.hf_api import RepoSibling
 
 ENV_OFFLINE = "VISIONLAB_OFFLINE"
 _TRUE = {"1", "true", "yes", "on"}
@@ -130,16 +134,15 @@ def hub_plan(repo: str) -> HubPlan:
     names = needed_files(list(siblings))
     if not names or not info.sha:
         raise ModelError(f"{repo!r} has no safetensors or PyTorch weights at the top of its repository.")
-    files = tuple(
-        RemoteFile(
-            name=n,
-            size=siblings[n].lfs.size if siblings[n].lfs else siblings[n].size,
-            sha256=siblings[n].lfs.sha256 if siblings[n].lfs else None,
-            blob_id=None if siblings[n].lfs else siblings[n].blob_id,
-        )
-        for n in names
-    )
-    return HubPlan(repo, info.sha, files)
+    return HubPlan(repo, info.sha, tuple(_remote_file(siblings[n]) for n in names))
+
+
+def _remote_file(sibling: RepoSibling) -> RemoteFile:
+    """LFS files are checked by sha256, small ones by their git blob id."""
+    lfs = sibling.lfs
+    if lfs is not None:
+        return RemoteFile(name=sibling.rfilename, size=lfs.size, sha256=lfs.sha256)
+    return RemoteFile(name=sibling.rfilename, size=sibling.size, blob_id=sibling.blob_id)
 
 
 def mismatch(path: Path, *, size: int | None = None, sha256: str | None = None, git_sha1: str | None = None) -> str:

@@ -8,8 +8,10 @@ Weights are read as safetensors or with ``torch.load(weights_only=True)``, never
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .spec import ModelError, ModelSpec
 
@@ -79,8 +81,32 @@ def read_state_dict(location: Path) -> dict[str, torch.Tensor]:
 
     path = weights_file(location)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # pyright: ignore[reportUnknownVariableType] -- bare os.PathLike
 
         return load_file(path)
     state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
     return state
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``state`` as a safetensors file (tensors must be contiguous)."""
+    from safetensors.torch import save_file  # pyright: ignore[reportUnknownVariableType] -- bare os.PathLike
+
+    save_file(state, str(path))
+
+
+class TensorFile(Protocol):
+    """What ``safetensors.safe_open`` gives (its stub leaves it untyped): names first, tensors one at a time."""
+
+    def keys(self) -> list[str]: ...
+    def get_tensor(self, name: str) -> torch.Tensor: ...
+
+
+@contextmanager
+def open_safetensors(path: Path) -> Generator[TensorFile]:
+    """Open a safetensors file lazily: only the tensors asked for are read."""
+    from safetensors import safe_open
+
+    handle = safe_open(str(path), framework="pt")
+    with handle:  # entering returns the handle itself
+        yield cast(TensorFile, handle)

@@ -62,9 +62,10 @@ def resident_mb(obj: object) -> float:
 
     0 while torch is not imported: nothing can hold tensors then, and asking must not import it.
     """
-    torch = sys.modules.get("torch")
-    if torch is None:
+    if "torch" not in sys.modules:
         return 0.0
+    import torch  # already imported: free
+
     modules = (
         [obj]
         if isinstance(obj, torch.nn.Module)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .files import cache_dir, torch_hub_file, weights_file
+from .files import cache_dir, open_safetensors, save_safetensors, torch_hub_file, weights_file
 from .spec import ModelError, ModelSpec, ProgressFn
 
 if TYPE_CHECKING:
@@ -67,10 +67,8 @@ def read_vgg_features(location: Path, n_modules: int) -> dict[str, torch.Tensor]
         return key if index.isdigit() and int(index) < n_modules else None
 
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            names: list[str] = f.keys()
+        with open_safetensors(path) as f:
+            names = f.keys()  # a list of names, not a mapping
             return {k: f.get_tensor(raw) for raw in names if (k := wanted(raw))}
     state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return {k: v.clone() for raw, v in state.items() if (k := wanted(raw))}
@@ -80,8 +78,6 @@ def load_vgg19_features(
     spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
 ) -> FeatureExtractor:
     """Registry loader for ``vgg19``: a local file or the hub cache; keeps a features-only copy (52 MB)."""
-    from safetensors.torch import save_file
-
     from core.style import vgg_extractor
 
     if location is None:
@@ -93,5 +89,5 @@ def load_vgg19_features(
     if location == torch_hub_file(spec):
         cached = cache_dir() / f"{spec.id}.safetensors"
         cached.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(cached))
+        save_safetensors({k: v.contiguous() for k, v in state.items()}, cached)
     return vgg_extractor(features, name=spec.display_name)
