@@ -151,7 +151,7 @@ def to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> to
         hw = (size, size) if isinstance(size, int) else size
         img = img.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
     arr = np.array(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return torch.as_tensor(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def to_pil(tensor: torch.Tensor) -> Image.Image:
