@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,9 @@ _YUV = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.14714119, -0.28886916, 0.43601035], [0.61497538, -0.51496512, -0.10001026]]
 )
 
+#: ``torch.linalg.eigh`` with its type (torch's stub leaves the linalg functions untyped).
+_eigh = cast(Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], torch.linalg.eigh)
+
 
 class FeatureExtractor(nn.Module):
     """Runs a network stage by stage and returns the activations of the requested named layers.
@@ -44,6 +47,9 @@ class FeatureExtractor(nn.Module):
     Input is (N, 3, H, W) in [0, 1]; normalization happens inside, so losses and colour handling stay
     in the pixel space the user sees. The forward pass stops after the deepest requested layer.
     """
+
+    mean: torch.Tensor  # registered buffers, (1, 3, 1, 1)
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -125,13 +131,14 @@ class _Block(nn.Module):
 
 def efficientnet_extractor(classifier: ImageClassifier) -> FeatureExtractor:
     """EfficientNet-Lite0's stem and blocks as style layers; shares the classifier's weights."""
-    net = classifier.net
-    stages: list[tuple[str, nn.Module]] = [("stem", nn.Sequential(net._conv_stem, net._bn0, net._swish))]
-    stages += [(f"block{i}", _Block(b)) for i, b in enumerate(net._blocks)]
+    net = classifier.net  # the package names its layers privately: get_submodule reaches them by name
+    stem = nn.Sequential(*(net.get_submodule(n) for n in ("_conv_stem", "_bn0", "_swish")))
+    stages: list[tuple[str, nn.Module]] = [("stem", stem)]
+    stages += [(f"block{i}", _Block(b)) for i, b in enumerate(net.get_submodule("_blocks").children())]
     return FeatureExtractor(
         stages,
-        mean=classifier.mean.flatten().tolist(),
-        std=classifier.std.flatten().tolist(),
+        mean=[float(v) for v in classifier.mean.flatten()],
+        std=[float(v) for v in classifier.std.flatten()],
         name="EfficientNet-Lite0 (fallback: VGG19 is not available)",
         default_content="block8",
         default_style=("stem", "block1", "block3", "block5", "block11"),
@@ -157,7 +164,7 @@ def rgb_to_yuv(x: torch.Tensor) -> torch.Tensor:
 
 
 def yuv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_YUV).to(x), x)
+    return torch.einsum("ij,bjhw->bihw", torch.inverse(_YUV).to(x), x)
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +185,7 @@ def match_colours(source: torch.Tensor, reference: torch.Tensor, eps: float = 1e
         return mu, centred @ centred.T / flat.shape[1] + eps * torch.eye(3, dtype=torch.float64)
 
     def sqrtm(m: torch.Tensor, power: float) -> torch.Tensor:
-        vals, vecs = torch.linalg.eigh(m)
+        vals, vecs = _eigh(m)
         return vecs @ torch.diag(vals.clamp_min(eps) ** power) @ vecs.T
 
     mu_s, cov_s = stats(source)
@@ -360,13 +367,13 @@ def _step(problem: StyleProblem, opt: torch.optim.Optimizer, x: torch.Tensor, st
     """One optimizer step (one closure evaluation); returns the loss terms it evaluated."""
     terms: dict[str, float] = {}
 
-    def closure() -> torch.Tensor:
+    def closure() -> float:  # L-BFGS reads the loss as float(closure()); Adam only returns it
         opt.zero_grad()
         parts = problem.losses(x, stage)
         total = torch.stack(list(parts.values())).sum()
-        total.backward()
+        torch.autograd.backward(total)
         terms.update({"total": total.item(), **{k: v.item() for k, v in parts.items()}})
-        return total
+        return terms["total"]
 
     opt.step(closure)
     return terms
@@ -429,7 +436,7 @@ def benchmark(extractor: FeatureExtractor, layers: Collection[str], side: int = 
     began = 0.0
     for i in range(repeats + 1):  # the first pass allocates and is not timed
         began = time.perf_counter() if i == 1 else began
-        sum(f.square().mean() for f in extractor(x, layers).values()).backward()
+        torch.autograd.backward(torch.stack([f.square().mean() for f in extractor(x, layers).values()]).sum())
     return (time.perf_counter() - began) / repeats / (side * side / 1e6)
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from core.models.classifiers import ImageClassifier
 from core.runtime import SILENT, Reporter
 
 Target = int | tuple[int, int]
@@ -286,7 +287,7 @@ class GradCAM(Attribution):
     def _attribute(
         self, x: torch.Tensor, target: Target, reporter: Reporter, layer: str | None = None, **_: object
     ) -> Parts:
-        layers: dict[str, nn.Module] = self.model.cam_layers  # type: ignore[assignment]
+        layers = self.model.cam_layers if isinstance(self.model, ImageClassifier) else {}
         if not layers:
             raise ValueError("This classifier has no Grad-CAM layers.")
         chosen = layer if layer in layers else list(layers)[-1]
