@@ -5,6 +5,11 @@ Hugging Face cache layout (``blobs/<etag>`` plus ``snapshots/<commit>/<file>`` l
 last), so transformers and ``huggingface_hub`` find them as if ``hf_hub_download`` had written them. We
 do not call ``hf_hub_download`` for weights: since huggingface_hub 1.x it writes to a process-unique
 temporary file that it deletes on failure, so an interrupted gigabyte starts again from zero.
+torchvision checkpoints go to the torch hub cache, checked against the hash prefix in their names.
+
+One writer per model: :class:`Downloads` lets other threads follow a download in flight, and
+:func:`download_lock` keeps other processes out. The registry decides *whether* to download (profile,
+budget, :func:`network_available`); this module only knows *how*.
 """
 
 from __future__ import annotations
