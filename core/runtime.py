@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import torch
 
@@ -44,9 +44,13 @@ class Reporter:
 SILENT = Reporter()
 
 
+class _ForkRng(Protocol):
+    def __call__(self, devices: list[int]) -> AbstractContextManager[None]: ...
+
+
 #: ``torch.manual_seed`` and ``fork_rng``, typed (torch leaves their parameters unannotated).
 _manual_seed = cast(Callable[[int], torch.Generator], torch.manual_seed)
-_fork_rng = cast(Callable[..., AbstractContextManager[None]], torch.random.fork_rng)
+_fork_rng = cast(_ForkRng, torch.random.fork_rng)
 
 
 @contextmanager
