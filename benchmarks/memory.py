@@ -28,7 +28,8 @@ import torch
 from benchmarks.common import Row, arguments, print_table, setup
 from benchmarks.twins import build_twins
 from core.models import Registry
-from core.models.registry import DEFAULT_BUDGET_MB, ENV_BUDGET, ENV_CACHE, ENV_MODELS_DIR
+from core.models.files import ENV_CACHE
+from core.models.registry import DEFAULT_BUDGET_MB, ENV_BUDGET, ENV_MODELS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = ["blip-base", "vit-gpt2", "vgg19"]

@@ -135,9 +135,15 @@ def _has_orientation(img: Image.Image) -> bool:
     return img.getexif().get(0x0112, 1) not in (1, None)
 
 
-def load_image(source: ImageSource, **kwargs: object) -> Image.Image:
+def load_image(
+    source: ImageSource,
+    *,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_PIXELS,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
     """Like :func:`load_image_with_info`, returning only the image."""
-    return load_image_with_info(source, **kwargs)[0]  # type: ignore[arg-type]
+    return load_image_with_info(source, max_side=max_side, max_pixels=max_pixels, background=background)[0]
 
 
 def to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> torch.Tensor:
@@ -151,7 +157,7 @@ def to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> to
         hw = (size, size) if isinstance(size, int) else size
         img = img.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
     arr = np.array(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return torch.as_tensor(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def to_pil(tensor: torch.Tensor) -> Image.Image:

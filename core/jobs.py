@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -42,11 +42,11 @@ class Ticket:
 
     def position(self) -> int:
         """1-based place in the queue while waiting; 0 once running or gone."""
-        return self._gate._position(self)
+        return self._gate.position_of(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block up to ``timeout`` seconds for a slot; True once this ticket runs."""
-        return self._gate._wait(self, timeout)
+        return self._gate.wait_for(self, timeout)
 
     @property
     def running(self) -> bool:
@@ -54,7 +54,7 @@ class Ticket:
 
     def leave(self) -> None:
         """Free the slot, or leave the queue; safe to call twice and from any exception path."""
-        self._gate._leave(self)
+        self._gate.release(self)
 
     def __enter__(self) -> Ticket:
         return self
@@ -97,16 +97,17 @@ class JobGate:
             self._peak = max(self._peak, self._running)
         self._cond.notify_all()
 
-    def _position(self, ticket: Ticket) -> int:
+    # -- what a Ticket asks of its gate --
+    def position_of(self, ticket: Ticket) -> int:
         with self._cond:
             return self._queue.index(ticket) + 1 if ticket.state == "waiting" else 0
 
-    def _wait(self, ticket: Ticket, timeout: float | None) -> bool:
+    def wait_for(self, ticket: Ticket, timeout: float | None) -> bool:
         with self._cond:
             self._cond.wait_for(lambda: ticket.state != "waiting", timeout)
             return ticket.state == "running"
 
-    def _leave(self, ticket: Ticket) -> None:
+    def release(self, ticket: Ticket) -> None:
         with self._cond:
             if ticket.state == "running":
                 self._running -= 1
@@ -115,6 +116,27 @@ class JobGate:
                 self._queue.remove(ticket)
             ticket.state = "gone"
             self._admit()
+
+
+@runtime_checkable
+class _TensorLike(Protocol):
+    """A torch.Tensor, recognised without importing torch."""
+
+    def element_size(self) -> int: ...
+    def nelement(self) -> int: ...
+
+
+class _Total(Protocol):
+    def sum(self) -> float: ...
+
+
+@runtime_checkable
+class _FrameLike(Protocol):
+    """A pandas DataFrame, recognised without importing pandas."""
+
+    columns: object
+
+    def memory_usage(self, deep: bool) -> _Total: ...
 
 
 def estimate_bytes(value: object) -> int:
@@ -136,11 +158,10 @@ def estimate_bytes(value: object) -> int:
 def _own_bytes(item: object) -> int:
     if isinstance(item, Image.Image):
         return item.width * item.height * len(item.getbands())
-    if hasattr(item, "element_size") and hasattr(item, "nelement"):  # torch.Tensor, without importing torch
+    if isinstance(item, _TensorLike):
         return int(item.element_size()) * int(item.nelement())
-    memory_usage = getattr(item, "memory_usage", None)
-    if callable(memory_usage) and hasattr(item, "columns"):  # pandas DataFrame
-        return int(memory_usage(deep=True).sum())
+    if isinstance(item, _FrameLike) and callable(item.memory_usage):
+        return int(item.memory_usage(deep=True).sum())
     nbytes = getattr(item, "nbytes", None)
     if isinstance(nbytes, int):  # numpy arrays
         return nbytes

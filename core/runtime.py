@@ -7,9 +7,10 @@ so a Stop button halts work at the next step instead of leaving the CPU busy.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 
@@ -43,12 +44,21 @@ class Reporter:
 SILENT = Reporter()
 
 
+class _ForkRng(Protocol):
+    def __call__(self, devices: list[int]) -> AbstractContextManager[None]: ...
+
+
+#: ``torch.manual_seed`` and ``fork_rng``, typed (torch leaves their parameters unannotated).
+_manual_seed = cast(Callable[[int], torch.Generator], torch.manual_seed)
+_fork_rng = cast(_ForkRng, torch.random.fork_rng)
+
+
 @contextmanager
-def global_rng(start: int | torch.Tensor) -> Iterator[None]:
+def global_rng(start: int | torch.Tensor) -> Generator[None]:
     """Own torch's global generator inside the block, from a seed or a saved state; restore it afterwards."""
-    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, _fork_rng(devices=[]):
         if isinstance(start, int):
-            torch.manual_seed(start)
+            _manual_seed(start)
         else:
             torch.set_rng_state(start)
         yield

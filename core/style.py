@@ -1,19 +1,18 @@
 """Neural style transfer (Gatys et al.) as a generator, so the UI can draw the losses while they fall.
 
 The feature network is pluggable (:class:`FeatureExtractor`: named layers → activations, [0, 1] input,
-normalization inside): VGG19's convolutional features when available, EfficientNet-Lite0's blocks as
-the offline fallback. :func:`run` yields one :class:`StyleStep` per loss evaluation and can resume from
-any yielded :class:`StyleState` with results identical to an uninterrupted run.
+normalization inside): VGG19's convolutional features when available (read by :mod:`core.models.vgg`),
+EfficientNet-Lite0's blocks as the offline fallback. :func:`run` yields one :class:`StyleStep` per loss
+evaluation and can resume from any yielded :class:`StyleState` with results identical to an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +21,6 @@ from torch import nn
 
 from core.images import to_tensor
 from core.models.classifiers import ImageClassifier
-from core.models.registry import ModelError, Registry, cache_dir, torch_hub_file
-from core.models.spec import ModelSpec, ProgressFn
 from core.runtime import SILENT, Reporter
 
 Optimizer = Literal["lbfgs", "adam"]
@@ -32,8 +29,6 @@ Colour = Literal["none", "luminance", "histogram"]
 
 #: Longest side of the optimized image: beyond this a CPU run takes far too long to watch.
 MAX_SIDE = 768
-#: VGG19 is cut after this layer: conv5_2…conv5_4 and the classifier (85% of the file) are never loaded.
-VGG_DEEPEST = "relu5_1"
 #: L-BFGS curvature pairs kept; each costs two image-sized vectors.
 LBFGS_HISTORY = 10
 DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
@@ -42,6 +37,9 @@ _YUV = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.14714119, -0.28886916, 0.43601035], [0.61497538, -0.51496512, -0.10001026]]
 )
 
+#: ``torch.linalg.eigh`` with its type (torch's stub leaves the linalg functions untyped).
+_eigh = cast(Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], torch.linalg.eigh)
+
 
 class FeatureExtractor(nn.Module):
     """Runs a network stage by stage and returns the activations of the requested named layers.
@@ -49,6 +47,9 @@ class FeatureExtractor(nn.Module):
     Input is (N, 3, H, W) in [0, 1]; normalization happens inside, so losses and colour handling stay
     in the pixel space the user sees. The forward pass stops after the deepest requested layer.
     """
+
+    mean: torch.Tensor  # registered buffers, (1, 3, 1, 1)
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -116,73 +117,6 @@ def vgg_extractor(features: nn.Sequential, *, name: str = "VGG19") -> FeatureExt
     )
 
 
-def _vgg19_stack() -> nn.Sequential:
-    """VGG19's conv stack up to :data:`VGG_DEEPEST` on the meta device: no classifier, no random init."""
-    from torchvision.models.vgg import cfgs, make_layers
-
-    with torch.device("meta"):
-        features = make_layers(cfgs["E"])
-    cut = 0
-    for i, module in enumerate(features):
-        if isinstance(module, nn.ReLU):
-            cut += 1
-            if cut == 13:  # relu5_1 is the 13th ReLU: 2 + 2 + 4 + 4 + 1
-                return features[: i + 1]
-    raise AssertionError("unexpected VGG19 layout")
-
-
-def _weights_file(location: Path) -> Path:
-    if not location.is_dir():
-        return location
-    for pattern in ("*.safetensors", "*.pth", "*.pt"):
-        if found := sorted(location.glob(pattern)):
-            return found[0]
-    raise ModelError(f"No .safetensors or .pth weights in {location}.")
-
-
-def read_vgg_features(location: Path, n_modules: int) -> dict[str, torch.Tensor]:
-    """The ``features`` tensors of a full VGG state dict or a features-only one, reading nothing else.
-
-    Keys may be ``features.<i>.weight`` (torchvision checkpoint) or ``<i>.weight`` (features only);
-    modules at index ``n_modules`` and beyond, and the classifier, are skipped (safetensors reads
-    lazily; ``.pth`` files are memory-mapped, so the 480 MB classifier never enters memory).
-    """
-    path = _weights_file(location)
-
-    def wanted(key: str) -> str | None:
-        key = key.removeprefix("features.")
-        index, _, _ = key.partition(".")
-        return key if index.isdigit() and int(index) < n_modules else None
-
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            names = f.keys()
-            return {k: f.get_tensor(raw) for raw in names if (k := wanted(raw))}
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return {k: v.clone() for raw, v in state.items() if (k := wanted(raw))}
-
-
-def load_vgg19_features(
-    spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
-) -> FeatureExtractor:
-    """Registry loader for ``vgg19``: a local file or the hub cache; keeps a features-only copy (52 MB)."""
-    from safetensors.torch import save_file
-
-    if location is None:
-        raise ModelError("no local copy of the weights.")
-    features = _vgg19_stack()
-    progress(0.9, "Reading convolutional weights…")
-    state = read_vgg_features(location, len(features))
-    features.load_state_dict(state, assign=True)  # the file's tensors replace the meta ones
-    if location == torch_hub_file(spec):
-        cached = cache_dir() / f"{spec.id}.safetensors"
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(cached))
-    return vgg_extractor(features, name=spec.display_name)
-
-
 # -- EfficientNet-Lite0 fallback --------------------------------------------------------------------
 class _Block(nn.Module):
     """An EfficientNet block called without drop-connect (the package's blocks take it as an argument)."""
@@ -197,13 +131,14 @@ class _Block(nn.Module):
 
 def efficientnet_extractor(classifier: ImageClassifier) -> FeatureExtractor:
     """EfficientNet-Lite0's stem and blocks as style layers; shares the classifier's weights."""
-    net = classifier.net
-    stages: list[tuple[str, nn.Module]] = [("stem", nn.Sequential(net._conv_stem, net._bn0, net._swish))]
-    stages += [(f"block{i}", _Block(b)) for i, b in enumerate(net._blocks)]
+    net = classifier.net  # the package names its layers privately: get_submodule reaches them by name
+    stem = nn.Sequential(*(net.get_submodule(n) for n in ("_conv_stem", "_bn0", "_swish")))
+    stages: list[tuple[str, nn.Module]] = [("stem", stem)]
+    stages += [(f"block{i}", _Block(b)) for i, b in enumerate(net.get_submodule("_blocks").children())]
     return FeatureExtractor(
         stages,
-        mean=classifier.mean.flatten().tolist(),
-        std=classifier.std.flatten().tolist(),
+        mean=[float(v) for v in classifier.mean.flatten()],
+        std=[float(v) for v in classifier.std.flatten()],
         name="EfficientNet-Lite0 (fallback: VGG19 is not available)",
         default_content="block8",
         default_style=("stem", "block1", "block3", "block5", "block11"),
@@ -229,7 +164,7 @@ def rgb_to_yuv(x: torch.Tensor) -> torch.Tensor:
 
 
 def yuv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_YUV).to(x), x)
+    return torch.einsum("ij,bjhw->bihw", torch.inverse(_YUV).to(x), x)
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +185,7 @@ def match_colours(source: torch.Tensor, reference: torch.Tensor, eps: float = 1e
         return mu, centred @ centred.T / flat.shape[1] + eps * torch.eye(3, dtype=torch.float64)
 
     def sqrtm(m: torch.Tensor, power: float) -> torch.Tensor:
-        vals, vecs = torch.linalg.eigh(m)
+        vals, vecs = _eigh(m)
         return vecs @ torch.diag(vals.clamp_min(eps) ** power) @ vecs.T
 
     mu_s, cov_s = stats(source)
@@ -432,13 +367,13 @@ def _step(problem: StyleProblem, opt: torch.optim.Optimizer, x: torch.Tensor, st
     """One optimizer step (one closure evaluation); returns the loss terms it evaluated."""
     terms: dict[str, float] = {}
 
-    def closure() -> torch.Tensor:
+    def closure() -> float:  # L-BFGS reads the loss as float(closure()); Adam only returns it
         opt.zero_grad()
         parts = problem.losses(x, stage)
         total = torch.stack(list(parts.values())).sum()
-        total.backward()
+        torch.autograd.backward(total)
         terms.update({"total": total.item(), **{k: v.item() for k, v in parts.items()}})
-        return total
+        return terms["total"]
 
     opt.step(closure)
     return terms
@@ -501,7 +436,7 @@ def benchmark(extractor: FeatureExtractor, layers: Collection[str], side: int = 
     began = 0.0
     for i in range(repeats + 1):  # the first pass allocates and is not timed
         began = time.perf_counter() if i == 1 else began
-        sum(f.square().mean() for f in extractor(x, layers).values()).backward()
+        torch.autograd.backward(torch.stack([f.square().mean() for f in extractor(x, layers).values()]).sum())
     return (time.perf_counter() - began) / repeats / (side * side / 1e6)
 
 

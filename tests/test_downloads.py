@@ -20,7 +20,8 @@ from huggingface_hub import constants
 from core.captioning.user_models import add_user_model
 from core.models import ModelError, ModelSpec, NeedsDownload, Registry, Source, Status
 from core.models.download import endpoint_address, fetch_url, hub_plan, hub_repo_dir, needed_files
-from core.models.registry import REPO_ROOT, torch_hub_file
+from core.models.files import torch_hub_file
+from core.models.registry import REPO_ROOT
 from core.profile import Profile
 from tests.captioning.tiny_models import _blip
 from tests.hub_server import HubServer, commit_of

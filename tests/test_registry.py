@@ -16,7 +16,8 @@ from torchvision.models import resnet18
 
 from core.models import ImageClassifier, ModelError, ModelSpec, Registry, Source, Status
 from core.models.__main__ import main as cli
-from core.models.registry import REPO_ROOT, hf_cached_file, torch_hub_dir, torch_hub_file
+from core.models.files import hf_cached_file, torch_hub_dir, torch_hub_file
+from core.models.registry import REPO_ROOT
 
 LOADS: list[str] = []
 

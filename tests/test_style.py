@@ -14,6 +14,7 @@ from torchvision.models.vgg import make_layers
 from core import style as S
 from core.images import to_pil
 from core.models import Registry
+from core.models.vgg import VGG_DEEPEST, vgg19_stack
 from core.samples import load_sample
 
 TINY_VGG = [8, "M", 12, 12, "M", 16, 16, "M", 16]
@@ -203,17 +204,17 @@ def test_time_estimate_scales_with_pixels_and_steps():
 @pytest.fixture(scope="module")
 def vgg_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return {k: torch.randn(v.shape) * 0.01 for k, v in S._vgg19_stack().state_dict().items()}
+    return {k: torch.randn(v.shape) * 0.01 for k, v in vgg19_stack().state_dict().items()}
 
 
 def _check_loaded(extractor: S.FeatureExtractor, state: dict[str, torch.Tensor]) -> None:
     assert isinstance(extractor, S.FeatureExtractor) and not extractor.fallback
-    assert extractor.layers[-1] == S.VGG_DEEPEST and extractor.default_content == "relu4_2"
+    assert extractor.layers[-1] == VGG_DEEPEST and extractor.default_content == "relu4_2"
     loaded = {k.split("stages.", 1)[1]: v for k, v in extractor.state_dict().items() if "weight" in k}
     assert len(loaded) == 13  # 13 convolutions up to relu5_1; nothing of the classifier
     assert torch.equal(next(iter(loaded.values())), state["0.weight"])
     assert torch.equal(extractor.stages[-1][-2].weight, state["28.weight"])
-    deepest = extractor(torch.rand(1, 3, 32, 32), [S.VGG_DEEPEST])[S.VGG_DEEPEST]
+    deepest = extractor(torch.rand(1, 3, 32, 32), [VGG_DEEPEST])[VGG_DEEPEST]
     assert deepest.shape == (1, 512, 2, 2) and not deepest.is_meta and torch.isfinite(deepest).all()
 
 
@@ -245,9 +246,9 @@ def test_vgg19_download_keeps_a_features_copy(tmp_path, monkeypatch, vgg_state):
         dest.parent.mkdir(parents=True, exist_ok=True)
         torch.save(full, dest)
 
-    from core.models import registry as R
+    from core.models import download
 
-    monkeypatch.setattr(R, "fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "fetch_url", fake_fetch)
     registry = Registry(online=True)
     _check_loaded(registry.load("vgg19", download=True), vgg_state)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["vgg19.safetensors"]

@@ -114,12 +114,12 @@ def test_a_run_pauses_itself_at_the_time_limit(app, monkeypatch):
 def test_vgg19_in_a_models_folder_is_used(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from core.style import _vgg19_stack
+    from core.models.vgg import vgg19_stack
     from ui.resources import registry
 
     folder = tmp_path / "models" / "vgg19"
     folder.mkdir(parents=True)
-    weights = {k: torch.randn(v.shape) * 0.01 for k, v in _vgg19_stack().state_dict().items()}
+    weights = {k: torch.randn(v.shape) * 0.01 for k, v in vgg19_stack().state_dict().items()}
     save_file(weights, folder / "features.safetensors")
     monkeypatch.setenv("VISIONLAB_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("VISIONLAB_CACHE_DIR", str(tmp_path / "cache"))

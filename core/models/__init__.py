@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .download import DownloadProgress
-from .registry import ENV_MODELS_DIR, NeedsDownload, Registry, network_available
+from .download import DownloadProgress, network_available
+from .registry import ENV_MODELS_DIR, NeedsDownload, Registry
 from .spec import ModelError, ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from torch import nn
 
 from core.images import center_crop_resize, to_tensor
 
+from .files import read_state_dict
 from .inference import inference_copy
 from .spec import ModelError, ModelSpec, ProgressFn
 
@@ -42,6 +43,9 @@ class Prediction:
 
 class ImageClassifier(nn.Module):
     """``forward(x)`` with ``x`` in [0, 1], shape (N, 3, S, S) → ImageNet logits (N, 1000)."""
+
+    mean: torch.Tensor  # registered buffers, (1, 3, 1, 1)
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -81,22 +85,6 @@ class ImageClassifier(nn.Module):
         return [Prediction(int(i), self.labels[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)]
 
 
-def _state_dict(location: Path) -> dict[str, torch.Tensor]:
-    """Read weights safely: safetensors, or torch.load with ``weights_only=True``."""
-    if location.is_dir():
-        files = (
-            sorted(location.glob("*.safetensors")) or sorted(location.glob("*.pth")) or sorted(location.glob("*.pt"))
-        )
-        if not files:
-            raise ModelError(f"No .safetensors or .pth weights in {location}.")
-        location = files[0]
-    if location.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(location)
-    return torch.load(location, map_location="cpu", weights_only=True)
-
-
 def load_efficientnet_lite0(
     spec: ModelSpec, location: Path | None, progress: ProgressFn, registry: Registry
 ) -> ImageClassifier:
@@ -108,26 +96,27 @@ def load_efficientnet_lite0(
     weights = packaged if packaged.is_dir() else location
     net = EfficientNet.from_name("efficientnet-lite0")
     progress(0.5, "Reading weights…")
-    net.load_state_dict(_state_dict(weights))
-    blocks = net._blocks
-    cam_layers = {
-        "blocks.10 (14×14)": blocks[10],
-        "blocks.14 (7×7)": blocks[14],
-        "conv_head (7×7)": net._bn1,
+    net.load_state_dict(read_state_dict(weights))
+    cam_layers = {  # the package names its layers privately; get_submodule reaches them by state-dict name
+        "blocks.10 (14×14)": net.get_submodule("_blocks.10"),
+        "blocks.14 (7×7)": net.get_submodule("_blocks.14"),
+        "conv_head (7×7)": net.get_submodule("_bn1"),
     }
     return ImageClassifier(net, spec, cam_layers)
 
 
 def _cam_layers(name: str, net: nn.Module) -> dict[str, nn.Module]:
+    """Grad-CAM layers by qualified name: ``get_model`` returns a plain ``nn.Module`` whichever the architecture."""
     if name.startswith("resnet"):
-        return {"layer3 (14×14)": net.layer3, "layer4 (7×7)": net.layer4}
+        return {"layer3 (14×14)": net.get_submodule("layer3"), "layer4 (7×7)": net.get_submodule("layer4")}
     if name.startswith("vgg"):
-        convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+        convs = [m for m in net.get_submodule("features").children() if isinstance(m, nn.Conv2d)]
         return {"features conv4 (28×28)": convs[-5], "features last conv (14×14)": convs[-1]}
     if name.startswith("mobilenet"):
-        return {"features[-1] (7×7)": net.features[-1]}
+        return {"features[-1] (7×7)": list(net.get_submodule("features").children())[-1]}
     if name.startswith("vit"):
-        return {"encoder last block (14×14 tokens)": net.encoder.layers[-1].ln_1}
+        last = list(net.get_submodule("encoder.layers").children())[-1]
+        return {"encoder last block (14×14 tokens)": last.get_submodule("ln_1")}
     return {}
 
 
@@ -142,5 +131,5 @@ def load_torchvision(
     arch = spec.ref.split("_Weights")[0].lower()
     net = get_model(arch, weights=None)
     progress(0.6, "Reading weights…")
-    net.load_state_dict(_state_dict(location))
+    net.load_state_dict(read_state_dict(location))
     return ImageClassifier(net, spec, _cam_layers(arch, net))

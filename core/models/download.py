@@ -5,21 +5,39 @@ Hugging Face cache layout (``blobs/<etag>`` plus ``snapshots/<commit>/<file>`` l
 last), so transformers and ``huggingface_hub`` find them as if ``hf_hub_download`` had written them. We
 do not call ``hf_hub_download`` for weights: since huggingface_hub 1.x it writes to a process-unique
 temporary file that it deletes on failure, so an interrupted gigabyte starts again from zero.
+torchvision checkpoints go to the torch hub cache, checked against the hash prefix in their names.
+
+One writer per model: :class:`Downloads` lets other threads follow a download in flight, and
+:func:`download_lock` keeps other processes out. The registry decides *whether* to download (profile,
+budget, :func:`network_available`); this module only knows *how*.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import re
+import socket
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from .spec import ModelError, ProgressFn
+from .files import cache_dir, torch_hub_file
+from .spec import ModelError, ModelSpec, ProgressFn
+
+if TYPE_CHECKING:
+    from huggingface_hub.hf_api import RepoSibling
+
+ENV_OFFLINE = "VISIONLAB_OFFLINE"
+_TRUE = {"1", "true", "yes", "on"}
 
 #: Root-level files a model needs besides its weights (configs, processors, tokenizers).
 _SUPPORT_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")
@@ -74,6 +92,26 @@ def endpoint_address() -> tuple[str, int]:
     return parts.hostname or "huggingface.co", parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def is_offline_forced() -> bool:
+    """``VISIONLAB_OFFLINE`` or ``HF_HUB_OFFLINE`` set: never touch the network."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in (ENV_OFFLINE, "HF_HUB_OFFLINE"))
+
+
+@cache
+def _probe(host: str, port: int = 443, timeout: float = 1.0) -> bool:
+    """One short TCP probe per process, so offline status never costs more than a second."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def network_available() -> bool:
+    """The configured hub (``HF_ENDPOINT``) answered a short probe, and nothing forces offline."""
+    return not is_offline_forced() and _probe(*endpoint_address())
+
+
 def needed_files(names: list[str]) -> list[str]:
     """Config, processor and tokenizer files plus one weights format (safetensors preferred), never the rest.
 
@@ -101,16 +139,15 @@ def hub_plan(repo: str) -> HubPlan:
     names = needed_files(list(siblings))
     if not names or not info.sha:
         raise ModelError(f"{repo!r} has no safetensors or PyTorch weights at the top of its repository.")
-    files = tuple(
-        RemoteFile(
-            name=n,
-            size=siblings[n].lfs.size if siblings[n].lfs else siblings[n].size,
-            sha256=siblings[n].lfs.sha256 if siblings[n].lfs else None,
-            blob_id=None if siblings[n].lfs else siblings[n].blob_id,
-        )
-        for n in names
-    )
-    return HubPlan(repo, info.sha, files)
+    return HubPlan(repo, info.sha, tuple(_remote_file(siblings[n]) for n in names))
+
+
+def _remote_file(sibling: RepoSibling) -> RemoteFile:
+    """LFS files are checked by sha256, small ones by their git blob id."""
+    lfs = sibling.lfs
+    if lfs is not None:
+        return RemoteFile(name=sibling.rfilename, size=lfs.size, sha256=lfs.sha256)
+    return RemoteFile(name=sibling.rfilename, size=sibling.size, blob_id=sibling.blob_id)
 
 
 def mismatch(path: Path, *, size: int | None = None, sha256: str | None = None, git_sha1: str | None = None) -> str:
@@ -276,6 +313,71 @@ class DownloadProgress:
         progress(1.0, self.message)
 
 
+class Downloads:
+    """The downloads in flight in this process: one writer per model, everyone else follows its progress."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, DownloadProgress] = {}
+
+    def progress(self, model_id: str) -> DownloadProgress | None:
+        """The download of ``model_id`` in flight, if any (pages show its progress)."""
+        with self._lock:
+            return self._jobs.get(model_id)
+
+    def run(self, spec: ModelSpec, fetch: Callable[[ProgressFn], Path], progress: ProgressFn) -> Path | None:
+        """Run ``fetch`` as the one writer of ``spec``'s download and return its result; a caller that finds
+        that download already in flight follows it into ``progress`` instead and gets ``None`` (look again)."""
+        model_id = spec.id
+        with self._lock:
+            job = self._jobs.get(model_id)
+            writer = job is None
+            if job is None:
+                job = self._jobs[model_id] = DownloadProgress(model_id)
+        if not writer:
+            job.follow(progress)
+            return None
+
+        def report(fraction: float, message: str) -> None:
+            job.report(fraction, message)
+            progress(job.fraction, message)
+
+        try:
+            path = fetch(report)
+        except BaseException as err:
+            job.finish(f"{spec.display_name}: {err}")
+            raise
+        finally:
+            with self._lock:
+                self._jobs.pop(model_id, None)
+        job.finish()
+        return path
+
+
 def lock_path(root: Path, model_id: str) -> Path:
     """The cross-process lock file of one model's download (ids may hold ``/`` and ``:``)."""
     return root / "locks" / (re.sub(r"[^\w.-]", "_", model_id) + ".lock")
+
+
+@contextmanager
+def download_lock(model_id: str) -> Generator[None]:
+    """Hold the cross-process lock of ``model_id``'s download: ``python -m core.models download`` and the
+    app never write the same files at once."""
+    from filelock import FileLock
+
+    with FileLock(lock_path(cache_dir(), model_id)):
+        yield
+
+
+def download_torchvision(spec: ModelSpec, progress: ProgressFn) -> Path:
+    """Fetch a torchvision checkpoint into the torch hub cache, checked against the hash in its name."""
+    url = spec.extra.get("url") or _torchvision_url(spec.ref)
+    dest = torch_hub_file(spec)
+    fetch_url(url, dest, progress, sha256=hash_in_name(url))
+    return dest
+
+
+def _torchvision_url(ref: str) -> str:
+    from torchvision.models import get_weight
+
+    return get_weight(ref).url

@@ -16,16 +16,24 @@ also read elsewhere, or an activation whose input is, keeps its BN or its copy.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from typing import Protocol, cast
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+def named_modules(net: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``net.named_modules()`` with the type torch's unannotated generator leaves unknown."""
+    return cast(Iterator[tuple[str, nn.Module]], net.named_modules())
+
+
 def _conv_bn_pairs(net: nn.Module) -> list[tuple[str, str]]:
     """(conv, bn) names where a BatchNorm of matching width is the next module registered after a conv."""
-    pairs, last_conv = [], None
-    for name, module in net.named_modules():
+    pairs: list[tuple[str, str]] = []
+    last_conv: tuple[str, nn.Conv2d] | None = None
+    for name, module in named_modules(net):
         if last_conv and name.startswith(last_conv[0] + "."):
             continue  # the conv's own children (e.g. its padding module)
         if isinstance(module, nn.BatchNorm2d) and last_conv and last_conv[1].out_channels == module.num_features:
@@ -43,6 +51,12 @@ def _padding_into_conv(conv: nn.Conv2d) -> None:
         if left == right and top == bottom:
             conv.padding = (top, left)
             conv.static_padding = nn.Identity()
+
+
+class _InPlace(Protocol):
+    """An activation that can overwrite its input (``nn.ReLU``, ``nn.SiLU``, …: torch types no common base)."""
+
+    inplace: bool
 
 
 def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
@@ -74,12 +88,14 @@ def inference_copy(net: nn.Module, probe: torch.Tensor) -> nn.Module:
             _padding_into_conv(module)
     twin = twin.to(memory_format=torch.channels_last)
     folded = copy.deepcopy(twin)
-    modules = dict(folded.named_modules())
+    modules = dict(named_modules(folded))
     for conv, bn in pairs:
-        _replace(folded, conv, fuse_conv_bn_eval(modules[conv], modules[bn]))
+        # _conv_bn_pairs found these names as a Conv2d and a BatchNorm2d
+        fused = fuse_conv_bn_eval(cast(nn.Conv2d, modules[conv]), cast(nn.BatchNorm2d, modules[bn]))
+        _replace(folded, conv, fused)
         _replace(folded, bn, nn.Identity())
     twin = folded if agrees(folded) else twin
-    switches = [m for m in twin.modules() if getattr(m, "inplace", None) is False]
+    switches = [cast(_InPlace, m) for m in twin.modules() if getattr(m, "inplace", None) is False]
     for module in switches:
         module.inplace = True
     if not agrees(twin):

@@ -13,14 +13,12 @@ import importlib
 import importlib.util
 import os
 import shutil
-import socket
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +26,24 @@ from core.memory import release_memory
 from core.profile import Profile
 
 from .catalogue import CATALOGUE
-from .download import DownloadProgress, download_hub, endpoint_address, fetch_url, hash_in_name, hub_plan, lock_path
+from .download import (
+    DownloadProgress,
+    Downloads,
+    download_hub,
+    download_lock,
+    download_torchvision,
+    hub_plan,
+    is_offline_forced,
+    network_available,
+)
+from .files import cache_dir, hf_snapshot, torch_hub_file
 from .spec import ModelError, ModelSpec, ModelStatus, ProgressFn, Source, Status, Task, no_progress
 
 ENV_MODELS_DIR = "VISIONLAB_MODELS_DIR"
 ENV_BUDGET = "VISIONLAB_MEMORY_BUDGET_MB"
-ENV_OFFLINE = "VISIONLAB_OFFLINE"
-ENV_CACHE = "VISIONLAB_CACHE_DIR"
 #: Default for the models' share of Community Cloud's ~2.7 GB: the Python/torch runtime needs the rest.
 DEFAULT_BUDGET_MB = 1500.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_TRUE = {"1", "true", "yes", "on"}
 #: Suffixes of interrupted downloads (ours, huggingface_hub's, lock files): never "ready" on their own.
 INCOMPLETE = (".partial", ".incomplete", ".lock")
 
@@ -52,82 +57,15 @@ class NeedsDownload(ModelError):
         self.size_mb = spec.download_mb
 
 
-def is_offline_forced() -> bool:
-    """``VISIONLAB_OFFLINE`` or ``HF_HUB_OFFLINE`` set: never touch the network."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in (ENV_OFFLINE, "HF_HUB_OFFLINE"))
-
-
-@cache
-def _probe(host: str, port: int = 443, timeout: float = 1.0) -> bool:
-    """One short TCP probe per process, so offline status never costs more than a second."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def network_available() -> bool:
-    """The configured hub (``HF_ENDPOINT``) answered a short probe, and nothing forces offline."""
-    return not is_offline_forced() and _probe(*endpoint_address())
-
-
-def cache_dir() -> Path:
-    """Vision Lab's own cache (e.g. VGG19's features-only copy)."""
-    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "visionlab")
-
-
-def torchvision_weights(ref: str) -> Any:
-    from torchvision.models import get_weight
-
-    return get_weight(ref)
-
-
-def torch_hub_dir() -> Path:
-    """``torch.hub.get_dir()`` without importing torch (~1.3 s): Home's status check only looks at files.
-
-    Same rule as torch's: ``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``, then ``hub``
-    (nothing here calls ``torch.hub.set_dir``).
-    """
-    default = Path(os.getenv("XDG_CACHE_HOME", "~/.cache")) / "torch"
-    return Path(os.getenv("TORCH_HOME", default)).expanduser() / "hub"
-
-
-def hf_cached_file(repo_id: str, filename: str) -> Path | None:
-    """``huggingface_hub.try_to_load_from_cache`` for a model's ``main`` revision, reading only the cache's
-    files: importing huggingface_hub's download stack would add ~0.2 s to Home's first render."""
-    from huggingface_hub import constants  # a plain module of paths and settings: cheap
-
-    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
-    ref = repo / "refs" / "main"
-    revision = ref.read_text() if ref.is_file() else "main"
-    path = repo / "snapshots" / revision / filename
-    return path if path.is_file() else None
-
-
-def hf_snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot of ``repo_id`` when it holds a config and weights (a config alone is not a model)."""
-    config = hf_cached_file(repo_id, "config.json")
-    if config is None:
-        return None
-    weights = [p for p in config.parent.iterdir() if p.suffix in (".safetensors", ".bin") and p.exists()]
-    return config.parent if weights else None
-
-
-def torch_hub_file(spec: ModelSpec) -> Path:
-    """Where torchvision caches ``spec``'s weights (the name is in the catalogue: importing
-    torchvision just to ask would cost seconds on every status check)."""
-    return torch_hub_dir() / "checkpoints" / spec.extra["file"]
-
-
 def resident_mb(obj: object) -> float:
     """Bytes held by the parameters and buffers of ``obj`` (a module, or an object holding modules).
 
     0 while torch is not imported: nothing can hold tensors then, and asking must not import it.
     """
-    torch = sys.modules.get("torch")
-    if torch is None:
+    if "torch" not in sys.modules:
         return 0.0
+    import torch  # already imported: free
+
     modules = (
         [obj]
         if isinstance(obj, torch.nn.Module)
@@ -171,7 +109,7 @@ class Registry:
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
         self._lock = threading.RLock()
         self._load_locks: dict[str, threading.Lock] = {}
-        self._downloads: dict[str, DownloadProgress] = {}
+        self._downloads = Downloads()
         self._reserved: dict[int, float] = {}
 
     @classmethod
@@ -328,7 +266,7 @@ class Registry:
         release_memory()
 
     @contextmanager
-    def reserve(self, mb: float, *, keep: str | None = None) -> Iterator[None]:
+    def reserve(self, mb: float, *, keep: str | None = None) -> Generator[None]:
         """Hold ``mb`` of the budget for transient work beside the models (the sanity check's randomized
         layers): least recently used models except ``keep`` (the one the work uses) are evicted to make room,
         and loads meanwhile leave it free."""
@@ -353,8 +291,7 @@ class Registry:
     # -- downloads and export ----------------------------------------------------------------
     def download_progress(self, model_id: str) -> DownloadProgress | None:
         """The download of ``model_id`` in flight in this process, if any (pages show its progress)."""
-        with self._lock:
-            return self._downloads.get(model_id)
+        return self._downloads.progress(model_id)
 
     def download(self, model_id: str, progress: ProgressFn = no_progress) -> Path:
         """Fetch the files ``model_id`` needs, if this server's profile admits it; returns where they are.
@@ -373,35 +310,12 @@ class Registry:
         refusal = self.download_refusal(spec)
         if refusal is not None:
             raise ModelError(refusal)
-        with self._lock:
-            job = self._downloads.get(model_id)
-            writer = job is None
-            if job is None:
-                job = self._downloads[model_id] = DownloadProgress(model_id)
-        if not writer:
-            job.follow(progress)
-            return self._located(spec)
-
-        def report(fraction: float, message: str) -> None:
-            job.report(fraction, message)
-            progress(job.fraction, message)
-
-        try:
-            path = self._fetch(spec, report)
-        except BaseException as err:
-            job.finish(f"{spec.display_name}: {err}")
-            raise
-        finally:
-            with self._lock:
-                self._downloads.pop(model_id, None)
-        job.finish()
-        return path
+        path = self._downloads.run(spec, lambda report: self._fetch(spec, report), progress)
+        return self._located(spec) if path is None else path
 
     def _fetch(self, spec: ModelSpec, progress: ProgressFn) -> Path:
-        from filelock import FileLock
-
         progress(0.0, f"Waiting for other downloads of {spec.display_name}…")
-        with FileLock(lock_path(cache_dir(), spec.id)):
+        with download_lock(spec.id):
             where = self.locate(spec)  # another process may have finished it meanwhile
             if where is not None:
                 return where
@@ -411,10 +325,7 @@ class Registry:
                 if refusal is not None:
                     raise ModelError(refusal)
                 return download_hub(plan, progress)
-            url = spec.extra.get("url") or torchvision_weights(spec.ref).url
-            dest = torch_hub_file(spec)
-            fetch_url(url, dest, progress, sha256=hash_in_name(url))
-            return dest
+            return download_torchvision(spec, progress)
 
     def _located(self, spec: ModelSpec) -> Path:
         where = self.locate(spec)

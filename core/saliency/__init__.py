@@ -1,13 +1,12 @@
 """Saliency maps, their faithfulness (deletion/insertion) and the model-randomization sanity check."""
 
-from .faithfulness import RANDOM, SUBSTRATES, Curves, curves, pixel_rank, random_rank, removed
+from .faithfulness import SUBSTRATES, Curves, curves, pixel_rank, random_rank, removed
 from .methods import BASELINES, METHODS, Attribution, SaliencyMap, Target, explain
 from .sanity import SanityResult, cascading_randomization
 
 __all__ = [
     "BASELINES",
     "METHODS",
-    "RANDOM",
     "SUBSTRATES",
     "Attribution",
     "Curves",

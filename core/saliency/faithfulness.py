@@ -20,7 +20,6 @@ from core.runtime import SILENT, Reporter
 from .methods import Target, blur
 
 SUBSTRATES = ("blur", "mean")
-RANDOM = "random"
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def pixel_rank(values: np.ndarray, patch: int = 32, seed: int = 0) -> np.ndarray
     with 16-pixel regions vanilla gradient did not beat random deletion, with 32-pixel ones every method did).
     """
     h, w = values.shape
-    pooled = F.avg_pool2d(torch.from_numpy(values.astype(np.float32))[None, None], patch, ceil_mode=True)[0, 0]
+    pooled = F.avg_pool2d(torch.as_tensor(values.astype(np.float32))[None, None], patch, ceil_mode=True)[0, 0]
     flat = pooled.numpy().ravel()
     jitter = np.random.default_rng(seed).random(flat.size)
     region_rank = np.empty(flat.size, dtype=np.int64)
@@ -76,7 +75,7 @@ def random_rank(shape: tuple[int, int], patch: int = 32, seed: int = 0) -> np.nd
 
 def blend(x: torch.Tensor, base: torch.Tensor, rank: np.ndarray, fractions: np.ndarray, insert: bool) -> torch.Tensor:
     """One image per fraction: the top-ranked pixels come from ``base`` (deletion) or from ``x`` (insertion)."""
-    rank_t = torch.from_numpy(rank)
+    rank_t = torch.as_tensor(rank)
     masks = torch.stack([rank_t < round(f * rank.size) for f in fractions]).unsqueeze(1).to(x.dtype)
     if insert:
         return base * (1 - masks) + x * masks

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from core.models.classifiers import ImageClassifier
 from core.runtime import SILENT, Reporter
 
 Target = int | tuple[int, int]
@@ -205,19 +206,20 @@ class _ClampGrad(torch.autograd.Function):
         return t.view_as(t)
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: object, *grad_outputs: torch.Tensor) -> torch.Tensor:
+        (grad,) = grad_outputs
         return grad.clamp(min=0)
 
 
 @contextmanager
-def guided_relus(model: nn.Module) -> Iterator[None]:
+def guided_relus(model: nn.Module) -> Generator[None]:
     """Apply the guided rule after every ReLU/ReLU6 module; hooks are removed even on errors.
 
     The model is shared by every session, so the hooks act only on this thread's forward passes.
     """
     owner = threading.get_ident()
 
-    def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> torch.Tensor | None:
+    def hook(_module: nn.Module, _inputs: tuple[object, ...], out: torch.Tensor) -> torch.Tensor | None:
         return _ClampGrad.apply(out) if threading.get_ident() == owner else None
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU | nn.ReLU6)]
@@ -250,12 +252,12 @@ def as_grid(activation: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def capture_output(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+def capture_output(layer: nn.Module) -> Generator[list[torch.Tensor]]:
     """Record ``layer``'s forward outputs while inside the block (this thread's only: models are shared)."""
     outputs: list[torch.Tensor] = []
     owner = threading.get_ident()
 
-    def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+    def hook(_module: nn.Module, _inputs: tuple[object, ...], out: torch.Tensor) -> None:
         if threading.get_ident() == owner:
             outputs.append(out)
 
@@ -268,7 +270,7 @@ def capture_output(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear (half-pixel centres, like OpenCV) from the layer grid to the input's (H, W)."""
-    t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
+    t = torch.as_tensor(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
@@ -285,7 +287,7 @@ class GradCAM(Attribution):
     def _attribute(
         self, x: torch.Tensor, target: Target, reporter: Reporter, layer: str | None = None, **_: object
     ) -> Parts:
-        layers: dict[str, nn.Module] = self.model.cam_layers  # type: ignore[assignment]
+        layers = self.model.cam_layers if isinstance(self.model, ImageClassifier) else {}
         if not layers:
             raise ValueError("This classifier has no Grad-CAM layers.")
         chosen = layer if layer in layers else list(layers)[-1]
@@ -295,7 +297,7 @@ class GradCAM(Attribution):
             (grad,) = torch.autograd.grad(s, outputs[-1])
         acts, grads = as_grid(outputs[-1].detach()), as_grid(grad)
         cam = (self.weights(acts, grads)[:, :, None, None] * acts).sum(1)[0].numpy()
-        return upsample(np.maximum(cam, 0), tuple(x.shape[-2:])), cam, {"layer": chosen}
+        return upsample(np.maximum(cam, 0), (x.shape[-2], x.shape[-1])), cam, {"layer": chosen}
 
     @staticmethod
     def weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:

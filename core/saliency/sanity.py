@@ -11,16 +11,26 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import numpy as np
+import skimage.metrics
 import torch
 from scipy.stats import spearmanr
-from skimage.metrics import structural_similarity
 from torch import nn
 
+from core.models.inference import named_modules
 from core.runtime import SILENT, Reporter, global_rng
 
 from .methods import Target, explain
+
+
+class _SSIM(Protocol):
+    def __call__(self, im1: np.ndarray, im2: np.ndarray, *, data_range: float) -> float: ...
+
+
+#: scikit-image's SSIM with the signature used here (scikit-image leaves its parameters unannotated).
+_structural_similarity = cast(_SSIM, skimage.metrics.structural_similarity)
 
 #: A method is flagged when, averaged over the cascade, its map still rank-correlates this much with the original.
 UNCHANGED_RHO = 0.6
@@ -51,12 +61,12 @@ def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Spearman rank correlation and SSIM of the absolute maps (both scaled to [0, 1])."""
     ua, ub = _unit(a), _unit(b)
     rho = spearmanr(ua.ravel(), ub.ravel()).statistic
-    return float(np.nan_to_num(rho)), float(structural_similarity(ua, ub, data_range=1.0))
+    return float(np.nan_to_num(rho)), float(_structural_similarity(ua, ub, data_range=1.0))
 
 
 def parametrized_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Modules that own parameters, from the output back to the input (registration order, reversed)."""
-    return [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+    return [(n, m) for n, m in named_modules(model) if any(True for _ in m.parameters(recurse=False))][::-1]
 
 
 def sharing_copy(model: nn.Module) -> nn.Module:
@@ -71,9 +81,9 @@ def _own_tensors(module: nn.Module) -> None:
     """Give ``module`` (in a :func:`sharing_copy`) tensors of its own, so re-initializing them in place
     leaves the original model alone."""
     for name, p in module.named_parameters(recurse=False):
-        module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+        setattr(module, name, nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
     for name, b in module.named_buffers(recurse=False):
-        module._buffers[name] = b.clone()
+        setattr(module, name, b.clone())  # a registered buffer stays registered, persistent or not
 
 
 def _randomize(module: nn.Module, generator: torch.Generator) -> None:
@@ -102,7 +112,7 @@ def cascading_randomization(
     reporter: Reporter = SILENT,
 ) -> SanityResult:
     """Compare each method's map (``methods``: name → params) on the trained and progressively random model."""
-    originals = {m: explain(model, x, target, m, **p).values for m, p in methods.items()}
+    originals = {m: explain(model, x, target, m, SILENT, **p).values for m, p in methods.items()}
     clone = sharing_copy(model)
     layers = parametrized_layers(getattr(clone, "net", clone))
     points = cascade_points(len(layers), steps)
@@ -121,7 +131,7 @@ def cascading_randomization(
         done = point
         labels.append(f"down to {layers[point - 1][0]}")
         for method, params in methods.items():
-            values = explain(clone, x, target, method, **params).values
+            values = explain(clone, x, target, method, SILENT, **params).values
             rho, ssim = similarity(originals[method], values)
             rhos[method].append(rho)
             ssims[method].append(ssim)

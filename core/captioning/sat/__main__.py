@@ -17,7 +17,8 @@ from typing import TypeVar
 import torch
 from tqdm import tqdm
 
-from core.models.registry import REPO_ROOT, Registry, cache_dir
+from core.models.files import cache_dir
+from core.models.registry import REPO_ROOT, Registry
 from core.runtime import Reporter
 
 from ..types import DecodingConfig
