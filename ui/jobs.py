@@ -26,14 +26,10 @@ from core.jobs import estimate_bytes
 from core.memory import release_memory
 from core.runtime import Reporter
 from ui.resources import job_gate, profile
+from ui.state import DROPPED_KEY, HOLD_KEY, RESULTS_KEY, SESSION_KEY, STOPPED_KEY
 
 T = TypeVar("T")
 
-RESULTS_KEY = "vl_results"
-STOPPED_KEY = "vl_stopped"
-HOLD_KEY = "vl_link_hold"
-DROPPED_KEY = "vl_dropped"
-SESSION_KEY = "vl_session"
 #: How often a waiting session redraws its place in the queue (and can be interrupted by a click).
 POLL_S = 0.5
 #: URL parameters that are Streamlit's own (embedding), not settings.
@@ -138,6 +134,11 @@ def _stopped() -> dict[str, Hashable]:
 
 def _stop(slug: str, key: Hashable) -> None:
     _stopped()[slug] = key
+
+
+def part(reporter: Reporter, start: float, width: float) -> Reporter:
+    """A reporter filling the slice [start, start + width] of ``reporter``'s bar (one job made of several)."""
+    return Reporter(lambda fraction, message: reporter.step(start + fraction * width, message))
 
 
 def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hashable = None, controls: bool = True) -> T:

@@ -22,9 +22,8 @@ from core.runtime import Cancelled, Reporter
 from core.style import StyleConfig, StyleProblem, StyleState, StyleStep, run, seconds_per_megapixel
 from ui.figures import loss_figure
 from ui.jobs import run_gated
+from ui.state import STYLE_RATES_KEY, STYLE_RUN_KEY
 
-RUN_KEY = "style_run"
-RATES_KEY = "style_rates"
 #: Filmstrip frames kept per run (thinned by half when full) and their longest side.
 MAX_FRAMES = 24
 FRAME_SIDE = 256
@@ -61,12 +60,12 @@ class RunRecord:
 
 
 def record() -> RunRecord | None:
-    return st.session_state.get(RUN_KEY)
+    return st.session_state.get(STYLE_RUN_KEY)
 
 
 def calibrated_rate(model_id: str) -> float | None:
     """Seconds per megapixel-step measured on this session's last run with ``model_id``."""
-    return st.session_state.get(RATES_KEY, {}).get(model_id)
+    return st.session_state.get(STYLE_RATES_KEY, {}).get(model_id)
 
 
 def draw(rec: RunRecord, chart: Any, picture: Any) -> None:
@@ -122,4 +121,4 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
         draw(rec, chart, picture)
         st.info(f"Paused after {MAX_RUN_S // 60} minutes at step {rec.state.step}: press **Continue** to go on.")
     if timed:
-        st.session_state.setdefault(RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)
+        st.session_state.setdefault(STYLE_RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)

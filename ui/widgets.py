@@ -13,7 +13,7 @@ from core.images import ImageInputError, load_image_with_info
 from core.models import ModelError, Status, Task
 from core.samples import sample_names
 from ui.resources import registry, sample_image
-from ui.state import add_to_tray, tray
+from ui.state import UPLOAD_DECODED_KEY, add_to_tray, tray
 from ui.text import plain
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -80,7 +80,7 @@ def _upload(box: Any, key: str, label: str) -> PickedImage | None:
     if upload is None:
         box.info("Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file (25 MB at most).")
         return None
-    cache_key = f"{key}_decoded"
+    cache_key = UPLOAD_DECODED_KEY.format(key)
     cached = st.session_state.get(cache_key)
     if cached is not None and cached[0] == upload.file_id:
         return PickedImage(upload.name, cached[1], "upload")
