@@ -44,6 +44,17 @@ def markdown_table(rows: Sequence[Mapping[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def decades(lo: int, hi: int) -> list[float]:
+    """1, 3, 10, 30 … between 10**lo and 10**hi: the options of a log slider."""
+    return [float(f"{m}e{e}") for e in range(lo, hi + 1) for m in (1, 3)][:-1]
+
+
+def sci(value: float) -> str:
+    """A log slider's label: ``3e-2``, ``1e6``."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def image_picker(
     key: str = "image",
     *,
