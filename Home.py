@@ -12,7 +12,7 @@ from core.samples import sample_names
 from ui.resources import job_gate, profile, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
-from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table
+from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table, progress_to
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
 
@@ -91,7 +91,7 @@ if downloadable:
         if st.form_submit_button("Download"):
             bar = st.progress(0.0)
             try:
-                reg.download(chosen, lambda f, m: bar.progress(min(f, 1.0), text=m))
+                reg.download(chosen, progress_to(bar))
                 st.success(f"{plain(reg.get(chosen).display_name)} downloaded.")
             except ModelError as err:
                 st.error(plain(str(err)))

@@ -82,13 +82,15 @@ with st.container(border=True):
     o1, o2, o3, o4 = st.columns(4)
     side = o1.select_slider("Resolution (longest side, px)", SIDES, 256, key="res", bind="query-params")
     steps = int(o2.number_input("Steps", 1, 2000, 100, 10, key="n", bind="query-params"))
-    optimizer = o3.segmented_control(
+    optimizer: Optimizer = o3.segmented_control(
         "Optimizer", OPTIMIZERS, default="lbfgs", required=True, key="opt", bind="query-params",
         format_func=OPTIMIZER_NAMES.__getitem__,
     )  # fmt: skip
-    init = o4.segmented_control("Start from", INITS, default="content", required=True, key="init", bind="query-params")
+    init: Init = o4.segmented_control(
+        "Start from", INITS, default="content", required=True, key="init", bind="query-params"
+    )
     p1, p2, p3 = st.columns(3)
-    colour = p1.segmented_control(
+    colour: Colour = p1.segmented_control(
         "Colour", COLOURS, default="none", required=True, key="col", bind="query-params",
         help="luminance: transfer only brightness and keep the content's colours; histogram: recolour the style "
         "images to the content's colour statistics first.",
@@ -183,7 +185,7 @@ weights = grid_weights(decades(2, 10), sw)
 if st.button("Render the weight grid", key="grid"):  # the last grid stays shown while settings change
     grid_cells = run_gated(
         "weight grid",
-        lambda rep: render_grid(extractor, content.image, style_inputs, config, weights, rep),
+        lambda rep, image=content.image: render_grid(extractor, image, style_inputs, config, weights, rep),
         slug="grid",
     )
     remember(STYLE_GRID_KEY, grid_cells)

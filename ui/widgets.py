@@ -8,9 +8,10 @@ from typing import Any
 
 import streamlit as st
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from core.images import ImageInputError, load_image_with_info
-from core.models import ModelError, Status, Task
+from core.models import ModelError, ProgressFn, Status, Task
 from core.samples import sample_names
 from ui.resources import registry, sample_image
 from ui.state import UPLOAD_DECODED_KEY, add_to_tray, tray
@@ -168,11 +169,20 @@ def ensure_ready(model_id: str) -> bool:
     return False
 
 
+def progress_to(bar: DeltaGenerator) -> ProgressFn:
+    """A progress callback (fraction, message) drawn on ``bar``, the fraction clamped to [0, 1]."""
+
+    def report(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+    return report
+
+
 def _download(model_id: str) -> None:
     """Download (or follow the download already running) with a progress bar, then rerun to load it."""
     bar = st.progress(0.0, text="Starting download…")
     try:
-        registry().download(model_id, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+        registry().download(model_id, progress_to(bar))
     except ModelError as err:
         st.error(plain(str(err)))
         return
