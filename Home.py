@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.images import ImageInputError, load_image
@@ -42,7 +40,6 @@ AREAS = [
         "Gatys et al. style transfer with a loss curve that updates while it optimizes.",
     ),
 ]
-ROOT = Path(__file__).parent
 
 st.title("🔬 Vision Lab")
 st.markdown(
@@ -54,10 +51,7 @@ st.markdown(
 cols = st.columns(len(AREAS))
 for col, (path, title, icon, blurb) in zip(cols, AREAS, strict=True):
     with col.container(border=True):
-        if (ROOT / path).exists():
-            st.page_link(path, label=title, icon=icon)
-        else:
-            st.markdown(f"{icon} **{title}** — coming soon")
+        st.page_link(path, label=title, icon=icon)
         st.caption(blurb)
 
 st.header("This server")
