@@ -7,10 +7,10 @@ import streamlit as st
 from core.images import ImageInputError, load_image
 from core.models import ModelError, Status
 from core.samples import sample_names
-from ui.resources import job_gate, profile, registry, sample_image, torch_info
+from ui.resources import job_gate, profile, progress_to, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
-from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table, progress_to
+from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
 

@@ -25,7 +25,7 @@ from streamlit.runtime.state.session_state_proxy import get_session_state
 from core.jobs import estimate_bytes
 from core.memory import release_memory
 from core.runtime import Reporter
-from ui.resources import job_gate, profile
+from ui.resources import job_gate, profile, progress_to
 from ui.state import DROPPED_KEY, HOLD_KEY, RESULTS_KEY, SESSION_KEY, STOPPED_KEY
 
 T = TypeVar("T")
@@ -161,12 +161,7 @@ def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hasha
                 )
             if controls:
                 button.button("Stop", key=f"stop_{slug}", on_click=_stop, args=(slug, key), icon="⏹️")
-            bar = line.progress(0.0, text=name)
-
-            def progress(fraction: float, message: str) -> None:
-                bar.progress(min(max(fraction, 0.0), 1.0), text=f"{name}: {message}" if message else name)
-
-            result = work(Reporter(progress))
+            result = work(Reporter(progress_to(line.progress(0.0, text=name), name)))
     finally:
         release_memory()
     panel.empty()

@@ -8,12 +8,11 @@ from typing import Any
 
 import streamlit as st
 from PIL import Image
-from streamlit.delta_generator import DeltaGenerator
 
 from core.images import ImageInputError, load_image_with_info
-from core.models import ModelError, ProgressFn, Status, Task
+from core.models import ModelError, Status, Task
 from core.samples import sample_names
-from ui.resources import registry, sample_image
+from ui.resources import progress_to, registry, sample_image
 from ui.state import UPLOAD_DECODED_KEY, add_to_tray, tray
 from ui.text import plain
 
@@ -167,15 +166,6 @@ def ensure_ready(model_id: str) -> bool:
             st.markdown(f"**{name}** — {size}: not available here.")
             st.caption(state.message)
     return False
-
-
-def progress_to(bar: DeltaGenerator) -> ProgressFn:
-    """A progress callback (fraction, message) drawn on ``bar``, the fraction clamped to [0, 1]."""
-
-    def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
-    return report
 
 
 def _download(model_id: str) -> None:
