@@ -11,7 +11,7 @@ from core.saliency import BASELINES, METHODS, SUBSTRATES, removed
 from ui.figures import image_figure
 from ui.jobs import open_page, run_job
 from ui.resources import load_classifier, tensor_key
-from ui.saliency import RANDOM_ORDER, SaliencyJobs, rankings
+from ui.saliency import SaliencyJobs, rankings
 from ui.saliency_figures import (
     SIGNS,
     VIEWS,
@@ -166,7 +166,7 @@ if measure:
         f2.plotly_chart(curves_figure(results, LABELS, k), key="curves")
         table = pd.DataFrame(
             {
-                "method": [LABELS.get(c.name, f"{RANDOM_ORDER} order") for c in results],
+                "method": [LABELS.get(c.name, "random order") for c in results],
                 "deletion AUC ↓": [c.deletion_auc for c in results],
                 "insertion AUC ↑": [c.insertion_auc for c in results],
             }
@@ -175,7 +175,7 @@ if measure:
         strip = st.columns(len(ranks))
         for col, (name, rank) in zip(strip, ranks.items(), strict=True):
             col.image(
-                to_pil(removed(x, rank, k / 100, substrate)), caption=f"{LABELS.get(name, RANDOM_ORDER)}: {k}% removed"
+                to_pil(removed(x, rank, k / 100, substrate)), caption=f"{LABELS.get(name, 'random')}: {k}% removed"
             )
 
 st.subheader("Sanity check: cascading randomization")
