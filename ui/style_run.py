@@ -1,4 +1,5 @@
-"""The style-transfer run as it lives in session state, and the loop that draws it while it optimizes.
+"""The style-transfer run as it lives in session state, the loop that draws it while it optimizes, and the
+weight explorer's short runs.
 
 The optimization runs inside the script run, so Streamlit's rerun (the Stop button, or any other
 widget) interrupts it at the next drawing call. The record is updated after every step, so whatever
@@ -42,7 +43,7 @@ FRAME_SIDE = 256
 DRAW_EVERY_S = 0.5
 #: A run pauses itself after this long, so a forgotten tab does not hold the CPU for hours.
 MAX_RUN_S = 15 * 60
-#: Steps of each weight-grid cell, and the number of cells shown in the filmstrip's strip.
+#: Steps of each weight-grid cell, and the number of frames in the filmstrip's strip.
 GRID_STEPS = 10
 STRIP_FRAMES = 6
 
