@@ -67,6 +67,7 @@ def test_fgsm_matches_torchattacks(effnet, small):
     _equal_but_inside(ours, theirs, small, eps)
 
 
+@pytest.mark.slow
 def test_pgd_linf_and_l2_match_torchattacks(effnet, small):
     y = torch.tensor([ESPRESSO])
     eps, alpha = 2 / 255, 0.5 / 255
@@ -82,6 +83,7 @@ def test_pgd_linf_and_l2_match_torchattacks(effnet, small):
     assert 0.14 < result.delta_l2 <= 0.15 * (1 + 1e-6)
 
 
+@pytest.mark.slow
 def test_coffee_is_espresso_and_pgd_at_2_flips_it(effnet, coffee):
     assert effnet.predict(coffee)[0].label == "espresso"
     cfg = A.PGDConfig(eps=A.from255(2), alpha=A.from255(1), steps=3)
@@ -99,6 +101,7 @@ def test_coffee_is_espresso_and_pgd_at_2_flips_it(effnet, coffee):
     assert A.fools(effnet, ESPRESSO, None, make)(A.from255(2))
 
 
+@pytest.mark.slow
 def test_pgd_beats_fgsm_and_noise_on_labelled_photos(effnet, photos):
     x, accepted, labels = photos
     eps = A.from255(2)
