@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.images import ImageInputError, load_image
 from core.models import ModelError, Status
 from core.samples import sample_names
-from ui.resources import job_gate, profile, registry, sample_image, torch_info
+from ui.resources import job_gate, profile, progress_to, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table
@@ -42,7 +40,6 @@ AREAS = [
         "Gatys et al. style transfer with a loss curve that updates while it optimizes.",
     ),
 ]
-ROOT = Path(__file__).parent
 
 st.title("🔬 Vision Lab")
 st.markdown(
@@ -54,10 +51,7 @@ st.markdown(
 cols = st.columns(len(AREAS))
 for col, (path, title, icon, blurb) in zip(cols, AREAS, strict=True):
     with col.container(border=True):
-        if (ROOT / path).exists():
-            st.page_link(path, label=title, icon=icon)
-        else:
-            st.markdown(f"{icon} **{title}** — coming soon")
+        st.page_link(path, label=title, icon=icon)
         st.caption(blurb)
 
 st.header("This server")
@@ -91,7 +85,7 @@ if downloadable:
         if st.form_submit_button("Download"):
             bar = st.progress(0.0)
             try:
-                reg.download(chosen, lambda f, m: bar.progress(min(f, 1.0), text=m))
+                reg.download(chosen, progress_to(bar))
                 st.success(f"{plain(reg.get(chosen).display_name)} downloaded.")
             except ModelError as err:
                 st.error(plain(str(err)))

@@ -96,10 +96,7 @@ def session(quick: bool) -> list[tuple[str, Callable[[], object]]]:
             lambda: _app("pages/1_Captioning.py", timeout, models=["blip-base", "vit-gpt2"], max=tokens),
         ),
         ("Captioning: Show-Attend-Tell", lambda: _app("pages/1_Captioning.py", timeout, models=["sat-shapes"])),
-    ]
-    if (ROOT / "pages/2_Saliency.py").is_file():
-        walk.append(("Saliency: default view", lambda: _app("pages/2_Saliency.py", timeout)))
-    walk += [
+        ("Saliency: default view", lambda: _app("pages/2_Saliency.py", timeout)),
         ("Adversarial: default FGSM view", lambda: _app("pages/3_Adversarial.py", timeout)),
         ("Style transfer: VGG19 at 128 px", style),
     ]

@@ -7,30 +7,17 @@ import streamlit as st
 
 from core.images import to_pil
 from core.models import ModelError
-from core.models.registry import resident_mb
-from core.runtime import Reporter
-from core.saliency import (
-    BASELINES,
-    METHODS,
-    SUBSTRATES,
-    Curves,
-    SaliencyMap,
-    SanityResult,
-    cascading_randomization,
-    curves,
-    explain,
-    pixel_rank,
-    random_rank,
-    removed,
-)
+from core.saliency import BASELINES, METHODS, SUBSTRATES, removed
 from ui.figures import image_figure
 from ui.jobs import open_page, run_job
-from ui.resources import load_classifier, registry, saliency_cached, saliency_peek, tensor_key
+from ui.resources import load_classifier, tensor_key
+from ui.saliency import SaliencyJobs, rankings
 from ui.saliency_figures import (
     SIGNS,
     VIEWS,
     colour_range,
     curves_figure,
+    map_caption,
     predictions_figure,
     saliency_figure,
     sanity_figure,
@@ -55,7 +42,7 @@ side = st.sidebar
 picked = image_picker()
 model_id = model_picker("classification", key="model", default="efficientnet-lite0")
 methods = side.multiselect(
-    "Methods", list(METHODS), default=DEFAULT_METHODS, format_func=LABELS.get, key="m", bind="query-params"
+    "Methods", list(METHODS), default=DEFAULT_METHODS, format_func=LABELS.__getitem__, key="m", bind="query-params"
 )
 sign = side.segmented_control("Sign", SIGNS, default="positive", required=True, key="sign", bind="query-params")
 view = side.segmented_control("View", VIEWS, default="overlay", required=True, key="view", bind="query-params")
@@ -70,13 +57,14 @@ if picked is None:
     st.info("Choose an image in the sidebar.")
     st.stop()
 try:
-    model = load_classifier(model_id) if ensure_ready(model_id) else None
+    loaded = load_classifier(model_id) if ensure_ready(model_id) else None
 except ModelError as err:
     show_model_error(err)
-    model = None
-if model is None:
+    loaded = None
+if loaded is None:
     st.info("Pick 🟢 EfficientNet-Lite0 in the sidebar: it is built in and works offline.")
     st.stop()
+model = loaded
 
 layers = list(model.cam_layers)
 with side.expander("Grad-CAM layer", expanded=False):
@@ -90,7 +78,6 @@ PARAMS: dict[str, dict[str, object]] = {
 
 x = model.preprocess(picked.image)
 view_img = to_pil(x)
-image_key = tensor_key(x)
 preds = model.predict(x)
 labels = model.labels
 
@@ -119,43 +106,26 @@ target_b = c3.selectbox(
 )
 target = (target_a, target_b) if contrast and target_b != target_a else target_a
 title = f"why {labels[target_a]} rather than {labels[target_b]}" if isinstance(target, tuple) else labels[target_a]
-
-
-def _slice(reporter: Reporter, start: float, width: float) -> Reporter:
-    """A reporter filling the slice [start, start + width] of ``reporter``'s bar."""
-    return Reporter(lambda f, m: reporter.step(start + f * width, m))
-
-
-def map_key(method: str) -> tuple[object, ...]:
-    """Cache key of one map: model, image content, target, method and its parameters."""
-    return ("map", model_id, image_key, target, method, tuple(sorted(PARAMS.get(method, {}).items())))
-
-
-def all_maps(reporter: Reporter) -> dict[str, SaliencyMap]:
-    """Every chosen map, each through the process-wide cache (another session may have made it)."""
-    return {
-        m: saliency_cached(
-            map_key(m),
-            lambda m=m, i=i: explain(
-                model, x, target, m, _slice(reporter, i / len(methods), 1 / len(methods)), **PARAMS.get(m, {})
-            ),
-        )
-        for i, m in enumerate(methods)
-    }
-
+jobs = SaliencyJobs(model_id, model, x, tensor_key(x), target, PARAMS)
 
 if not methods:
     st.info("Choose at least one method in the sidebar.")
     st.stop()
 
 st.subheader(f"Saliency for “{plain(title)}”")
-maps_key = tuple(map_key(m) for m in methods)
-ready = [saliency_peek(k) for k in maps_key]
-if all(r is not None for r in ready):  # finished work is shown without queueing for a slot
-    maps = dict(zip(methods, ready, strict=True))
+maps_key = tuple(jobs.map_key(m) for m in methods)
+maps = jobs.ready_maps(methods)
+if maps is not None:
     st.status(f"{len(maps)} map(s) ready", state="complete", expanded=False)
 else:
-    maps = run_job("saliency maps", maps_key, all_maps, auto=True, slug="maps", done=f"{len(methods)} map(s) ready")
+    maps = run_job(
+        "saliency maps",
+        maps_key,
+        lambda rep: jobs.maps(methods, rep),
+        auto=True,
+        slug="maps",
+        done=f"{len(methods)} map(s) ready",
+    )
 if maps is None:
     st.stop()
 
@@ -168,12 +138,7 @@ for start in range(0, len(methods), per_row):
         zrange = common if shared else colour_range([shown[method]], sign)
         fig = saliency_figure(view_img, shown[method], view=view, sign=sign, zrange=zrange, title=LABELS[method])
         col.plotly_chart(fig, key=f"map_{method}")
-        note = f"{result.seconds:.2f} s · {METHODS[method].passes}"
-        if "delta" in result.meta:
-            note += f" · completeness Δ = {result.meta['delta']:+.3g} of {result.meta['score_gap']:.3g}"
-        if "layer" in result.meta:
-            note += f" · layer {result.meta['layer']}"
-        col.caption(note)
+        col.caption(map_caption(result, METHODS[method].passes))
 if shared:
     st.caption("One colour scale compares raw values: meaningful among methods with the same units.")
 
@@ -188,26 +153,11 @@ measure = f1.toggle("Measure", value=True, key="faith", bind="query-params")
 substrate = f1.segmented_control("Substrate", SUBSTRATES, default="blur", required=True, key="sub", bind="query-params")
 k = f1.slider("Scrub: % removed", 0, 100, 20, step=10, key="k", bind="query-params")
 if measure:
-    ranks = {m: pixel_rank(v) for m, v in shown.items()}
-    ranks["random"] = random_rank(shown[methods[0]].shape)
-    cls = target_a
-
-    def all_curves(reporter: Reporter) -> list[Curves]:
-        out = []
-        for i, (name, rank) in enumerate(ranks.items()):
-            key = (map_key(name), sign) if name in maps else ("random", model_id, image_key, cls)
-            rep = _slice(reporter, i / len(ranks), 1 / len(ranks))
-            run = lambda rank=rank, name=name, rep=rep: curves(  # noqa: E731
-                model, x, cls, rank, name=name, kind=substrate, steps=10, reporter=rep
-            )
-            out.append(saliency_cached(("curves", *key, substrate), run))
-        return out
-
-    curves_key = ("curves", maps_key, sign, substrate, cls)
+    ranks = rankings(shown)
     results = run_job(
         "deletion and insertion curves",
-        curves_key,
-        all_curves,
+        ("curves", maps_key, sign, substrate, target_a),
+        lambda rep: jobs.deletion_curves(ranks, sign, substrate, rep),
         auto=True,
         slug="curves",
         done="Deletion and insertion curves ready",
@@ -234,21 +184,8 @@ st.caption(
     "compare each map with the trained model's. A map that explains the model must change; one that stays "
     "the same is showing the image's edges, not what the model learned."
 )
-sanity_key = ("sanity", *(map_key(m) for m in methods))
-
-
-def sanity_check(rep: Reporter) -> SanityResult:
-    """Its randomized layers grow to a second set of weights: the registry makes room for them first."""
-    with registry().reserve(resident_mb(model), keep=model_id):
-        return cascading_randomization(model, x, target, {m: PARAMS.get(m, {}) for m in methods}, steps=5, reporter=rep)
-
-
 sanity = run_job(
-    "sanity check",
-    sanity_key,
-    lambda rep: saliency_cached(sanity_key, lambda: sanity_check(rep)),
-    auto=False,
-    slug="sanity",
+    "sanity check", jobs.sanity_key(methods), lambda rep: jobs.sanity(methods, rep), auto=False, slug="sanity"
 )
 if sanity is not None:
     st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity")

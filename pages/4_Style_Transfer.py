@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import get_args
 
 import streamlit as st
-from PIL import Image
 
-from core.images import to_pil
 from core.models import ModelError, Status
-from core.runtime import Reporter
 from core.samples import sample_names
-from core.style import StyleConfig, StyleProblem, estimate_seconds, start, weight_grid
+from core.style import Colour, Init, Optimizer, StyleConfig, StyleProblem, estimate_seconds
 from ui.jobs import open_page, recall, remember, run_gated
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
-from ui.state import add_to_tray
-from ui.style_run import RUN_KEY, RunRecord, calibrated_rate, draw, drive, record
-from ui.widgets import ensure_ready, image_picker, model_picker, show_model_error
+from ui.state import STYLE_GRID_KEY, add_to_tray
+from ui.style_run import begin, calibrated_rate, draw, drive, grid_weights, record, render_grid
+from ui.widgets import decades, ensure_ready, image_picker, model_picker, sci, show_model_error
 
 st.set_page_config(page_title="Style transfer · Vision Lab", page_icon="🎨", layout="wide")
 open_page()
@@ -30,19 +27,10 @@ st.caption(
 NETS = ["vgg19", "efficientnet-lite0"]
 FALLBACK_NOTE = "Using EfficientNet-Lite0's features instead (real ImageNet weights, always available)."
 SIDES = [128, 192, 256, 384, 512, 768]
-GRID_KEY = "style_grid"
-GRID_STEPS = 10
-
-
-def decades(lo: int, hi: int) -> list[float]:
-    """1, 3, 10, 30 … between 10**lo and 10**hi: the options of a log slider."""
-    return [float(f"{m}e{e}") for e in range(lo, hi + 1) for m in (1, 3)][:-1]
-
-
-def sci(value: float) -> str:
-    mantissa, exponent = f"{value:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
+OPTIMIZER_NAMES = {"lbfgs": "L-BFGS", "adam": "Adam"}
+OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
+INITS: tuple[Init, ...] = get_args(Init)
+COLOURS: tuple[Colour, ...] = get_args(Colour)
 
 # -- inputs -------------------------------------------------------------------------------------------
 content = image_picker("content", label="Content image", default="content.jpg")
@@ -94,16 +82,16 @@ with st.container(border=True):
     o1, o2, o3, o4 = st.columns(4)
     side = o1.select_slider("Resolution (longest side, px)", SIDES, 256, key="res", bind="query-params")
     steps = int(o2.number_input("Steps", 1, 2000, 100, 10, key="n", bind="query-params"))
-    optimizer = o3.segmented_control(
-        "Optimizer", ["lbfgs", "adam"], default="lbfgs", required=True, key="opt", bind="query-params",
-        format_func={"lbfgs": "L-BFGS", "adam": "Adam"}.get,
+    optimizer: Optimizer = o3.segmented_control(
+        "Optimizer", OPTIMIZERS, default="lbfgs", required=True, key="opt", bind="query-params",
+        format_func=OPTIMIZER_NAMES.__getitem__,
     )  # fmt: skip
-    init = o4.segmented_control(
-        "Start from", ["content", "style", "noise"], default="content", required=True, key="init", bind="query-params"
+    init: Init = o4.segmented_control(
+        "Start from", INITS, default="content", required=True, key="init", bind="query-params"
     )
     p1, p2, p3 = st.columns(3)
-    colour = p1.segmented_control(
-        "Colour", ["none", "luminance", "histogram"], default="none", required=True, key="col", bind="query-params",
+    colour: Colour = p1.segmented_control(
+        "Colour", COLOURS, default="none", required=True, key="col", bind="query-params",
         help="luminance: transfer only brightness and keep the content's colours; histogram: recolour the style "
         "images to the content's colour statistics first.",
     )  # fmt: skip
@@ -157,13 +145,11 @@ chart_col, image_col = st.columns([3, 2])
 chart, picture = chart_col.empty(), image_col.empty()
 problem = StyleProblem(extractor, content.image, style_inputs, config)
 if start_clicked:
-    rec = RunRecord(net, inputs, config, start(problem))
-    st.session_state[RUN_KEY] = rec
+    rec = begin(problem, net, inputs)
     drive(problem, rec, steps, chart, picture)
 elif continue_clicked and rec is not None:
-    if (rec.config, rec.inputs, rec.model_id) != (config, inputs, net):
+    if rec.retarget(config, inputs, net):
         st.info("Settings changed since this run paused: continuing from its image with a fresh optimizer.")
-        rec.state, rec.config, rec.inputs, rec.model_id = replace(rec.state, optim={}), config, inputs, net
     drive(problem, rec, more, chart, picture)
 elif rec is not None:
     draw(rec, chart, picture)
@@ -184,40 +170,32 @@ if rec is not None and rec.frames and not rec.running:
     frames = dict(rec.frames)
     f1, f2 = st.columns([1, 3])
     f1.image(frames.get(chosen, rec.frames[-1][1]), caption=f"step {chosen}", width="stretch")
-    strip = [rec.frames[round(i * (len(rec.frames) - 1) / 5)] for i in range(6)] if len(rec.frames) > 6 else rec.frames
+    strip = rec.strip()
     f2.image([img for _, img in strip], caption=[f"step {s}" for s, _ in strip], width=96)
     d1, d2 = st.columns(2)
     d1.download_button("Download PNG", rec.png(), "style_transfer.png", "image/png", key="download", icon="⬇️")
-    if d2.button("Send to the image tray", key="tray"):
-        add_to_tray(f"style step {rec.state.step}.png", rec.result(), "style transfer")
+    if d2.button("Send to the image tray", key="tray") and (image := rec.result()) is not None:
+        add_to_tray(f"style step {rec.state.step}.png", image, "style transfer")
         st.toast("Added to the image tray.")
 
 # -- weight explorer ---------------------------------------------------------------------------------------
 st.subheader("Weight explorer")
 st.caption("Short 128 px runs over a range of style weights: click **Use** under one to load it for a full run.")
-options = decades(2, 10)
-nearest = min(range(len(options)), key=lambda i: abs(options[i] - sw))
-grid_weights = [options[i] for i in range(nearest - 4, nearest + 5, 2) if 0 <= i < len(options)]
-
-
-def render_grid(reporter: Reporter) -> list[tuple[float, float, Image.Image]]:
-    cells = []
-    for cell in weight_grid(extractor, content.image, style_inputs, config, grid_weights, steps=GRID_STEPS):
-        cells.append((cell.style_weight, cell.ratio, to_pil(cell.image)))
-        reporter.step(len(cells) / len(grid_weights), f"{len(cells)} of {len(grid_weights)}")
-    return cells
-
-
+weights = grid_weights(decades(2, 10), sw)
 if st.button("Render the weight grid", key="grid"):  # the last grid stays shown while settings change
-    grid_cells = run_gated("weight grid", render_grid, slug="grid")
-    remember(GRID_KEY, grid_cells)
+    grid_cells = run_gated(
+        "weight grid",
+        lambda rep, image=content.image: render_grid(extractor, image, style_inputs, config, weights, rep),
+        slug="grid",
+    )
+    remember(STYLE_GRID_KEY, grid_cells)
 
 
 def use_weight(weight: float) -> None:
     st.session_state["sw"] = weight
 
 
-if cells := recall(GRID_KEY):
+if cells := recall(STYLE_GRID_KEY):
     grid = st.columns(len(cells))
     for col, (weight, ratio, thumb) in zip(grid, cells, strict=True):
         col.image(thumb, caption=f"style/content = {sci(ratio)}", width=128)

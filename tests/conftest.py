@@ -1,8 +1,13 @@
-"""Shared test set-up: offline, deterministic, small thread count, and the real built-in classifier."""
+"""Shared test set-up: offline, deterministic, small thread count, the real built-in classifier, and markers.
+
+Every test under ``tests/e2e`` is marked ``e2e`` here, whatever its module says, so the fast loop
+(``-m "not e2e and not slow"``) can never start a browser by accident.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VISIONLAB_OFFLINE", "1")
@@ -15,6 +20,15 @@ from core.models import ImageClassifier, Registry
 from core.samples import load_sample
 
 torch.set_num_threads(2)
+
+E2E = Path(__file__).parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

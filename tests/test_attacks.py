@@ -132,6 +132,7 @@ def test_coffee_is_espresso_and_bim_at_2_flips_it(effnet, coffee):
     assert A.flips(attack, coffee, ESPRESSO)(A.from255(2))
 
 
+@pytest.mark.slow
 def test_pgd_beats_fgsm_and_noise_on_labelled_photos(effnet, photos):
     x, accepted, labels = photos
     eps = A.from255(2)

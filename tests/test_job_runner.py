@@ -58,6 +58,7 @@ def test_a_page_waits_for_a_free_slot_then_runs(full_gate):
     assert gate.stats().running == 0 and gate.stats().waiting == 0
 
 
+@pytest.mark.slow
 def test_a_session_stopped_while_waiting_leaves_the_queue(full_gate):
     gate, _, taken = full_gate
     at = _page(43)

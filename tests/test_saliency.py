@@ -190,6 +190,7 @@ def test_effnet_sees_espresso_and_gradient_matches_captum(effnet, coffee):
     _close(_as_library_scales(cam.raw, (224, 224)), _library_cam(GradCAM, effnet, coffee, ESPRESSO))
 
 
+@pytest.mark.slow
 def test_gradient_maps_beat_random_order_on_deletion(effnet, coffee):
     """Deleting the regions a map ranks first must kill "espresso" faster than deleting random regions."""
     random = curves(effnet, coffee, ESPRESSO, random_rank((224, 224)), name="random", steps=5)

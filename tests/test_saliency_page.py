@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.markdown import shown
@@ -11,14 +10,22 @@ PAGE = "../pages/2_Saliency.py"
 TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def app() -> AppTest:
+def page(**state: object) -> AppTest:
+    """A fresh session of the page (no test shares one), with ``state`` set before its first run."""
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.session_state["m"] = ["gradient", "gradcam"]  # two cheap methods keep the test short
+    at.session_state["m"] = ["gradient", "gradcam"]  # two cheap methods keep the tests short
+    for key, value in state.items():
+        at.session_state[key] = value
     return at.run()
 
 
-def test_page_explains_espresso_with_two_methods_and_faithfulness(app):
+def chart_spec(app: AppTest, key: str) -> str:
+    (spec,) = [c.proto.spec for c in app.get("plotly_chart") if c.key == key]
+    return spec
+
+
+def test_page_explains_espresso_with_two_methods_and_faithfulness():
+    app = page()
     assert not app.exception, app.exception
     assert app.selectbox(key="cls").value == 967  # top-1 of the coffee photo: espresso
     assert "espresso" in app.subheader[0].value
@@ -30,18 +37,21 @@ def test_page_explains_espresso_with_two_methods_and_faithfulness(app):
     assert (table["deletion AUC ↓"].iloc[:2] < random_auc).all()
 
 
-def test_contrast_and_sign_change_the_view(app):
-    app.toggle(key="faith").set_value(False)
+def test_contrast_and_sign_change_the_view():
+    app = page(faith=False)
+    assert "rather than" not in app.subheader[0].value
     app.toggle(key="vs").set_value(True).run()
     assert not app.exception, app.exception
     assert "rather than" in app.subheader[0].value
+    before = chart_spec(app, "map_gradient")
     app.segmented_control(key="sign").set_value("signed").run()
     assert not app.exception, app.exception
+    assert chart_spec(app, "map_gradient") != before, "the signed view draws a different map"
 
 
-def test_sanity_check_runs_and_reports(app):
-    app.toggle(key="vs").set_value(False)
-    app.multiselect(key="m").set_value(["gradcam"])  # cached already; one method keeps the cascade short
+def test_sanity_check_runs_and_reports():
+    app = page(m=["gradcam"], faith=False)  # one method keeps the cascade short
+    assert all(c.key != "sanity" for c in app.get("plotly_chart")), "the check waits for its button"
     app.button(key="run_sanity").click().run()
     assert not app.exception, app.exception
     assert len(app.get("plotly_chart")) == 2 + 1 + 2  # input, top-5, one map, sanity trends and maps (no curves)

@@ -114,6 +114,7 @@ def test_every_loss_term_falls_on_tiny_random_vgg(tiny_vgg, images, optimizer):
         assert last[term] < first[term], f"{term}: {first[term]:.4g} → {last[term]:.4g}"
 
 
+@pytest.mark.slow
 def test_every_loss_term_falls_on_real_efficientnet_weights(effnet_features, images):
     problem = _problem(effnet_features, images, init="noise", side=64, tv_weight=1e-2)
     first, last = _first_last(problem, 10)

@@ -50,6 +50,7 @@ def test_grad_cam_records_only_its_own_forward_passes(effnet, coffee):
         assert len(outputs) == 1
 
 
+@pytest.mark.slow
 def test_sanity_check_is_reproducible_while_others_draw_random_numbers(effnet, coffee):
     def sanity() -> dict[str, np.ndarray]:
         return cascading_randomization(effnet, coffee, ESPRESSO, {"gradient": {}}, steps=3).spearman

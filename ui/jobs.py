@@ -25,15 +25,11 @@ from streamlit.runtime.state.session_state_proxy import get_session_state
 from core.jobs import estimate_bytes
 from core.memory import release_memory
 from core.runtime import Reporter
-from ui.resources import job_gate, profile
+from ui.resources import job_gate, profile, progress_to
+from ui.state import DROPPED_KEY, HOLD_KEY, RESULTS_KEY, SESSION_KEY, STOPPED_KEY
 
 T = TypeVar("T")
 
-RESULTS_KEY = "vl_results"
-STOPPED_KEY = "vl_stopped"
-HOLD_KEY = "vl_link_hold"
-DROPPED_KEY = "vl_dropped"
-SESSION_KEY = "vl_session"
 #: How often a waiting session redraws its place in the queue (and can be interrupted by a click).
 POLL_S = 0.5
 #: URL parameters that are Streamlit's own (embedding), not settings.
@@ -140,6 +136,11 @@ def _stop(slug: str, key: Hashable) -> None:
     _stopped()[slug] = key
 
 
+def part(reporter: Reporter, start: float, width: float) -> Reporter:
+    """A reporter filling the slice [start, start + width] of ``reporter``'s bar (one job made of several)."""
+    return Reporter(lambda fraction, message: reporter.step(start + fraction * width, message))
+
+
 def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hashable = None, controls: bool = True) -> T:
     """Queue for a slot (showing the place in the queue), then run ``work`` with a progress bar.
 
@@ -160,12 +161,7 @@ def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hasha
                 )
             if controls:
                 button.button("Stop", key=f"stop_{slug}", on_click=_stop, args=(slug, key), icon="⏹️")
-            bar = line.progress(0.0, text=name)
-
-            def progress(fraction: float, message: str) -> None:
-                bar.progress(min(max(fraction, 0.0), 1.0), text=f"{name}: {message}" if message else name)
-
-            result = work(Reporter(progress))
+            result = work(Reporter(progress_to(line.progress(0.0, text=name), name)))
     finally:
         release_memory()
     panel.empty()

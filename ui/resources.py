@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from core.jobs import JobGate
 from core.memory import release_memory
-from core.models import ModelError, Registry
+from core.models import ModelError, ProgressFn, Registry
 from core.profile import Profile
 from core.samples import load_sample
 
@@ -67,6 +68,17 @@ def saliency_peek(key: tuple[Any, ...]) -> Any:
         return store.get(key)
 
 
+def progress_to(bar: DeltaGenerator, title: str = "") -> ProgressFn:
+    """A progress callback (fraction, message) drawn on ``bar``: the fraction clamped to [0, 1], the message
+    after ``title``."""
+
+    def report(fraction: float, message: str) -> None:
+        text = f"{title}: {message}" if title and message else message or title
+        bar.progress(min(max(fraction, 0.0), 1.0), text=text)
+
+    return report
+
+
 def load_model(model_id: str) -> Any:
     """Load through the registry, showing progress; raise :class:`ModelError` with a UI message.
 
@@ -78,13 +90,8 @@ def load_model(model_id: str) -> Any:
         return reg.load(model_id)
     spec = reg.get(model_id)
     with st.status(f"Loading {spec.display_name}…", expanded=False) as box:
-        bar = st.progress(0.0)
-
-        def report(fraction: float, message: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
         try:
-            model = reg.load(model_id, report)
+            model = reg.load(model_id, progress_to(st.progress(0.0)))
         except ModelError:
             box.update(label=f"{spec.display_name} is not available", state="error")
             raise

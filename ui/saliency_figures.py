@@ -10,7 +10,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from core.models import Prediction
-from core.saliency import Curves, SanityResult
+from core.saliency import Curves, SaliencyMap, SanityResult
 from ui.figures import DIVERGING_SCALE, HEAT_SCALE, _frame, heatmap_trace, image_figure, overlay_figure
 from ui.text import plot_text
 
@@ -31,6 +31,16 @@ def colour_range(maps: Sequence[np.ndarray], sign: str) -> tuple[float, float]:
     """(zmin, zmax) from the 99th percentile of |values|, so a few extreme gradients don't wash out the rest."""
     top = max(float(np.percentile(np.abs(m), 99)) for m in maps) or 1.0
     return (-top, top) if sign == "signed" else (0.0, top)
+
+
+def map_caption(result: SaliencyMap, passes: str) -> str:
+    """The line under a map: its time and cost, IG's completeness gap, Grad-CAM's layer."""
+    note = f"{result.seconds:.2f} s · {passes}"
+    if "delta" in result.meta:
+        note += f" · completeness Δ = {result.meta['delta']:+.3g} of {result.meta['score_gap']:.3g}"
+    if "layer" in result.meta:
+        note += f" · layer {result.meta['layer']}"
+    return note
 
 
 def saliency_figure(

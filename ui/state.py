@@ -1,5 +1,9 @@
 """Session-state keys, the image tray, and query-parameter conventions, in one place.
 
+Every key a module reads or writes in ``st.session_state`` itself is a constant below, grouped by the module
+that uses it, so no two modules can collide on a string. Widget keys are not listed: they are the widget's
+URL parameter name and stay next to the widget.
+
 Shareable views: every page binds its main settings to URL query parameters with Streamlit's
 ``bind="query-params"`` (the widget ``key`` is the parameter name). Streamlit drops values that
 are not among a widget's options, so a sample name in a URL can only name a bundled file.
@@ -13,9 +17,28 @@ from dataclasses import dataclass
 import streamlit as st
 from PIL import Image
 
+# -- session keys: the tray and added models (this module) --------------------------------------------------
 TRAY_KEY = "vl_tray"
-TRAY_LIMIT = 8
 ADDED_MODELS_KEY = "vl_added_models"
+
+# -- session keys: the job runner (ui/jobs.py) ------------------------------------------------------------------
+RESULTS_KEY = "vl_results"
+STOPPED_KEY = "vl_stopped"
+HOLD_KEY = "vl_link_hold"
+DROPPED_KEY = "vl_dropped"
+SESSION_KEY = "vl_session"
+
+# -- session keys: the image picker (ui/widgets.py) ---------------------------------------------------------------
+#: The last decoded upload of a picker, as (file id, image), under ``UPLOAD_DECODED_KEY.format(picker key)``.
+UPLOAD_DECODED_KEY = "{}_decoded"
+
+# -- session keys: style transfer (ui/style_run.py, pages/4_Style_Transfer.py) -------------------------------------
+STYLE_RUN_KEY = "style_run"
+STYLE_RATES_KEY = "style_rates"
+#: The weight grid's cells, kept with :func:`ui.jobs.remember` (a key of the per-session results store).
+STYLE_GRID_KEY = "style_grid"
+
+TRAY_LIMIT = 8
 
 
 @dataclass(frozen=True)

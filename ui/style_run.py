@@ -1,4 +1,5 @@
-"""The style-transfer run as it lives in session state, and the loop that draws it while it optimizes.
+"""The style-transfer run as it lives in session state, the loop that draws it while it optimizes, and the
+weight explorer's short runs.
 
 The optimization runs inside the script run, so Streamlit's rerun (the Stop button, or any other
 widget) interrupts it at the next drawing call. The record is updated after every step, so whatever
@@ -10,7 +11,8 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import streamlit as st
@@ -19,12 +21,21 @@ from PIL import Image
 
 from core.images import to_pil
 from core.runtime import Cancelled, Reporter
-from core.style import StyleConfig, StyleProblem, StyleState, StyleStep, run, seconds_per_megapixel
+from core.style import (
+    FeatureExtractor,
+    StyleConfig,
+    StyleProblem,
+    StyleState,
+    StyleStep,
+    run,
+    seconds_per_megapixel,
+    start,
+    weight_grid,
+)
 from ui.figures import loss_figure
 from ui.jobs import run_gated
+from ui.state import STYLE_RATES_KEY, STYLE_RUN_KEY
 
-RUN_KEY = "style_run"
-RATES_KEY = "style_rates"
 #: Filmstrip frames kept per run (thinned by half when full) and their longest side.
 MAX_FRAMES = 24
 FRAME_SIDE = 256
@@ -32,6 +43,9 @@ FRAME_SIDE = 256
 DRAW_EVERY_S = 0.5
 #: A run pauses itself after this long, so a forgotten tab does not hold the CPU for hours.
 MAX_RUN_S = 15 * 60
+#: Steps of each weight-grid cell, and the number of frames in the filmstrip's strip.
+GRID_STEPS = 10
+STRIP_FRAMES = 6
 
 
 @dataclass
@@ -52,6 +66,21 @@ class RunRecord:
     def result(self) -> Image.Image | None:
         return None if self.image is None else to_pil(self.image)
 
+    def retarget(self, config: StyleConfig, inputs: tuple[str, ...], model_id: str) -> bool:
+        """Continue under new settings from the current image with a fresh optimizer (its curvature history
+        belongs to the old objective); False when nothing changed."""
+        if (self.config, self.inputs, self.model_id) == (config, inputs, model_id):
+            return False
+        self.state, self.config, self.inputs, self.model_id = replace(self.state, optim={}), config, inputs, model_id
+        return True
+
+    def strip(self) -> list[tuple[int, Image.Image]]:
+        """At most :data:`STRIP_FRAMES` frames spread evenly from the first to the last."""
+        if len(self.frames) <= STRIP_FRAMES:
+            return self.frames
+        last = len(self.frames) - 1
+        return [self.frames[round(i * last / (STRIP_FRAMES - 1))] for i in range(STRIP_FRAMES)]
+
     def png(self) -> bytes:
         buffer = io.BytesIO()
         image = self.result()
@@ -60,13 +89,40 @@ class RunRecord:
         return buffer.getvalue()
 
 
+def grid_weights(options: Sequence[float], around: float) -> list[float]:
+    """The weight explorer's columns: every other option, up to four steps either side of the nearest to ``around``."""
+    nearest = min(range(len(options)), key=lambda i: abs(options[i] - around))
+    return [options[i] for i in range(nearest - 4, nearest + 5, 2) if 0 <= i < len(options)]
+
+
+def render_grid(
+    extractor: FeatureExtractor,
+    content: Image.Image,
+    styles: Sequence[tuple[Image.Image, float]],
+    config: StyleConfig,
+    weights: Sequence[float],
+    reporter: Reporter,
+) -> list[tuple[float, float, Image.Image]]:
+    """Short runs over ``weights``, as (style weight, style/content ratio, thumbnail) per cell."""
+    cells = weight_grid(extractor, content, styles, config, weights, steps=GRID_STEPS, reporter=reporter)
+    return [(cell.style_weight, cell.ratio, to_pil(cell.image)) for cell in cells]
+
+
 def record() -> RunRecord | None:
-    return st.session_state.get(RUN_KEY)
+    """This session's run, if it started one."""
+    return st.session_state.get(STYLE_RUN_KEY)
+
+
+def begin(problem: StyleProblem, model_id: str, inputs: tuple[str, ...]) -> RunRecord:
+    """A new run from step 0, replacing this session's previous one."""
+    rec = RunRecord(model_id, inputs, problem.config, start(problem))
+    st.session_state[STYLE_RUN_KEY] = rec
+    return rec
 
 
 def calibrated_rate(model_id: str) -> float | None:
     """Seconds per megapixel-step measured on this session's last run with ``model_id``."""
-    return st.session_state.get(RATES_KEY, {}).get(model_id)
+    return st.session_state.get(STYLE_RATES_KEY, {}).get(model_id)
 
 
 def draw(rec: RunRecord, chart: Any, picture: Any) -> None:
@@ -122,4 +178,4 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
         draw(rec, chart, picture)
         st.info(f"Paused after {MAX_RUN_S // 60} minutes at step {rec.state.step}: press **Continue** to go on.")
     if timed:
-        st.session_state.setdefault(RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)
+        st.session_state.setdefault(STYLE_RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)

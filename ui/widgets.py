@@ -12,8 +12,8 @@ from PIL import Image
 from core.images import ImageInputError, load_image_with_info
 from core.models import ModelError, Status, Task
 from core.samples import sample_names
-from ui.resources import registry, sample_image
-from ui.state import add_to_tray, tray
+from ui.resources import progress_to, registry, sample_image
+from ui.state import UPLOAD_DECODED_KEY, add_to_tray, tray
 from ui.text import plain
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -42,6 +42,17 @@ def markdown_table(rows: Sequence[Mapping[str, str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cell(row[k]) for k in head) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def decades(lo: int, hi: int) -> list[float]:
+    """1, 3, 10, 30 … between 10**lo and 10**hi: the options of a log slider."""
+    return [float(f"{m}e{e}") for e in range(lo, hi + 1) for m in (1, 3)][:-1]
+
+
+def sci(value: float) -> str:
+    """A log slider's label: ``3e-2``, ``1e6``."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def image_picker(
@@ -80,7 +91,7 @@ def _upload(box: Any, key: str, label: str) -> PickedImage | None:
     if upload is None:
         box.info("Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file (25 MB at most).")
         return None
-    cache_key = f"{key}_decoded"
+    cache_key = UPLOAD_DECODED_KEY.format(key)
     cached = st.session_state.get(cache_key)
     if cached is not None and cached[0] == upload.file_id:
         return PickedImage(upload.name, cached[1], "upload")
@@ -161,7 +172,7 @@ def _download(model_id: str) -> None:
     """Download (or follow the download already running) with a progress bar, then rerun to load it."""
     bar = st.progress(0.0, text="Starting download…")
     try:
-        registry().download(model_id, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+        registry().download(model_id, progress_to(bar))
     except ModelError as err:
         st.error(plain(str(err)))
         return
