@@ -25,7 +25,7 @@ from ui.caption_figures import (
     token_strip_figure,
 )
 from ui.caption_tables import batch_table
-from ui.captioning import image_key, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
+from ui.captioning import image_digest, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
 from ui.jobs import open_page, run_job
 from ui.resources import registry
 from ui.state import (
@@ -134,7 +134,7 @@ if not ready:
     st.stop()
 
 image = picked.image
-key = image_key(picked.name, image)
+key = image_digest(picked.name, image)
 found = run_captions(image, key, ready, config, gradients=method == "gradient")
 good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
 if method == "gradient":

@@ -124,7 +124,7 @@ except ModelError as err:
     st.stop()
 
 x = model.preprocess(picked.image)
-image_key = tensor_key(x)
+input_digest = tensor_key(x)
 accepted_names = expected_labels().get(picked.name, ()) if picked.source == "sample" else ()
 accepted = [LABELS.index(c) for c in accepted_names]
 with torch.inference_mode():
@@ -144,7 +144,7 @@ st.markdown(
 
 # -- the attack at the current ε -----------------------------------------------------------------
 if attack == "FGSM":
-    direction = fgsm_direction(model_id, image_key, label, target, model, x)
+    direction = fgsm_direction(model_id, input_digest, label, target, model, x)
     result = attacks.FGSM(model, eps, direction).perturb(x, label, goal)
 elif attack == "Noise":
     result = attacks.Noise(model, eps).perturb(x, label)  # the control has no goal: it never looks at the model
@@ -152,7 +152,7 @@ else:
     iterative = attacks.PGD if random_start else attacks.BIM
     result = run_job(
         "PGD",
-        ("pgd", model_id, image_key, label, goal, iterative.name, cfg),
+        ("pgd", model_id, input_digest, label, goal, iterative.name, cfg),
         lambda rep: iterative(model, cfg).perturb(x, label, goal, rep),
         auto=True,
     )
@@ -208,7 +208,7 @@ st.header("Robustness")
 here, labelled = st.tabs(["This image", "Labelled sample photos"])
 with here:
     with st.spinner("FGSM and noise over ε = 0…16/255…"):
-        fgsm_sweep, noise_sweep, fgsm_min = fgsm_noise_sweeps(model_id, image_key, label, target, model, x)
+        fgsm_sweep, noise_sweep, fgsm_min = fgsm_noise_sweeps(model_id, input_digest, label, target, model, x)
     k = min(cfg.steps, 5)  # nine budgets × k steps: keep the curve within a minute or two on a laptop
 
     def pgd_curve(rep: Reporter) -> attacks.Robustness:
@@ -217,7 +217,7 @@ with here:
             attacks.PGD(model, IterativeConfig(eps=eps, steps=k)), x, label, CURVE_GRID, goal, reporter=rep
         )
 
-    pgd = run_job(f"PGD-{k} curve", ("pgd_curve", model_id, image_key, label, goal, k), pgd_curve, auto=False)
+    pgd = run_job(f"PGD-{k} curve", ("pgd_curve", model_id, input_digest, label, goal, k), pgd_curve, auto=False)
     sweeps = [fgsm_sweep, noise_sweep] + ([pgd.sweep] if pgd else [])
     st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve")
     st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon")

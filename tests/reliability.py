@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ui import state
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "pages").glob("*.py"))
 APP_FILES = [ROOT / "Home.py", *PAGES]
@@ -39,11 +41,17 @@ def _keyword(call: ast.Call, name: str) -> ast.expr | None:
 
 
 def picker_keys(path: Path) -> list[str]:
-    """The ``key`` of every ``image_picker(...)`` on a page (the picker's default key is ``image``)."""
+    """The ``key`` of every ``image_picker(...)`` on a page (the picker's default key is ``image``): a literal, or
+    a constant of ``ui.state``, where the pages keep their session keys."""
     keys = []
     for call in _calls(path, "image_picker"):
         first = call.args[0] if call.args else _keyword(call, "key")
-        keys.append(first.value if isinstance(first, ast.Constant) else "image")
+        if isinstance(first, ast.Constant):
+            keys.append(first.value)
+        elif isinstance(first, ast.Name):
+            keys.append(getattr(state, first.id))
+        else:
+            keys.append("image")
     return keys
 
 

@@ -30,7 +30,8 @@ def load_captioner(model_id: str) -> Captioner:
     return model
 
 
-def image_key(name: str, image: Image.Image) -> str:
+def image_digest(name: str, image: Image.Image) -> str:
+    """Names an image by its pixels (and its picker name): the results of one picture are found again."""
     return f"{name}:{hashlib.sha1(image.tobytes()).hexdigest()[:16]}"
 
 

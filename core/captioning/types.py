@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
-from core.runtime import SILENT, Reporter
-
 from .attention import AttentionStack
+
+if TYPE_CHECKING:  # core.runtime imports torch: the result types stay importable without it
+    from core.runtime import Reporter
 
 #: A part of an image as (left, top, right, bottom) fractions of its width and height.
 Box = tuple[float, float, float, float]
@@ -87,7 +88,7 @@ class Captioner(Protocol):
     grid: tuple[int, int]
 
     def caption(
-        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
+        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = ..., *, gradients: bool = False
     ) -> CaptionResult: ...
 
     def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult: ...
