@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 import pandas as pd
 import streamlit as st
 
-from core.captioning.analysis import MASK_MODES, FaithfulnessCurve, faithfulness, reverse_view
+from core.captioning.analysis import MASK_MODES, FaithfulnessCurve, MaskMode, faithfulness, reverse_view
 from core.captioning.attention import AGGREGATIONS, layer_head_maps
 from core.captioning.batch import caption_batch, read_batch
 from core.captioning.metrics import reference_scores
 from core.captioning.shapes import render_scene
-from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig
+from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig, Strategy
 from core.captioning.user_models import add_user_model
 from core.models import ModelError
 from core.runtime import Reporter
@@ -92,8 +93,9 @@ with st.sidebar:
                     added_models().append(spec.id)
                 st.success(f"Added {plain(spec.display_name)}; pick it above.")
     st.subheader("Decoding")
-    strategy = st.segmented_control(
-        "Strategy", STRATEGIES, default="greedy", required=True, key="dec", bind="query-params"
+    strategy = cast(  # Streamlit types the choice as str; it is one of the literal options
+        Strategy,
+        st.segmented_control("Strategy", STRATEGIES, default="greedy", required=True, key="dec", bind="query-params"),
     )
     beams = st.slider("Beams", 2, 8, 3, key="beams", bind="query-params", disabled=strategy != "beam")
     top_p = st.slider("top-p", 0.1, 1.0, 0.9, 0.05, key="p", bind="query-params", disabled=strategy != "sample")
@@ -221,7 +223,8 @@ if tab_faith.open:
         faith_model = a.selectbox("Model", list(good), key="faith_model")
         words = good[faith_model].words
         word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
-        mode = c.segmented_control("Hide with", MASK_MODES, default="blur", required=True, key="faith_mode")
+        hide = c.segmented_control("Hide with", MASK_MODES, default="blur", required=True, key="faith_mode")
+        mode: MaskMode = cast(MaskMode, hide)  # Streamlit types the choice as str
         faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
         target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
 

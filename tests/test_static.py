@@ -1,4 +1,4 @@
-"""Static checks as tests: ruff (lint and format) and basedpyright (config in pyproject.toml: core strict, ui standard).
+"""Static checks as tests: ruff (lint and format) and basedpyright (pyproject.toml: core strict; ui and pages standard).
 
 Each runs the tool as a subprocess from the repository root and fails with the tool's own output.
 """
