@@ -40,6 +40,11 @@ class Reporter:
         if self.should_stop():
             raise Cancelled(message or "stopped")
 
+    def part(self, start: float, width: float) -> Reporter:
+        """A reporter filling the slice [start, start + width] of this bar (one job made of several parts);
+        stop requests reach it unchanged."""
+        return Reporter(lambda fraction, message: self.progress(start + fraction * width, message), self.should_stop)
+
 
 SILENT = Reporter()
 

@@ -136,11 +136,6 @@ def _stop(slug: str, key: Hashable) -> None:
     _stopped()[slug] = key
 
 
-def part(reporter: Reporter, start: float, width: float) -> Reporter:
-    """A reporter filling the slice [start, start + width] of ``reporter``'s bar (one job made of several)."""
-    return Reporter(lambda fraction, message: reporter.step(start + fraction * width, message))
-
-
 def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hashable = None, controls: bool = True) -> T:
     """Queue for a slot (showing the place in the queue), then run ``work`` with a progress bar.
 

@@ -26,7 +26,6 @@ from core.saliency import (
     pixel_rank,
     random_rank,
 )
-from ui.jobs import part
 from ui.resources import registry, saliency_cached, saliency_peek
 
 #: The ranking that every map must beat, under the name the curves carry.
@@ -70,7 +69,7 @@ class SaliencyJobs:
             m: saliency_cached(
                 self.map_key(m),
                 lambda m=m, i=i: explain(
-                    self.model, self.x, self.target, m, part(reporter, i * share, share), **self.params.get(m, {})
+                    self.model, self.x, self.target, m, reporter.part(i * share, share), **self.params.get(m, {})
                 ),
             )
             for i, m in enumerate(methods)
@@ -89,7 +88,7 @@ class SaliencyJobs:
                 if name == RANDOM_ORDER
                 else (self.map_key(name), sign)
             )
-            rep = part(reporter, i * share, share)
+            rep = reporter.part(i * share, share)
             compute = lambda rank=rank, name=name, rep=rep: curves(  # noqa: E731
                 self.model, self.x, cls, rank, name=name, kind=substrate, steps=10, reporter=rep
             )

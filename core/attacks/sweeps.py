@@ -180,7 +180,7 @@ def accuracy_curve(
     attack = method_attack(model, method, float(eps.max()), steps)
     rows: list[Bools] = []
     for i, (x, ok) in enumerate(zip(images, accepted, strict=True)):
-        sub = Reporter(lambda f, m, i=i: reporter.progress((i + f) / len(images), m), reporter.should_stop)
+        sub = reporter.part(i / len(images), 1 / len(images))
         label = attacked_class(logits(model, x), ok)
         rows.append(sweep(attack, x, label, eps, reporter=sub).correct(ok))
     correct = np.stack(rows)
@@ -199,6 +199,6 @@ def accuracy_curves(
     """:func:`accuracy_curve` for each of :data:`METHODS`, reporting one third of the progress each."""
     out: list[AccuracyCurve] = []
     for i, method in enumerate(METHODS):
-        sub = Reporter(lambda f, m, i=i: reporter.step((i + f) / len(METHODS), m))
+        sub = reporter.part(i / len(METHODS), 1 / len(METHODS))
         out.append(accuracy_curve(model, images, accepted, names, eps, method, steps, sub))
     return out
