@@ -12,7 +12,6 @@ from core.captioning.analysis import MASK_MODES, FaithfulnessCurve, MaskMode, fa
 from core.captioning.attention import AGGREGATIONS, layer_head_maps
 from core.captioning.batch import caption_batch, read_batch
 from core.captioning.metrics import reference_scores
-from core.captioning.shapes import render_scene
 from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig, Strategy
 from core.captioning.user_models import add_user_model
 from core.models import ModelError
@@ -25,20 +24,19 @@ from ui.caption_figures import (
     token_scrub_figure,
     token_strip_figure,
 )
+from ui.caption_first_run import (
+    add_scene,
+    domain_notice,
+    grounding_strip,
+    open_on_scene,
+    photo_captioner_panel,
+    picked_scene,
+)
 from ui.caption_tables import batch_table
 from ui.captioning import image_digest, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
 from ui.jobs import open_page, run_job
 from ui.resources import registry
-from ui.state import (
-    CAPTION_IMAGE,
-    CAPTION_IMAGE_SOURCE,
-    CAPTION_IMAGE_TRAY,
-    CAPTION_MODELS,
-    CAPTION_POINT,
-    CAPTION_REFS,
-    add_to_tray,
-    added_models,
-)
+from ui.state import CAPTION_IMAGE, CAPTION_MODELS, CAPTION_POINT, CAPTION_REFS, added_models
 from ui.text import plain
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, image_picker
 
@@ -59,15 +57,17 @@ AGG_LABELS = {
     "gradient": "Gradient-weighted (∂ log p ⊙ attention)",
 }
 
+# -- first run: no photo captioner ready → a ShapesWorld scene (ui/caption_first_run.py) -----------------------
+open_on_scene(reg)
+
 # -- sidebar: image, models, decoding, view ---------------------------------------------------------
 with st.sidebar, st.expander("ShapesWorld scene"):  # the synthetic scenes our LSTM was trained on
     seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene")
     if st.button("Generate scene", help="A synthetic scene the built-in LSTM captioner was trained on."):
-        scene = render_scene(int(seed))
-        name = add_to_tray(f"ShapesWorld {int(seed)}", scene.image, "ShapesWorld")
-        st.session_state.update({CAPTION_IMAGE_SOURCE: "Tray", CAPTION_IMAGE_TRAY: name, CAPTION_REFS: scene.caption})
+        add_scene(int(seed))
         st.rerun()
 picked = image_picker(CAPTION_IMAGE)
+scene = picked_scene(picked)  # the scene generator's own image (with its masks), or None
 
 ids = [s.id for s in reg.specs("captioning")] + [i for i in added_models() if i in reg]  # this session's own
 statuses = {i: reg.status(i).status for i in ids}
@@ -123,6 +123,8 @@ config = DecodingConfig(
     repetition_penalty=penalty,
 )
 
+photo_captioner_panel(reg, chosen)  # first run: what photos need
+
 if picked is None:
     st.info("Pick or upload an image in the sidebar.")
     st.stop()
@@ -155,6 +157,7 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
             st.warning(result, icon="⚠️")
             continue
         st.markdown(f"> {plain(result.caption) or '(empty caption)'}")
+        domain_notice(result, scene)  # first run: a ShapesWorld captioner on a photo
         a, b = st.columns(2)
         a.metric("Time to caption", f"{result.seconds:.2f} s")
         resident = reg.loaded_mb().get(model_id)
@@ -169,6 +172,8 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
         )
         st.caption(f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words")
         st.plotly_chart(token_strip_figure(result), key=f"strip_{model_id}", config={"displayModeBar": False})
+        if scene is not None:  # first run: per word, is the attention peak on the object it names?
+            grounding_strip(result, maps, scene)
 
 if not good:
     st.stop()

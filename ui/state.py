@@ -79,6 +79,10 @@ CAPTION_IMAGE_TRAY = f"{CAPTION_IMAGE}_tray"
 CAPTION_MODELS = "models"
 CAPTION_REFS = "refs"  # reference captions, also filled by "Generate scene"
 CAPTION_POINT = "cap_point"  # the reverse view's chosen point, as fractions of the image
+#: Tray name → the ShapesWorld ``Scene`` the generator put there (ui/caption_first_run.py): its masks and caption.
+CAPTION_SCENES = "cap_scenes"
+#: Set once the session's first run has decided whether to open on a ShapesWorld scene.
+CAPTION_FIRST_RUN = "cap_first_run"
 
 # -- Adversarial page (pages/3_Adversarial.py) ----------------------------------------------------
 #: Set by the "Open it on the saliency page" callback; the next run pops it and switches page.

@@ -8,23 +8,11 @@ import json
 import shutil
 import weakref
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.models import ModelSpec
 
 PAGE = "../../pages/1_Captioning.py"
-
-
-@pytest.fixture
-def page(monkeypatch, tmp_path):
-    def make(models_dir) -> AppTest:
-        monkeypatch.setenv("VISIONLAB_MODELS_DIR", str(models_dir))
-        st.cache_resource.clear()  # the registry is cached per process; rebuild it from this env
-        return AppTest.from_file(PAGE, default_timeout=180)
-
-    return make
 
 
 def _caption(at: AppTest) -> AppTest:
