@@ -244,7 +244,10 @@ def test_layer_and_head_inputs_stop_at_the_models_real_counts(page, tiny_dir):
     layer, head, k = (at.number_input(key=key) for key in ("layer", "head", "k"))
     assert layer.max == k.max == text.num_hidden_layers and head.max == text.num_attention_heads
     assert not layer.disabled
-    assert f"blip-base: {text.num_hidden_layers} layers × {text.num_attention_heads} heads" in layer.help
+    from ui.text import plain
+
+    counts = f"{plain('blip-base')}: {text.num_hidden_layers} layers × {text.num_attention_heads} heads"
+    assert f"Up to {text.num_hidden_layers} layers ({counts})" in layer.help
     at.selectbox(key="agg").set_value("head-max").run()
     assert not at.exception
     assert f"max over {text.num_attention_heads} heads" in " ".join(c.value for c in at.caption)
