@@ -16,6 +16,7 @@ from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig, Str
 from core.captioning.user_models import add_user_model
 from core.models import ModelError
 from core.runtime import Reporter
+from ui.caption_exports import export_buttons
 from ui.caption_figures import (
     click_grid_figure,
     faithfulness_figure,
@@ -33,7 +34,16 @@ from ui.caption_first_run import (
     picked_scene,
 )
 from ui.caption_tables import batch_table
-from ui.captioning import image_digest, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
+from ui.captioning import (
+    attention_inputs,
+    image_digest,
+    load_captioner,
+    maps_for,
+    model_status_panel,
+    run_captions,
+    with_gradients,
+)
+from ui.figures import plot_config
 from ui.jobs import open_page, run_job
 from ui.resources import registry
 from ui.state import CAPTION_IMAGE, CAPTION_MODELS, CAPTION_POINT, CAPTION_REFS, added_models
@@ -51,6 +61,7 @@ st.caption(
 reg = registry()
 AGG_LABELS = {
     "head-mean": "Mean over heads (one layer)",
+    "head-max": "Max over heads (one layer), renormalized",
     "last-k": "Mean of the last k layers",
     "layer-head": "One layer and head",
     "rollout": "Attention rollout",
@@ -108,9 +119,7 @@ with st.sidebar:
     st.subheader("Attention view")
     method = st.selectbox("Aggregation", AGGREGATIONS, key="agg", bind="query-params")
     st.caption(AGG_LABELS[method])
-    layer = st.number_input("Layer (1 = last)", 1, 48, 1, key="layer", bind="query-params")
-    head = st.number_input("Head", 1, 32, 1, key="head", bind="query-params") - 1
-    last_k = st.number_input("k (last layers)", 1, 48, 3, key="k", bind="query-params")
+    attention_box = st.container()  # layer, head and k: bounded by the captioned models' counts, filled below
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="op", bind="query-params")
 
 config = DecodingConfig(
@@ -143,6 +152,9 @@ found = run_captions(image, key, ready, config, gradients=method == "gradient")
 good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
 if method == "gradient":
     good = {m: with_gradients(image, key, m, config) for m in good}
+# -- attention bounds: the layer and head inputs stop at the shown models' real counts ----------------
+with attention_box:
+    layer, head, last_k = attention_inputs(good)
 shown = {m: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)) for m, r in good.items()}
 
 # -- side by side -----------------------------------------------------------------------------------
@@ -168,12 +180,16 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
         st.plotly_chart(
             token_scrub_figure(result.view or image, result, maps, opacity=opacity),
             key=f"scrub_{model_id}",
-            config={"displayModeBar": False},
+            config=plot_config(f"{model_id}-attention"),
         )
         st.caption(f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words")
-        st.plotly_chart(token_strip_figure(result), key=f"strip_{model_id}", config={"displayModeBar": False})
+        st.plotly_chart(
+            token_strip_figure(result), key=f"strip_{model_id}", config=plot_config(f"{model_id}-word-probabilities")
+        )
         if scene is not None:  # first run: per word, is the attention peak on the object it names?
             grounding_strip(result, maps, scene)
+        # -- exports: the maps shown above and the caption as files --------------------------------------
+        export_buttons(result, maps, result.view or image)
 
 if not good:
     st.stop()
@@ -193,7 +209,11 @@ if tab_grid.open:
             grid_model = a.selectbox("Model", list(stacks), key="grid_model")
             words = good[grid_model].words
             word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
-            st.plotly_chart(layer_head_figure(layer_head_maps(stacks[grid_model], word), words[word]), key="layer_head")
+            st.plotly_chart(
+                layer_head_figure(layer_head_maps(stacks[grid_model], word), words[word]),
+                key="layer_head",
+                config=plot_config(f"{grid_model}-layers-heads"),
+            )
 
 if tab_reverse.open:
     with tab_reverse:
@@ -203,7 +223,9 @@ if tab_reverse.open:
         thumb.thumbnail((448, 448))
         left, right = st.columns([2, 3])
         with left:
-            event = st.plotly_chart(click_grid_figure(thumb, point), key="reverse_click", on_select="rerun")
+            event = st.plotly_chart(
+                click_grid_figure(thumb, point), key="reverse_click", on_select="rerun", config=plot_config("image")
+            )
         clicked = (event or {}).get("selection", {}).get("points", [])
         if clicked:
             point = (clicked[0]["x"] / thumb.width, clicked[0]["y"] / thumb.height)
@@ -214,7 +236,7 @@ if tab_reverse.open:
             else:
                 values = reverse_view({m: (r, shown[m][0]) for m, r in good.items()}, point)
                 if values:
-                    st.plotly_chart(reverse_figure(values), key="reverse_bars")
+                    st.plotly_chart(reverse_figure(values), key="reverse_bars", config=plot_config("reverse-view"))
                 else:
                     st.info("That point lies outside every model's centre crop.")
 
@@ -244,7 +266,9 @@ if tab_faith.open:
             st.warning(str(err))
         if curve is not None:
             a, b = st.columns([3, 2])
-            a.plotly_chart(faithfulness_figure(curve), key="faith_fig")
+            a.plotly_chart(
+                faithfulness_figure(curve), key="faith_fig", config=plot_config(f"{faith_model}-faithfulness")
+            )
             b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
             b.markdown(f"Re-captioned masked image: *{plain(curve.masked_caption) or '(empty caption)'}*")
 

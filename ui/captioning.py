@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
 import streamlit as st
@@ -20,6 +21,7 @@ from core.models import ModelError
 from core.runtime import Reporter
 from ui.jobs import recall, remember, run_job
 from ui.resources import load_model
+from ui.text import plain
 from ui.widgets import ensure_ready
 
 
@@ -101,21 +103,59 @@ def with_gradients(image: Image.Image, key: str, model_id: str, config: Decoding
 def maps_for(
     result: CaptionResult, method: Aggregation, *, layer: int, head: int, last_k: int
 ) -> tuple[np.ndarray, str]:
-    """The word maps to draw and a note; models without per-layer attention (e.g. our LSTM) have one map."""
+    """The word maps to draw and a note; models without per-layer attention (e.g. our LSTM) have one map.
+
+    ``layer`` counts from the last (1 = last), ``head`` from 0. The page bounds its inputs by every shown
+    model's counts (:func:`attention_bounds`), so a value out of range is a bug, not something to clamp.
+    """
     stack = result.attention
     if stack is None:
         return result.word_maps, "one soft-attention map per word"
     layers, heads = stack.shape
-    layer = max(-layers, -layer)
-    head = min(head, heads - 1)
+    if not (1 <= layer <= layers and 0 <= head < heads and 1 <= last_k <= layers):
+        asked = f"layer {layer}, head {head + 1}, last {last_k}"
+        raise ValueError(f"{result.model_id} has {layers} layers × {heads} heads; asked for {asked}.")
+    shown = f"layer {layers - layer + 1}/{layers}"
     note = {
-        "layer-head": f"layer {layers + layer + 1}/{layers}, head {head + 1}/{heads}",
-        "head-mean": f"layer {layers + layer + 1}/{layers}, mean of {heads} heads",
-        "last-k": f"mean of the last {min(last_k, layers)} layers' heads",
+        "layer-head": f"{shown}, head {head + 1}/{heads}",
+        "head-mean": f"{shown}, mean of {heads} heads",
+        "head-max": f"{shown}, max over {heads} heads",
+        "last-k": f"mean of the last {last_k} layers' heads",
         "rollout": "attention rollout to the input patches",
-        "gradient": f"gradient-weighted, layer {layers + layer + 1}/{layers}",
+        "gradient": f"gradient-weighted, {shown}",
     }[method]
-    return word_maps(stack, method, layer=layer, head=head, last_k=last_k), note
+    return word_maps(stack, method, layer=-layer, head=head, last_k=last_k), note
+
+
+#: Bounds of the layer and head inputs while no shown model has an attention stack (nothing captioned yet,
+#: or only our LSTM): the inputs are disabled then, and a link's values wait for its captions.
+_NO_STACK = (48, 32)
+
+
+def attention_inputs(results: Mapping[str, CaptionResult]) -> tuple[int, int, int]:
+    """The layer (1 = last), head (from 0) and k inputs, bounded by the shown models' real counts.
+
+    Models side by side share one setting, so the inputs stop at the smallest model's layers and heads (every
+    value is valid for every model, none is clamped) and their help names each model's counts.
+    """
+    counts = {m: r.attention.shape for m, r in results.items() if r.attention is not None}
+    layers = min((n for n, _ in counts.values()), default=_NO_STACK[0])
+    heads = min((n for _, n in counts.values()), default=_NO_STACK[1])
+    each = "; ".join(f"{plain(m)}: {n} layers × {h} heads" for m, (n, h) in counts.items())
+    none = "None of the shown models has layers and heads (nothing captioned yet, or one map per word)."
+    layer_help = f"Up to {layers} layers ({each})." if counts else none
+    head_help = f"Up to {heads} heads ({each})." if counts else none
+    off = not counts
+    layer = st.number_input(
+        "Layer (1 = last)", 1, layers, 1, key="layer", bind="query-params", disabled=off, help=layer_help
+    )
+    head = st.number_input("Head", 1, heads, 1, key="head", bind="query-params", disabled=off, help=head_help)
+    last_k = st.number_input(
+        "k (last layers)", 1, layers, min(3, layers), key="k", bind="query-params", disabled=off, help=layer_help
+    )
+    if len(set(counts.values())) > 1:
+        st.caption(f"Bounded by the smallest shown model: {each}.")
+    return int(layer), int(head) - 1, int(last_k)
 
 
 def model_status_panel(model_ids: list[str]) -> list[str]:

@@ -9,8 +9,20 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
+from core.captioning.export import file_stem
+
 HEAT_SCALE = "Inferno"
 DIVERGING_SCALE = "RdBu_r"
+
+
+def plot_config(name: str) -> dict[str, object]:
+    """The one Plotly config of the captioning figures: the modebar keeps only "Download plot as PNG"
+    (zoom stays on drag, reset on double-click), saved as ``name``.png at twice the on-screen size."""
+    return {
+        "displaylogo": False,
+        "modeBarButtons": [["toImage"]],
+        "toImageButtonOptions": {"format": "png", "filename": file_stem(name), "scale": 2},
+    }
 
 
 def _frame(fig: go.Figure, width: int, height: int, title: str | None) -> go.Figure:

@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 
 MergeStyle = Literal["gpt2", "wordpiece"]
-Aggregation = Literal["layer-head", "head-mean", "last-k", "rollout", "gradient"]
-AGGREGATIONS: tuple[Aggregation, ...] = ("head-mean", "last-k", "layer-head", "rollout", "gradient")
+Aggregation = Literal["layer-head", "head-mean", "head-max", "last-k", "rollout", "gradient"]
+AGGREGATIONS: tuple[Aggregation, ...] = ("head-mean", "head-max", "last-k", "layer-head", "rollout", "gradient")
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,13 @@ def rollout(attentions: Sequence[np.ndarray], residual: float = 0.5) -> np.ndarr
 def token_rows(
     stack: AttentionStack, method: Aggregation, *, layer: int = -1, head: int = 0, last_k: int = 2
 ) -> np.ndarray:
-    """(tokens, positions) attention for one aggregation."""
+    """(tokens, positions) attention for one aggregation; :func:`to_grid` renormalizes it over the patches."""
     if method == "layer-head":
         return stack.rows[layer, head]
     if method == "head-mean":
         return stack.rows[layer].mean(axis=0)
+    if method == "head-max":  # a patch any one head looks at stands out, even if the mean washes it away
+        return stack.rows[layer].max(axis=0)
     if method == "last-k":
         return stack.rows[-last_k:].mean(axis=(0, 1))
     if method == "rollout":

@@ -128,6 +128,19 @@ def test_aggregations_on_a_known_tiny_stack():
         token_rows(_stack(rows), "gradient")
 
 
+def test_max_over_heads_is_the_renormalized_elementwise_max_of_one_layer():
+    # (2 layers, 3 heads, 1 token, CLS + 2×2 patches); layer 0 is a decoy that head-max must not read
+    last = [[0.1, 0.6, 0.1, 0.1, 0.1], [0.2, 0.1, 0.5, 0.1, 0.1], [0.0, 0.1, 0.1, 0.2, 0.6]]
+    rows = np.array([[[[1.0, 0.0, 0.0, 0.0, 0.0]]] * 3, [[r] for r in last]])
+    stack = AttentionStack(rows, rows[-1].mean(axis=0), 1, (2, 2), ((0,),))
+    np.testing.assert_allclose(token_rows(stack, "head-max"), [[0.2, 0.6, 0.5, 0.2, 0.6]])
+    # CLS dropped, patches' maxima [.6 .5 .2 .6] renormalized by their sum 1.9, like the head mean's
+    np.testing.assert_allclose(word_maps(stack, "head-max"), [[[0.6 / 1.9, 0.5 / 1.9], [0.2 / 1.9, 0.6 / 1.9]]])
+    mean = word_maps(stack, "head-mean")
+    np.testing.assert_allclose(mean, [[[0.8 / 2.7, 0.7 / 2.7], [0.4 / 2.7, 0.8 / 2.7]]])
+    assert "head-max" in AGGREGATIONS
+
+
 def test_combined_maps_and_reverse_lookup():
     maps = np.zeros((2, 2, 2))
     maps[0, 0, 0] = 1.0

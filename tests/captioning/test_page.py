@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import csv
 import dataclasses
 import gc
+import io
 import json
 import shutil
 import weakref
 
+import numpy as np
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.models import ModelSpec
@@ -213,3 +218,74 @@ def test_an_added_model_is_listed_only_in_the_session_that_added_it(page, tiny_d
     assert not other.exception
     assert "local:mine" not in other.multiselect(key="models").options
     assert "local:mine" not in other.multiselect(key="models").value
+
+
+def test_layer_and_head_inputs_stop_at_the_models_real_counts(page, tiny_dir):
+    from transformers import BlipConfig
+
+    text = BlipConfig.from_pretrained(tiny_dir / "blip-base").text_config  # the twin's decoder: its real counts
+    at = page(tiny_dir)
+    at.query_params["models"] = "blip-base"
+    at.query_params["max"] = "4"
+    _caption(at)
+    assert not at.exception
+    layer, head, k = (at.number_input(key=key) for key in ("layer", "head", "k"))
+    assert layer.max == k.max == text.num_hidden_layers and head.max == text.num_attention_heads
+    assert not layer.disabled
+    from ui.text import plain
+
+    counts = f"{plain('blip-base')}: {text.num_hidden_layers} layers × {text.num_attention_heads} heads"
+    assert f"Up to {text.num_hidden_layers} layers ({counts})" in layer.help
+    at.selectbox(key="agg").set_value("head-max").run()
+    assert not at.exception
+    assert f"max over {text.num_attention_heads} heads" in " ".join(c.value for c in at.caption)
+
+
+def _array(z) -> np.ndarray:
+    """A Plotly array as sent to the browser: a list, or typed bytes (``bdata``)."""
+    if isinstance(z, dict):
+        shape = [int(n) for n in str(z["shape"]).split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.asarray(z, dtype=np.float64)
+
+
+def test_exports_hold_the_maps_on_screen_and_every_figure_downloads_as_png(page, tiny_dir, monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    from ui.caption_exports import export_names
+    from ui.text import plot_text
+
+    made = {}
+    original = MediaFileManager.add_deferred
+
+    def add_deferred(self, data, mimetype, coordinates, file_name=None, **kwargs):
+        made[file_name] = data  # built on click: the test clicks by calling it
+        return original(self, data, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    at = page(tiny_dir)
+    at.query_params["models"] = ["blip-base", "vit-gpt2"]
+    at.query_params["max"] = "4"
+    at.query_params["agg"] = "head-max"
+    _caption(at)
+    assert not at.exception
+    assert {b.key for b in at.download_button} == {
+        f"export_{kind}_{m}" for m in ("blip-base", "vit-gpt2") for kind in ("png", "npz", "csv", "json")
+    }
+    names = export_names("blip-base")
+    assert set(names.values()) | set(export_names("vit-gpt2").values()) == set(made)
+    scrub = next(f for c, f in _figures(at).items() if "scrub_blip-base" in c)
+    on_screen = np.stack([_array(frame["data"][0]["z"]) for frame in scrub["frames"]])
+    saved = np.load(io.BytesIO(made[names["npz"]]()))
+    np.testing.assert_allclose(saved["maps"], on_screen, rtol=1e-12)
+    assert [plot_text(w) for w in saved["words"]] == [s["label"] for s in scrub["layout"]["sliders"][0]["steps"]]
+    rows = list(csv.DictReader(io.StringIO(made[names["csv"]]())))
+    assert [r["word"] for r in rows] == saved["words"].tolist()
+    assert Image.open(io.BytesIO(made[names["png"]]())).format == "PNG"
+    charts = at.get("plotly_chart")
+    ids = [c.proto.id for c in charts]
+    assert sum("scrub_" in i for i in ids) == sum("strip_" in i for i in ids) == 2
+    assert any("layer_head" in i for i in ids)  # the open tab's figure too
+    for chart in charts:
+        config = json.loads(chart.proto.config)
+        assert config["modeBarButtons"] == [["toImage"]] and config["toImageButtonOptions"]["format"] == "png"

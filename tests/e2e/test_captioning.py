@@ -1,10 +1,11 @@
-"""Captioning in a real browser: a side-by-side comparison, then scrubbing words without a rerun."""
+"""Captioning in a real browser: a side-by-side comparison, scrubbing words without a rerun, the exports."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.captioning.tiny_models import build_tiny_models
@@ -72,4 +73,26 @@ def test_reverse_view_answers_a_click_on_the_image(page, app_url, tiny_server_mo
     wait_for_idle(page)
     page.get_by_text("attention at the point (× uniform)").wait_for()
     assert page.get_by_text("No point chosen yet").count() == 0
+    assert_no_exception(page)
+
+
+def test_exports_download_from_the_browser_and_every_figure_has_its_png_button(page, app_url, tiny_server_models):
+    page.goto(f"{app_url}/Captioning?models=blip-base&max=4")
+    page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)
+    wait_for_idle(page)
+    scrub = _scrubs(page, 1)[0]
+    page.get_by_role("button", name="Export").click()
+    with page.expect_download(timeout=60_000) as info:  # built on click by the server (a deferred download)
+        page.get_by_role("button", name="Word maps (.npz", exact=False).click()
+    download = info.value
+    assert download.suggested_filename == "blip-base-word-maps.npz"
+    saved = np.load(download.path())
+    assert saved["maps"].shape[0] == len(saved["words"]) == scrub["frames"]
+    np.testing.assert_allclose(saved["maps"].sum(axis=(1, 2)), 1.0)
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Caption (CSV)").click()
+    assert info.value.suggested_filename == "blip-base-caption.csv"
+    plots = page.locator(".js-plotly-plot").count()
+    buttons = page.evaluate("() => [...document.querySelectorAll('.modebar-btn')].map(b => b.dataset.title)")
+    assert plots >= 2 and buttons == ["Download plot as a PNG"] * plots  # one button each: the PNG download
     assert_no_exception(page)
