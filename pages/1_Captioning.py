@@ -25,6 +25,7 @@ from ui.caption_figures import (
     token_scrub_figure,
     token_strip_figure,
 )
+from ui.caption_scoring import score_section
 from ui.caption_tables import batch_table
 from ui.captioning import image_digest, load_captioner, maps_for, model_status_panel, run_captions, with_gradients
 from ui.jobs import open_page, run_job
@@ -172,6 +173,16 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
 
 if not good:
     st.stop()
+
+# -- score your own caption -------------------------------------------------------------------------
+score_section(
+    image,
+    key,
+    good,
+    lambda r: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)),
+    opacity=opacity,
+    gradients=method == "gradient",
+)
 
 # Tabs keep their state across the reruns a click causes, and only the open one runs.
 tab_grid, tab_reverse, tab_faith, tab_refs, tab_batch = st.tabs(

@@ -79,6 +79,8 @@ CAPTION_IMAGE_TRAY = f"{CAPTION_IMAGE}_tray"
 CAPTION_MODELS = "models"
 CAPTION_REFS = "refs"  # reference captions, also filled by "Generate scene"
 CAPTION_POINT = "cap_point"  # the reverse view's chosen point, as fractions of the image
+CAPTION_SCORE_A = "say"  # "Score your own caption": the typed caption (also its URL parameter)
+CAPTION_SCORE_B = "say2"  # … and the second one, compared with it word by word
 
 # -- Adversarial page (pages/3_Adversarial.py) ----------------------------------------------------
 #: Set by the "Open it on the saliency page" callback; the next run pops it and switches page.
