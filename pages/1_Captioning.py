@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import cast
 
 import pandas as pd
@@ -179,7 +180,7 @@ score_section(
     image,
     key,
     good,
-    lambda r: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)),
+    partial(maps_for, method=method, layer=int(layer), head=int(head), last_k=int(last_k)),
     opacity=opacity,
     gradients=method == "gradient",
 )
