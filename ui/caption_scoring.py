@@ -150,15 +150,16 @@ def _show_comparison(diff: CaptionComparison, a: CaptionScore, b: CaptionScore, 
         word_a, word_b = plain(diff.word_a or ""), plain(diff.word_b or "")
         st.markdown(f"First difference at word {diff.index + 1}: why “{word_a}” and not “{word_b}”?")
         st.metric(f"p({word_a}) / p({word_b})", f"{diff.ratio:.4g}×")
-    columns = st.columns(2)
-    for column, (name, found, word) in zip(columns, (("A", a, diff.word_a), ("B", b, diff.word_b)), strict=True):
-        picture = found.result.view
-        if word is None or picture is None:
+    shown = [
+        (name, found, word, view(found.result)[0][diff.index], found.result.view)
+        for name, found, word in (("A", a, diff.word_a), ("B", b, diff.word_b))
+        if word is not None
+    ]
+    top = max(float(heat.max()) for *_, heat, _ in shown) if shown else 1.0  # one scale: the maps compare
+    for column, (name, found, word, heat, picture) in zip(st.columns(2), shown, strict=False):
+        if picture is None:  # scores always carry the model's view; a result without one has nothing to draw on
             continue
-        maps, _ = view(found.result)
-        title = f"{name}: “{plot_text(word)}” ({found.word_probs[diff.index]:.1%})"
-        column.plotly_chart(
-            overlay_figure(picture, maps[diff.index], opacity=opacity, zmin=0.0, title=title),
-            key=f"score_diff_{found.model_id}_{name}",
-            config={"displayModeBar": False},
-        )
+        title = f"{name}: “{plot_text(word or '')}” (p = {found.word_probs[diff.index]:.3g})"
+        fig = overlay_figure(picture, heat, opacity=opacity, zmin=0.0, zmax=top, title=title)
+        fig.update_traces(showscale=False, selector={"type": "heatmap"})
+        column.plotly_chart(fig, key=f"score_diff_{found.model_id}_{name}", config={"displayModeBar": False})

@@ -61,6 +61,8 @@ def test_two_typed_captions_show_the_first_differing_word_and_its_ratio(page, ti
     dog, cat = _explain(tiny_dir, "git-base", DOG), _explain(tiny_dir, "git-base", CAT)
     ratio = next(m for m in at.metric if m.label == "p(dog) / p(cat)")
     assert ratio.value == f"{dog[1] / cat[1]:.4g}×"
+    ids = [c.proto.id for c in at.get("plotly_chart")]
+    assert [any(i.endswith(f"score_diff_git-base_{n}") for i in ids) for n in "AB"] == [True, True]  # both maps
     delta = next(m for m in at.metric if m.label == "Δ log p (A − B)")
     assert delta.value == f"{np.log(dog).sum() - np.log(cat).sum():+.2f}"
 
