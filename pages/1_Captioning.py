@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import cast
 
 import pandas as pd
@@ -33,6 +34,7 @@ from ui.caption_first_run import (
     photo_captioner_panel,
     picked_scene,
 )
+from ui.caption_scoring import score_section
 from ui.caption_tables import batch_table
 from ui.captioning import (
     attention_inputs,
@@ -193,6 +195,16 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
 
 if not good:
     st.stop()
+
+# -- score your own caption -------------------------------------------------------------------------
+score_section(
+    image,
+    key,
+    good,
+    partial(maps_for, method=method, layer=int(layer), head=int(head), last_k=int(last_k)),
+    opacity=opacity,
+    gradients=method == "gradient",
+)
 
 # Tabs keep their state across the reruns a click causes, and only the open one runs.
 tab_grid, tab_reverse, tab_faith, tab_refs, tab_batch = st.tabs(

@@ -83,6 +83,8 @@ CAPTION_POINT = "cap_point"  # the reverse view's chosen point, as fractions of 
 CAPTION_SCENES = "cap_scenes"
 #: Set once the session's first run has decided whether to open on a ShapesWorld scene.
 CAPTION_FIRST_RUN = "cap_first_run"
+CAPTION_SCORE_A = "say"  # "Score your own caption": the typed caption (also its URL parameter)
+CAPTION_SCORE_B = "say2"  # … and the second one, compared with it word by word
 
 # -- Adversarial page (pages/3_Adversarial.py) ----------------------------------------------------
 #: Set by the "Open it on the saliency page" callback; the next run pops it and switches page.

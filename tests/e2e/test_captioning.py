@@ -1,13 +1,17 @@
-"""Captioning in a real browser: a side-by-side comparison, scrubbing words without a rerun, the exports."""
+"""Captioning in a real browser: a side-by-side comparison, scrubbing words without a rerun, the exports,
+typed captions scored."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 
+from core.models import Registry
+from core.samples import load_sample
 from tests.captioning.tiny_models import build_tiny_models
 from tests.e2e.conftest import ARTIFACTS, assert_no_exception, wait_for_idle
 
@@ -95,4 +99,19 @@ def test_exports_download_from_the_browser_and_every_figure_has_its_png_button(p
     plots = page.locator(".js-plotly-plot").count()
     buttons = page.evaluate("() => [...document.querySelectorAll('.modebar-btn')].map(b => b.dataset.title)")
     assert plots >= 2 and buttons == ["Download plot as a PNG"] * plots  # one button each: the PNG download
+
+
+def test_two_typed_captions_are_compared_word_by_word(page, app_url, tiny_server_models):
+    dog, cat = "a dog sleeping on the grass", "a cat sleeping on the grass"
+    page.goto(f"{app_url}/Captioning?models=git-base&max=4&{urlencode({'say': dog, 'say2': cat})}")
+    page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)  # then scoring starts too
+    wait_for_idle(page)
+    page.get_by_text("First difference at word 2: why “dog” and not “cat”?").wait_for(timeout=120_000)
+    model = Registry(models_dir=tiny_server_models, online=False).load("git-base")
+    p_dog, p_cat = (model.explain(load_sample("sample.jpg"), c).word_probs for c in (dog, cat))
+    ratio = page.get_by_test_id("stMetric").filter(has_text="p(dog) / p(cat)")
+    assert f"{p_dog[1] / p_cat[1]:.4g}×" in ratio.inner_text()  # the same pass as the server's, to its digits
+    assert page.get_by_test_id("stDataFrame").count() == 2  # per-word scores of A and B
+    page.get_by_text("First difference at word 2").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "captioning-score.png"))
     assert_no_exception(page)
