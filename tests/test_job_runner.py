@@ -66,3 +66,19 @@ def test_a_session_stopped_while_waiting_leaves_the_queue(full_gate):
         at.run(timeout=30)  # AppTest stops the script run when it times out, as Streamlit does on a closed tab
     assert [t.name for t in taken] == ["saliency maps"], "the page got as far as the queue"
     assert gate.stats().waiting == 0 and gate.stats().running == gate.slots, "its place is gone, no slot lost"
+
+
+def test_progress_messages_are_shown_as_plain_text():
+    """Progress text carries visitors' captions and added models' names; the bar must not render their Markdown."""
+    from ui.resources import progress_to
+    from ui.text import plain
+
+    shown: list[tuple[float, str]] = []
+
+    class Bar:
+        def progress(self, value: float, text: str) -> None:
+            shown.append((value, text))
+
+    progress_to(Bar(), "Score")(1.5, "[click](https://evil.example) **now**")  # type: ignore[arg-type]
+    assert shown == [(1.0, plain("Score: [click](https://evil.example) **now**"))]
+    assert "](" not in shown[0][1] and "**" not in shown[0][1]

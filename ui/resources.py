@@ -26,6 +26,7 @@ from core.memory import release_memory
 from core.models import ModelError, ProgressFn, Registry
 from core.profile import Profile
 from core.samples import load_sample
+from ui.text import plain
 
 if TYPE_CHECKING:
     import torch
@@ -70,11 +71,11 @@ def saliency_peek(key: tuple[Any, ...]) -> Any:
 
 def progress_to(bar: DeltaGenerator, title: str = "") -> ProgressFn:
     """A progress callback (fraction, message) drawn on ``bar``: the fraction clamped to [0, 1], the message
-    after ``title``."""
+    after ``title``, as plain text (messages carry model names and visitors' captions; the bar renders Markdown)."""
 
     def report(fraction: float, message: str) -> None:
         text = f"{title}: {message}" if title and message else message or title
-        bar.progress(min(max(fraction, 0.0), 1.0), text=text)
+        bar.progress(min(max(fraction, 0.0), 1.0), text=plain(text))
 
     return report
 
