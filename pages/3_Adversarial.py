@@ -65,8 +65,8 @@ if st.session_state.pop(ADV_OPEN_SALIENCY_KEY, False):
     st.switch_page(SALIENCY_PAGE, query_params={})  # `{}`: a plain switch refuses to clear bound parameters
 
 # -- settings (bound to the URL) -----------------------------------------------------------------
-picked = image_picker()
 mode = st.sidebar.segmented_control("Mode", MODES, default=MODES[0], required=True, key="mode", bind="query-params")
+picked = image_picker()
 if mode == MODES[1]:
     caption_attack_section(picked)
     st.stop()

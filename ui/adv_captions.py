@@ -160,15 +160,19 @@ def _changed_word(
 ) -> None:
     """The changed word's map on its own image; a replaced word's partner beside it on the other image."""
     sides = [
-        (side, result, result.view or image, index, words)
-        for side, (result, image), index, words in (
-            ("Clean", clean, change.clean, diff.clean),
-            ("Adversarial", adversarial, change.adversarial, diff.adversarial),
+        (column, side, result, result.view or image, index, words)
+        for column, side, (result, image), index, words in zip(
+            st.columns([1, 1, 1]),
+            ("Clean", "Adversarial"),
+            (clean, adversarial),
+            (change.clean, change.adversarial),
+            (diff.clean, diff.adversarial),
+            strict=False,
         )
         if index is not None
     ]
-    top = max(float(result.word_maps[index].max()) for _, result, _, index, _ in sides)  # one scale for the pair
-    for column, (side, result, view, index, words) in zip(st.columns(2), sides, strict=False):
+    top = max(float(result.word_maps[index].max()) for _, _, result, _, index, _ in sides)  # one scale for the pair
+    for column, side, result, view, index, words in sides:
         title = f"{side}: “{plot_text(words[index])}” (p = {result.word_probs[index]:.2g})"
         column.plotly_chart(
             word_map_figure(view, result.word_maps[index], title, top=top, opacity=OPACITY),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -176,6 +177,6 @@ def caption_attack_figure(history: Sequence[CaptionStep], target: str) -> go.Fig
                 hoverinfo="skip",
             )
         )
-    fig.update_xaxes(title="step", rangemode="tozero")
+    fig.update_xaxes(title="step", rangemode="tozero", tick0=0, dtick=max(1, math.ceil(len(history) / 10)))
     fig.update_yaxes(title="log p(target caption)")
     return _layout(fig, f"log p(“{plot_text(target)}” | image)", 320)

@@ -29,7 +29,7 @@ from ui.figures import image_figure
 from ui.jobs import run_job
 from ui.resources import registry
 from ui.state import CAPTION_ATTACK_PREFILL, CAPTION_ATTACK_TARGET, add_to_tray
-from ui.text import plain
+from ui.text import plain, plot_text
 from ui.widgets import PickedImage, ensure_ready, model_picker
 
 SCENE, PICKED = "ShapesWorld scene", "Picked image"
@@ -74,7 +74,7 @@ def caption_attack_section(picked: PickedImage | None) -> None:
     side = st.sidebar
     model_id = model_picker("captioning", key="cap_model", label="Captioner", default="sat-shapes")
     shapes = reg.get(model_id).family == "sat"
-    source = side.radio("Image", [SCENE, PICKED], index=0 if shapes else 1, key="cap_src", bind="query-params")
+    source = side.radio("Attack on", [SCENE, PICKED], index=0 if shapes else 1, key="cap_src", bind="query-params")
     seed = side.number_input("Scene seed", 0, 10_000, DEMO_SEED, key="cap_scene", bind="query-params")
     eps255 = side.slider("ε (/255)", 1, 16, 2, key="cap_eps", bind="query-params", help="Largest change of any pixel.")
     steps = side.slider("Steps", 1, 100, 30, key="cap_steps", bind="query-params")
@@ -101,6 +101,8 @@ def caption_attack_section(picked: PickedImage | None) -> None:
         eps=attacks.from255(eps255), steps=steps, alpha=attacks.from255(alpha255), stop_at_target=True
     )
     chart, line = st.empty(), st.empty()
+    preview = st.columns(3)[0].empty()  # the image until a result shows it beside the adversarial one
+    preview.plotly_chart(image_figure(image, plot_text(name), exact=True), key="cap_img_preview")
 
     def work(reporter: Reporter) -> CaptionAttackResult | str:
         try:
@@ -114,6 +116,7 @@ def caption_attack_section(picked: PickedImage | None) -> None:
     if isinstance(result, str):
         st.warning(plain(result), icon="⚠️")
     elif result is not None:
+        preview.empty()
         _show(result, chart, line, name)
 
 
