@@ -47,7 +47,7 @@ def test_lstm_log_prob_is_explains(sat: Captioner):
 @pytest.mark.parametrize("model_id", TINY)
 def test_transformers_log_prob_is_explains(tiny_registry: Registry, photo: Image.Image, model_id: str):
     model = tiny_registry.load(model_id)
-    assert isinstance(model, HFCaptioner)
+    assert isinstance(model, HFCaptioner) and model.end_id is not None
     view = model.view(photo)
     ids = model.explain(view, "a dog sleeping on the grass").token_ids
     probs = model.explain_ids(view, [*ids, model.end_id]).token_probs  # the caption and its end
