@@ -16,7 +16,9 @@ from core.models import ImageClassifier, ModelError, imagenet_labels
 from core.runtime import Reporter
 from core.saliency import explain
 from core.samples import expected_labels
+from ui.adv_captions import handoff_section
 from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, robustness_figure, topk_figure
+from ui.caption_attack import caption_attack_section
 from ui.figures import image_figure, overlay_figure
 from ui.jobs import open_page, run_job
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
@@ -35,6 +37,8 @@ ATTACKS = ["FGSM", "PGD", "Noise"]
 GOALS = ["Untargeted", "Least likely", "Chosen class"]
 NORMS: dict[str, Norm] = {"L∞": "linf", "L2": "l2"}
 SALIENCY_PAGE = "pages/2_Saliency.py"
+CAPTIONING_PAGE = "pages/1_Captioning.py"
+MODES = ["Attack a classifier", "Attack a captioner"]
 CURVE_GRID = attacks.eps_grid(16, 2)  # PGD curves: 9 budgets in one batch
 
 st.title("🎯 Adversarial robustness")
@@ -61,7 +65,11 @@ if st.session_state.pop(ADV_OPEN_SALIENCY_KEY, False):
     st.switch_page(SALIENCY_PAGE, query_params={})  # `{}`: a plain switch refuses to clear bound parameters
 
 # -- settings (bound to the URL) -----------------------------------------------------------------
+mode = st.sidebar.segmented_control("Mode", MODES, default=MODES[0], required=True, key="mode", bind="query-params")
 picked = image_picker()
+if mode == MODES[1]:
+    caption_attack_section(picked)
+    st.stop()
 model_id = model_picker("classification", key="model", default="efficientnet-lite0")
 side = st.sidebar
 attack = side.segmented_control("Attack", ATTACKS, default="FGSM", required=True, key="attack", bind="query-params")
@@ -202,6 +210,10 @@ if st.toggle("Saliency: clean vs adversarial", key="sal", bind="query-params"):
 if result.history is not None:
     classes = [label, after.index] + ([target] if target is not None else [])
     st.plotly_chart(pgd_steps_figure(result.history, classes), key="pgd_steps")
+
+if (Path(__file__).parents[1] / CAPTIONING_PAGE).exists():
+    clean_name = f"{Path(picked.name).stem} clean crop.png"
+    handoff_section((clean_name, to_pil(x)), tray_args[:2], tray_args[2], CAPTIONING_PAGE)
 
 # -- robustness curves ---------------------------------------------------------------------------
 st.header("Robustness")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from core.attacks import AccuracyCurve, PGDHistory, Sweep
+from core.captioning.attack import CaptionStep
 from core.models import Prediction, imagenet_labels
 from ui.text import plot_text
 
@@ -146,3 +148,35 @@ def accuracy_figure(curves: Sequence[AccuracyCurve], eps255: float | None) -> go
     _mark_eps(fig, eps255)
     n = len(curves[0].names) if curves else 0
     return _layout(fig, f"Accuracy vs ε on {n} labelled sample photos", 340)
+
+
+def caption_attack_figure(history: Sequence[CaptionStep], target: str) -> go.Figure:
+    """log p(target caption) at each iterate of the caption attack; hover shows the greedy caption there and the
+    steps whose caption is the target are marked."""
+    steps = [s.step for s in history]
+    fig = go.Figure(
+        go.Scatter(
+            x=steps,
+            y=[s.log_prob for s in history],
+            mode="lines+markers",
+            name="log p(target)",
+            line={"color": PGD_COLOUR},
+            text=[plot_text(s.caption) for s in history],
+            hovertemplate="step %{x}: log p = %{y:.2f}<br>says: %{text}<extra></extra>",
+        )
+    )
+    reached = [s for s in history if s.reached]
+    if reached:
+        fig.add_trace(
+            go.Scatter(
+                x=[s.step for s in reached],
+                y=[s.log_prob for s in reached],
+                mode="markers",
+                name="says the target",
+                marker={"symbol": "star", "size": 12, "color": "#2ca02c"},
+                hoverinfo="skip",
+            )
+        )
+    fig.update_xaxes(title="step", rangemode="tozero", tick0=0, dtick=max(1, math.ceil(len(history) / 10)))
+    fig.update_yaxes(title="log p(target caption)")
+    return _layout(fig, f"log p(“{plot_text(target)}” | image)", 320)

@@ -12,7 +12,7 @@ from plotly import colors
 
 from core.captioning.analysis import FaithfulnessCurve
 from core.captioning.types import CaptionResult
-from ui.figures import HEAT_SCALE, heatmap_trace, image_figure
+from ui.figures import HEAT_SCALE, heatmap_trace, image_figure, overlay_figure
 from ui.text import plot_text
 
 _IMMEDIATE = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
@@ -54,6 +54,13 @@ def token_scrub_figure(view: Image.Image, result: CaptionResult, maps: np.ndarra
         ],
         margin={"l": 0, "r": 0, "t": 30, "b": 0},
     )
+    fig.update_traces(showscale=False, selector={"type": "heatmap"})
+    return fig
+
+
+def word_map_figure(view: Image.Image, heat: np.ndarray, title: str, *, top: float, opacity: float) -> go.Figure:
+    """One word's map on the image it was read from, on a given scale (``top``), so maps side by side compare."""
+    fig = overlay_figure(view, heat, opacity=opacity, zmin=0.0, zmax=top, title=title)
     fig.update_traces(showscale=False, selector={"type": "heatmap"})
     return fig
 

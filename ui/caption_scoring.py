@@ -18,9 +18,9 @@ from core.captioning.scoring import CaptionComparison, CaptionScore, compare, fr
 from core.captioning.types import CaptionResult
 from core.models import ModelError
 from core.runtime import Reporter
-from ui.caption_figures import token_scrub_figure, token_strip_figure
+from ui.caption_figures import token_scrub_figure, token_strip_figure, word_map_figure
 from ui.captioning import load_captioner
-from ui.figures import overlay_figure, plot_config
+from ui.figures import plot_config
 from ui.jobs import recall, remember, run_job
 from ui.state import CAPTION_SCORE_A, CAPTION_SCORE_B
 from ui.text import plain, plot_text
@@ -164,10 +164,8 @@ def _show_comparison(diff: CaptionComparison, a: CaptionScore, b: CaptionScore, 
         if picture is None:  # scores always carry the model's view; a result without one has nothing to draw on
             continue
         title = f"{name}: “{plot_text(word or '')}” (p = {found.word_probs[diff.index]:.3g})"
-        fig = overlay_figure(picture, heat, opacity=opacity, zmin=0.0, zmax=top, title=title)
-        fig.update_traces(showscale=False, selector={"type": "heatmap"})
         column.plotly_chart(
-            fig,
+            word_map_figure(picture, heat, title, top=top, opacity=opacity),
             key=f"score_diff_{found.model_id}_{name}",
             config=plot_config(f"{found.model_id}-{name}-first-difference"),
         )

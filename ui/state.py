@@ -92,3 +92,7 @@ ADV_OPEN_SALIENCY_KEY = "adv_open_saliency"
 #: The image picker's source and tray-item widget keys (shared by every page), preset before a page switch.
 IMAGE_SOURCE_KEY = "image_src"
 IMAGE_TRAY_KEY = "image_tray"
+#: "Attack a captioner" (ui/caption_attack.py): the target caption's input, and the default it was last filled
+#: with (a new scene or captioner fills in a new one; a typed target stays until then).
+CAPTION_ATTACK_TARGET = "cap_target"
+CAPTION_ATTACK_PREFILL = "cap_target_prefill"

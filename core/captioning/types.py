@@ -13,6 +13,8 @@ from PIL import Image
 from .attention import AttentionStack
 
 if TYPE_CHECKING:  # core.runtime imports torch: the result types stay importable without it
+    from torch import Tensor
+
     from core.runtime import Reporter
 
 #: A part of an image as (left, top, right, bottom) fractions of its width and height.
@@ -94,6 +96,14 @@ class Captioner(Protocol):
     def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult: ...
 
     def explain_ids(self, image: Image.Image, ids: Sequence[int], *, gradients: bool = False) -> CaptionResult: ...
+
+    def target_log_prob(self, pixels01: Tensor, ids: Sequence[int]) -> Tensor:
+        """log p(``ids`` then the end of the caption | image), differentiable in ``pixels01``.
+
+        ``pixels01`` is :meth:`view` as a (1, 3, H, W) tensor in [0, 1] (normalisation happens inside), run
+        through the same teacher-forced pass as :meth:`explain_ids`: what a caption attack climbs.
+        """
+        ...
 
     def view(self, image: Image.Image) -> Image.Image:
         """The image as the model sees it (resized, cropped where it crops): masks and overlays line up with it."""

@@ -48,3 +48,30 @@ def test_eps_slider_updates_prediction_panel(page, app_url):
     sidebar.get_by_text("From the tray (adversarial: FGSM on efficientnet-lite0)", exact=False).wait_for()
     assert "image_src=Tray" in page.url
     assert_no_exception(page)
+
+
+def test_caption_attack_and_caption_handoff(page, app_url):
+    """Offline, our LSTM on the demo scene: the run draws its curve and ends saying the recoloured caption; the
+    classifier's adversarial image then gets both captions with the changed words highlighted."""
+    page.goto(f"{app_url}/Adversarial?mode=Attack+a+captioner")
+    wait_for_idle(page)
+    assert page.get_by_label("Target caption").input_value() == "a small blue square"  # scene 53, recoloured
+    page.get_by_role("button", name="Run caption attack").click()
+    result = page.locator(".st-key-cap_attack_result")
+    result.get_by_text("says the target from step", exact=False).wait_for(timeout=120_000)
+    wait_for_idle(page)
+    assert "a small blue square" in result.inner_text()
+    assert page.locator(".stPlotlyChart").count() >= 4  # the curve, clean, adversarial and δ
+    assert_no_exception(page)
+    page.screenshot(path=str(ARTIFACTS / "adversarial-caption-attack.png"), full_page=True)
+
+    page.goto(f"{app_url}/Adversarial?eps=16")
+    wait_for_idle(page)
+    page.get_by_role("button", name="Caption clean and adversarial").click()
+    panel = page.locator(".st-key-adv_cap_sat-shapes")
+    panel.get_by_text("changed word", exact=False).wait_for(timeout=120_000)
+    wait_for_idle(page)
+    assert "Clean:" in panel.inner_text() and "Adversarial:" in panel.inner_text()
+    assert panel.locator("mark, [style*='background']").count() >= 1  # the highlighted words
+    assert_no_exception(page)
+    page.screenshot(path=str(ARTIFACTS / "adversarial-captions.png"), full_page=True)

@@ -119,6 +119,7 @@ class HFCaptioner:
         prefix, stops = self.special_ids()
         self.prefix: list[int] = prefix
         self.stop_ids: set[int] = {i for i in stops if i is not None}
+        self.end_id: int | None = next((i for i in stops if i is not None), None)  # how ``generate`` ends one
 
     # -- what a family says -------------------------------------------------------------------------
     @classmethod
@@ -205,6 +206,23 @@ class HFCaptioner:
 
     def explain_ids(self, image: Image.Image, ids: Sequence[int], *, gradients: bool = False) -> CaptionResult:
         return self._explain_ids(self.pixels(image), list(ids), 0.0, gradients=gradients)
+
+    def target_log_prob(self, pixels01: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
+        """log p(``ids`` + end | image) through :meth:`forward`, the pass ``explain`` reads; differentiable (a
+        family without an end token scores ``ids`` alone).
+
+        ``pixels01`` is the :meth:`view` in [0, 1]: the processor's own resize of a view is the identity, so only
+        its normalisation is left, and it is done here so gradients reach the pixels.
+        """
+        processor = self.image_processor
+        pixels = pixels01
+        if getattr(processor, "do_normalize", True):
+            mean = torch.tensor(processor.image_mean, dtype=pixels01.dtype).view(1, -1, 1, 1)
+            std = torch.tensor(processor.image_std, dtype=pixels01.dtype).view(1, -1, 1, 1)
+            pixels = (pixels01 - mean) / std
+        tokens = [*ids] if self.end_id is None else [*ids, self.end_id]
+        logp = self.forward(pixels, tokens).logits.float().log_softmax(-1)
+        return logp[torch.arange(len(tokens)), torch.tensor(tokens)].sum()
 
     # -- shared machinery ----------------------------------------------------------------------------
     def encode(self, pixels: torch.Tensor) -> Encoded:

@@ -365,6 +365,23 @@ class SatCaptioner(nn.Module):
             path = path.extend(token, logp, probs[t], alphas[0, t], float(betas[0, t]))
         return self._result(path, time.perf_counter() - start)
 
+    def target_log_prob(self, pixels01: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
+        """log p(``ids`` + ``<end>`` | image): :meth:`explain_ids`' teacher-forced pass, differentiable in ``pixels01``.
+
+        ``pixels01`` is the view in [0, 1]; one of another size than the encoder's input is resized here by
+        antialiased bicubic interpolation, the differentiable stand-in for the bicubic resize of :meth:`features`.
+        """
+        side = self.config.image_size
+        pixels = pixels01.to(self.encoder.mean.device)
+        if pixels.shape[-2:] != (side, side):
+            pixels = torch.nn.functional.interpolate(
+                pixels, size=(side, side), mode="bicubic", align_corners=False, antialias=True
+            )
+        tokens = torch.tensor([[START_ID, *ids, END_ID]], device=pixels.device)
+        logits, _, _ = self.decoder(self.encoder(pixels), tokens)
+        logp = logits[0].float().log_softmax(-1)
+        return logp[torch.arange(tokens.shape[1] - 1), tokens[0, 1:]].sum()
+
     def _result(self, path: _Path, seconds: float) -> CaptionResult:
         n = len(path.tokens) - 1 - int(path.finished)  # words, without <start> and <end>
         ids = path.tokens[1 : 1 + n]
