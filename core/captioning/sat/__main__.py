@@ -90,6 +90,7 @@ def _train_command(args: argparse.Namespace) -> int:
         lr=args.lr,
         alpha_c=args.alpha_c,
         entropy=args.entropy,
+        attend=args.attend,
         seed=args.seed,
     )
     info = {
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--lr", type=float, default=TrainOptions.lr)
     tr.add_argument("--alpha-c", type=float, default=TrainOptions.alpha_c, help="doubly stochastic weight λ")
     tr.add_argument("--entropy", type=float, default=TrainOptions.entropy, help="attention entropy weight")
+    tr.add_argument(
+        "--attend",
+        type=float,
+        default=TrainOptions.attend,
+        help="supervised attention weight: object words attend inside their mask (ShapesWorld only; 0 turns it off)",
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--resume", action="store_true", help="continue from --out up to --epochs")
     tr.add_argument("--cache", type=Path, default=cache_dir() / "sat-features", help="feature cache folder")

@@ -29,14 +29,36 @@ class Grounding:
 def grounding(word_map: np.ndarray, mask: np.ndarray) -> Grounding:
     """Judge a (grid_h, grid_w) map against an (H, W) mask.
 
-    Shape words tend to peak on an object's outline, in a cell whose centre lies just outside the mask,
-    so the cell-level test is the primary one and the pixel-level test is reported beside it.
+    The pixel-level test is the one a visitor checks by eye: the brightest pixel of the upsampled heatmap.
+    Bilinear upsampling peaks on the centre of the peak cell, so a map that peaks on an object's outline,
+    in a cell whose centre lies just outside the mask, passes the cell-level test and fails this one.
     """
     cover = F.adaptive_avg_pool2d(torch.as_tensor(mask).float()[None, None], word_map.shape)[0, 0].numpy()
     heat = F.interpolate(torch.as_tensor(word_map).float()[None, None], mask.shape, mode="bilinear")[0, 0]
     peak = np.unravel_index(int(heat.argmax()), mask.shape)
     cell = np.unravel_index(int(word_map.argmax()), word_map.shape)
     return Grounding(bool(cover[cell] > 0), bool(mask[peak]), float((word_map * cover).sum()))
+
+
+def _landing(cells: int, pixels: int) -> list[np.ndarray]:
+    """Per cell along one axis, the pixels where the upsampled map's peak lands when that cell is the peak.
+
+    An inner cell's centre falls between two pixels, and which one wins depends on the neighbours, so both
+    count; a border cell's value is held flat out to the edge and ``argmax`` takes the first pixel of it.
+    """
+    up = F.interpolate(torch.eye(cells)[:, None], pixels, mode="linear")[:, 0].numpy()
+    ties = [np.flatnonzero(row >= row.max() - 1e-6) for row in up]
+    return [t[:2] if len(t) == 2 else t[:1] for t in ties]
+
+
+def peak_cells(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(grid_h, grid_w) bool: the cells that, as a map's peak, pass :func:`grounding`'s pixel test on ``mask``.
+
+    These are the targets of supervised attention in training (``TrainOptions.attend``).
+    """
+    rows, cols = _landing(grid[0], mask.shape[0]), _landing(grid[1], mask.shape[1])
+    by_row = np.stack([mask[r].all(0) for r in rows])
+    return np.stack([by_row[:, c].all(1) for c in cols], 1)
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,35 @@ from .model import PAD_ID, SatConfig, SatDecoder, Vocab, greedy_batch, read_chec
 
 
 def caption_loss(
-    logits: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor, alpha_c: float, entropy: float = 0.0
+    logits: torch.Tensor,
+    alphas: torch.Tensor,
+    tokens: torch.Tensor,
+    alpha_c: float,
+    entropy: float = 0.0,
+    *,
+    cells: torch.Tensor | None = None,
+    attend: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy, the paper's doubly stochastic term λ·mean_i (1 − Σ_t α_ti)² (attend to every part of
-    the image over the caption) and an optional entropy penalty on each α_t. The last keeps each word's
-    context local: a diffuse glance would let the LSTM read several objects at once and the maps would
-    stop showing where a word came from. Returns (total, cross-entropy)."""
+    the image over the caption), an optional entropy penalty on each α_t and optional supervised attention.
+
+    The entropy penalty keeps each word's context local: a diffuse glance would let the LSTM read several
+    objects at once and the maps would stop showing where a word came from. Supervised attention (Liu et
+    al. 2017, "Attention Correctness") adds ``attend``·mean −log Σ_{i∈cells} α_ti over the words that name an
+    object, ``cells`` (N, T, grid cells) being the cells whose peak lands inside that object's mask: left
+    alone, shape words peak on the object's outline, where the shape is seen, in a cell whose centre lies
+    outside the mask. Returns (total, cross-entropy)."""
     target = tokens[:, 1:]
     real = (target != PAD_ID).float()
     ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD_ID)
     coverage = (alphas * real[..., None]).sum(1)
     spread = -(alphas * alphas.clamp_min(1e-12).log()).sum(-1)
     total = ce + alpha_c * ((1 - coverage) ** 2).mean() + entropy * (spread * real).sum() / real.sum()
+    if cells is not None and attend > 0:
+        named = cells.any(-1)
+        if bool(named.any()):
+            on_object = (alphas * cells).sum(-1)[named]
+            total = total + attend * -on_object.clamp_min(1e-12).log().mean()
     return total, ce
 
 
@@ -42,13 +59,19 @@ class TrainOptions:
     lr: float = 3e-3
     alpha_c: float = 1.0  # weight of the doubly stochastic attention term
     entropy: float = 0.03  # weight of the attention entropy penalty
+    attend: float = 1.0  # weight of supervised attention on object words (where masks are known)
     seed: int = 0
     min_count: int = 1
     max_words: int = 24
 
 
 def _pairs(data: Encoded, vocab: Vocab, max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One row per (image, caption): the image's index and its padded token ids."""
+    """One row per (image, caption): the image's index and its padded token ids.
+
+    Attention targets belong to an image's one caption, so a set with targets has one caption per image.
+    """
+    if data.targets is not None and any(len(refs) != 1 for refs in data.references):
+        raise ValueError("Attention targets need exactly one caption per image.")
     index: list[int] = []
     rows: list[list[int]] = []
     for i, refs in enumerate(data.references):
@@ -59,6 +82,14 @@ def _pairs(data: Encoded, vocab: Vocab, max_words: int) -> tuple[torch.Tensor, t
     for r, ids in enumerate(rows):
         tokens[r, : len(ids)] = torch.tensor(ids)
     return torch.tensor(index), tokens
+
+
+def _cells(data: Encoded, images: torch.Tensor, steps: int, device: torch.device) -> torch.Tensor | None:
+    """The batch's attention targets for its ``steps`` predictions (words, then ``<end>``, which names nothing)."""
+    if data.targets is None:
+        return None
+    cells = data.targets[images][:, :steps]
+    return F.pad(cells, (0, 0, 0, steps - cells.shape[1])).to(device)
 
 
 def validation_bleu(decoder: SatDecoder, data: Encoded, vocab: Vocab, device: torch.device) -> float:
@@ -116,7 +147,15 @@ def train(
             batch = tokens[rows]
             batch = batch[:, : int((batch != PAD_ID).sum(1).max())].to(device)
             logits, alphas, _ = decoder(train_data.features[index[rows]].to(device), batch)
-            loss, ce = caption_loss(logits, alphas, batch, options.alpha_c, options.entropy)
+            loss, ce = caption_loss(
+                logits,
+                alphas,
+                batch,
+                options.alpha_c,
+                options.entropy,
+                cells=_cells(train_data, index[rows], alphas.shape[1], device),
+                attend=options.attend,
+            )
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
