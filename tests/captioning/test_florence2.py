@@ -21,6 +21,7 @@ from core.models.registry import DEFAULT_BUDGET_MB, REPO_ROOT
 
 from . import test_contract
 from .florence2_twin import florence2_tokenizer, native_config, published
+from .test_page import _caption, _scrubs
 
 ID = "florence-2-base"
 GRID = (24, 24)  # 768 px through DaViT's four strided stages (4·2·2·2 = 32)
@@ -139,3 +140,15 @@ def test_a_florence_folder_is_added_and_a_foreign_input_size_refused(tiny_regist
     (other / "processor_config.json").write_text(json.dumps(settings))
     with pytest.raises(ModelError, match="768 px"):
         tiny_registry.load(add_user_model(tiny_registry, "florence at 384").id)
+
+
+@pytest.mark.slow  # a page run at 768 px
+def test_the_captioning_page_scrubs_florence_maps_word_by_word(page, tiny_dir):
+    at = page(tiny_dir)
+    at.query_params["models"] = [ID]
+    at.query_params["max"] = "4"
+    _caption(at)
+    assert not at.exception
+    (scrub,) = _scrubs(at)
+    assert len(scrub["frames"]) == len(scrub["layout"]["sliders"][0]["steps"]) > 0
+    assert scrub["frames"][0]["data"][0]["type"] == "heatmap"
