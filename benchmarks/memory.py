@@ -90,17 +90,19 @@ def session(quick: bool) -> list[tuple[str, Callable[[], object]]]:
         at.button(key="start").click().run()  # type: ignore[attr-defined]
         assert not at.exception, at.exception  # type: ignore[attr-defined]
 
+    def caption(models: list[str]) -> None:  # a link only sets the captioners up; the button runs them
+        at = _app("pages/1_Captioning.py", timeout, models=models, max=tokens)
+        at.button(key="run_captions").click().run()  # type: ignore[attr-defined]
+        assert not at.exception, at.exception  # type: ignore[attr-defined]
+
     walk: list[tuple[str, Callable[[], object]]] = [
         ("Home", lambda: _app("Home.py", timeout)),
         (
             f"Captioning: BLIP-base and ViT-GPT2 side by side, {tokens} tokens",
-            lambda: _app("pages/1_Captioning.py", timeout, models=["blip-base", "vit-gpt2"], max=tokens),
+            lambda: caption(["blip-base", "vit-gpt2"]),
         ),
-        (
-            f"Captioning: Florence-2 base, {tokens} tokens",
-            lambda: _app("pages/1_Captioning.py", timeout, models=["florence-2-base"], max=tokens),
-        ),
-        ("Captioning: Show-Attend-Tell", lambda: _app("pages/1_Captioning.py", timeout, models=["sat-shapes"])),
+        (f"Captioning: Florence-2 base, {tokens} tokens", lambda: caption(["florence-2-base"])),
+        ("Captioning: Show-Attend-Tell", lambda: caption(["sat-shapes"])),
         ("Saliency: default view", lambda: _app("pages/2_Saliency.py", timeout)),
         ("Adversarial: default FGSM view", lambda: _app("pages/3_Adversarial.py", timeout)),
         ("Style transfer: VGG19 at 128 px", style),

@@ -20,7 +20,7 @@ from core.models.catalogue import CATALOGUE
 from core.models.registry import DEFAULT_BUDGET_MB, REPO_ROOT
 
 from . import test_contract
-from .florence2_twin import florence2_tokenizer, native_config, published
+from .florence2_twin import PUBLISHED, florence2_tokenizer, native_config, published
 from .test_page import _caption, _scrubs
 
 ID = "florence-2-base"
@@ -140,6 +140,12 @@ def test_a_florence_folder_is_added_and_a_foreign_input_size_refused(tiny_regist
     (other / "processor_config.json").write_text(json.dumps(settings))
     with pytest.raises(ModelError, match="768 px"):
         tiny_registry.load(add_user_model(tiny_registry, "florence at 384").id)
+
+    original = tiny_dir / "microsoft layout"  # the twin's weights under Microsoft's published config.json
+    shutil.copytree(tiny_dir / ID, original, dirs_exist_ok=True)
+    shutil.copy(PUBLISHED / "config.json", original / "config.json")
+    with pytest.raises(ModelError, match="original Florence-2 layout, which needs remote code"):
+        tiny_registry.load(add_user_model(tiny_registry, "microsoft layout").id)
 
 
 @pytest.mark.slow  # a page run at 768 px

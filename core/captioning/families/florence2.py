@@ -10,10 +10,12 @@ rollout runs through the BART encoder's self-attention over the whole input inst
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -51,6 +53,18 @@ class Florence2Captioner(HFCaptioner):
         prompt = tokenizer.bos_token + PROMPT + tokenizer.eos_token  # as Florence2Processor writes "<CAPTION>"
         text: list[int] = tokenizer(prompt, add_special_tokens=False).input_ids
         self.prompt_ids = torch.tensor([image + text])
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, source: str) -> Self:
+        """Refuses Microsoft's original remote-code layout (``microsoft/Florence-2-*``): its config reads as a
+        native one, but the native class would find none of its weights and caption with random ones."""
+        vision: dict[str, Any] = json.loads((Path(source) / "config.json").read_text()).get("vision_config", {})
+        if vision.get("model_type") == "davit":
+            raise ModelError(
+                f"{model_id} is Microsoft's original Florence-2 layout, which needs remote code; "
+                "use a native conversion such as florence-community/Florence-2-base."
+            )
+        return super().from_pretrained(model_id, source)
 
     @staticmethod
     def vision_config(config: Any) -> Any:
