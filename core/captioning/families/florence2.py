@@ -42,10 +42,11 @@ class Florence2Captioner(HFCaptioner):
     def __init__(self, model_id: str, model: Any, image_processor: Any, tokenizer: Any) -> None:
         super().__init__(model_id, model, image_processor, tokenizer)
         size: dict[str, int] = image_processor.size
+        side = (size.get("height"), size.get("width"))
         n_image = int(image_processor.image_seq_length)
-        if (size.get("height"), size.get("width")) != (IMAGE_SIZE, IMAGE_SIZE) or n_image != 1 + math.prod(self.grid):
+        if side != (IMAGE_SIZE, IMAGE_SIZE) or n_image != 1 + math.prod(self.grid):
             raise ModelError(
-                f"This Florence-2 processor resizes to {size} with {n_image} image tokens; "
+                f"This Florence-2 processor resizes to {side[0]}×{side[1]} px with {n_image} image tokens; "
                 f"Vision Lab reads Florence-2 at {IMAGE_SIZE} px with {1 + math.prod(self.grid)}."
             )
         self.n_image = n_image
