@@ -1,12 +1,15 @@
 """Captioning: our caption + per-token attention vs the caption alone from the usual transformers route.
 
-Models: full-size BLIP-base and ViT-GPT2 twins (published configurations, random weights) in a temporary
-models folder; ours loads through the registry (eager attention, needed for attention maps), the baseline
+Models: full-size BLIP-base, ViT-GPT2 and Florence-2 base twins (published configurations, random weights) in a
+temporary models folder; ours loads through the registry (eager attention, needed for attention maps), the baseline
 loads the same folder with the library's defaults. BLIP's baseline is ``pipeline("image-to-text")``
 (transformers 5 serves it as ``image-text-to-text`` with an empty prompt); the pipeline refuses
 VisionEncoderDecoder models (no processor class), so ViT-GPT2's baseline is its model card's recipe
-(image processor → ``generate`` → ``batch_decode``). Every caption has exactly ``tokens`` new tokens
-(min = max new tokens). The captions are random text and are never shown.
+(image processor → ``generate`` → ``batch_decode``). Florence-2's is its model card's
+(``processor(text="<CAPTION>", images=…)`` → ``generate`` → ``batch_decode``), greedy like ours, with the
+checkpoint's n-gram ban and forced end switched off as ours does (its forced ``<s>`` counts as one new token).
+Every caption has exactly ``tokens`` new tokens (min = max new tokens). The captions are random text and are
+never shown.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from core.captioning.families import HFCaptioner
 from core.captioning.types import DecodingConfig
 from core.samples import load_sample
 
+MODELS = ("blip-base", "vit-gpt2", "florence-2-base")
+
 
 def baseline(model_id: str, folder: str, tokens: int) -> Any:
     """A callable image → caption text, the way a transformers user would write it (caption only)."""
@@ -32,6 +37,8 @@ def baseline(model_id: str, folder: str, tokens: int) -> Any:
         logging.set_verbosity_error()  # "image-to-text was renamed" is logged with a broken format string
         pipe = pipeline("image-to-text", model=folder)
         return lambda image: pipe(images=image, text="", generate_kwargs=fixed)[0]["generated_text"]
+    if model_id == "florence-2-base":
+        return florence_baseline(folder, tokens)
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
     model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
@@ -46,14 +53,32 @@ def baseline(model_id: str, folder: str, tokens: int) -> Any:
     return caption
 
 
+def florence_baseline(folder: str, tokens: int) -> Any:
+    """Florence-2's model card: the processor builds image tokens and the ``<CAPTION>`` prompt, then ``generate``."""
+    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+    model = Florence2ForConditionalGeneration.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    fixed = {"min_new_tokens": tokens + 1, "max_new_tokens": tokens + 1, "num_beams": 1, "do_sample": False}
+    fixed |= {"no_repeat_ngram_size": 0, "forced_eos_token_id": None}
+
+    def caption(image: Image.Image) -> str:
+        inputs = processor(text="<CAPTION>", images=image, return_tensors="pt")
+        with torch.inference_mode():
+            output_ids = model.generate(**inputs, **fixed)
+        return processor.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
+
+    return caption
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     args = arguments(__doc__, argv)
     machine = setup()
     tokens = 3 if args.quick else 20
     image = load_sample("sample.jpg")
     rows: list[Row] = []
-    with twin_registry([] if args.quick else ["blip-base", "vit-gpt2"], small=args.quick) as registry:
-        for model_id in ("blip-base", "vit-gpt2"):
+    with twin_registry([] if args.quick else list(MODELS), small=args.quick) as registry:
+        for model_id in MODELS:
             ours: HFCaptioner = registry.load(model_id, download=True)
             for decoder in (ours.model, getattr(ours.model, "text_decoder", None)):  # BLIP decodes with its own
                 if decoder is not None:

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from core.models import Registry
+from tests.captioning.florence2_twin import save_florence2_base
 from tests.captioning.tiny_models import bert_tokenizer, build_tiny_models, gpt2_tokenizer
 
 
@@ -74,6 +75,7 @@ def save_vgg19_features(dest: Path) -> None:
 BUILDERS = {
     "blip-base": save_blip_base,
     "vit-gpt2": save_vit_gpt2,
+    "florence-2-base": save_florence2_base,
     "vgg19": save_vgg19_features,
     "resnet50": lambda dest: save_torchvision(dest, "resnet50"),
 }

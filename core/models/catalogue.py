@@ -102,6 +102,25 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         std=(0.26862954, 0.26130258, 0.27577711),
     ),
     ModelSpec(
+        id="florence-2-base",
+        task="captioning",
+        family="florence-2",
+        display_name="Florence-2 base",
+        source=Source.HF,
+        ref="florence-community/Florence-2-base",
+        loader=_HF_CAPTION,
+        params_m=231.4,
+        download_mb=463.0,  # published in float16 (as transformers' conversion script writes it); loads as float32
+        license="MIT",
+        input_size=768,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        note=(
+            "Microsoft's 2024 prompt-based vision-language model (DaViT image encoder, BART encoder-decoder), "
+            "native in transformers; captions with its <CAPTION> task, per-word maps over a 24×24 grid."
+        ),
+    ),
+    ModelSpec(
         id="resnet18",
         task="classification",
         family="resnet",

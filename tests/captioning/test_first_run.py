@@ -94,8 +94,8 @@ def test_fresh_offline_page_opens_on_a_scene_with_per_word_grounding(page, tmp_p
     fraction = grounded_fraction(expected)
     assert fraction is not None and f"({fraction:.0%})" in " ".join(c.value for c in at.caption)
     assert "Photos need a photo captioner" in _markdown(at)
-    assert f"{plain('GIT base (COCO)')}** — 707 MB download" in _markdown(at)  # the smallest photo captioner
-    assert any("python -m core.models download git-base" in c.value for c in at.code)  # offline: the commands
+    assert f"{plain('Florence-2 base')}** — 463 MB download" in _markdown(at)  # the smallest photo captioner
+    assert any("python -m core.models download florence-2-base" in c.value for c in at.code)  # offline: the commands
     assert not any(OUT_OF_DOMAIN in i.value for i in at.info)
 
 

@@ -29,6 +29,8 @@ from transformers import (
     ViTImageProcessor,
 )
 
+from .florence2_twin import save_florence2_tiny
+
 #: id → patch grid of each tiny model (different on purpose, so grid handling is exercised).
 GRIDS = {"vit-gpt2": (7, 7), "blip-base": (6, 6), "git-base": (4, 4)}
 _SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -88,6 +90,11 @@ def _git(dest: Path) -> None:
 def build_tiny_models(models_dir: Path) -> Path:
     """Write the three tiny captioners into ``models_dir/<catalogue id>/`` and return ``models_dir``."""
     torch.manual_seed(0)
-    for model_id, build in (("vit-gpt2", _vit_gpt2), ("blip-base", _blip), ("git-base", _git)):
+    for model_id, build in (
+        ("vit-gpt2", _vit_gpt2),
+        ("blip-base", _blip),
+        ("git-base", _git),
+        ("florence-2-base", save_florence2_tiny),
+    ):
         build(models_dir / model_id)
     return models_dir

@@ -35,7 +35,7 @@ def test_fresh_offline_page_opens_on_a_scene_with_per_word_grounding(page, fresh
     expected = " · ".join(w.word + marks[w.inside] for w in word_grounding(result, scene))
     assert strip.inner_text().split(":", 1)[1].strip() == expected
     assert page.get_by_text("Photos need a photo captioner.").count() == 1
-    assert page.get_by_text("python -m core.models download git-base").count() == 1
+    assert page.get_by_text("python -m core.models download florence-2-base").count() == 1
     assert page.get_by_text("Outside its training domain").count() == 0
     page.screenshot(path=str(ARTIFACTS / "captioning-first-run.png"), full_page=True)
     assert_no_exception(page)

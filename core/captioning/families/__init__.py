@@ -13,12 +13,14 @@ from core.models.spec import ModelSpec, ProgressFn
 
 from .base import HFCaptioner
 from .blip import BlipCaptioner
+from .florence2 import Florence2Captioner
 from .git import GitCaptioner
 from .ved import VisionEncoderDecoderCaptioner
 
 LOADER = "core.captioning.families:load"
 FAMILIES: dict[str, type[HFCaptioner]] = {
-    family.model_type: family for family in (BlipCaptioner, VisionEncoderDecoderCaptioner, GitCaptioner)
+    family.model_type: family
+    for family in (BlipCaptioner, VisionEncoderDecoderCaptioner, GitCaptioner, Florence2Captioner)
 }
 
 
@@ -53,4 +55,4 @@ def load(spec: ModelSpec, location: Path | None, progress: ProgressFn, registry:
     return captioner
 
 
-__all__ = ["FAMILIES", "LOADER", "HFCaptioner", "family_for", "load"]
+__all__ = ["FAMILIES", "LOADER", "Florence2Captioner", "HFCaptioner", "family_for", "load"]

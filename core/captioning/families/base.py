@@ -127,7 +127,10 @@ class HFCaptioner:
         """Model, image processor and tokenizer from a ``save_pretrained`` folder, with eager attention."""
         import transformers
 
-        model = getattr(transformers, cls.model_class).from_pretrained(source, attn_implementation="eager")
+        # float32 whatever the file holds: Florence-2 publishes float16, slow on CPU and off the memory estimate
+        model = getattr(transformers, cls.model_class).from_pretrained(
+            source, attn_implementation="eager", dtype=torch.float32
+        )
         if cls.joint_processor:
             processor = cast(Any, transformers.AutoProcessor).from_pretrained(source)
             image_processor, tokenizer = processor.image_processor, processor.tokenizer
