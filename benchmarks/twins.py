@@ -1,7 +1,8 @@
 """Random-weight twins of the default models, saved into a models folder and loaded through the registry.
 
 No hub is reachable where the benchmarks run, and speed and memory depend on architecture, not on
-weight values: a twin built from the published configuration costs what the real checkpoint costs.
+weight values: a captioner's twin takes its checkpoint's published ``config.json``, preprocessor and
+tokenizer settings whole (``tests/captioning/published/``), so it costs what the real checkpoint costs.
 Their outputs are random: the benchmarks never show them as captions or predictions.
 ``small=True`` builds the tiny test captioners instead (smoke tests only).
 """
@@ -11,47 +12,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from core.models import Registry
-from tests.captioning.florence2_twin import save_florence2_base
-from tests.captioning.tiny_models import bert_tokenizer, build_tiny_models, gpt2_tokenizer
-
-
-def save_blip_base(dest: Path) -> None:
-    """``BlipConfig()`` defaults are blip-base; BERT WordPiece plus BLIP's [DEC] and [ENC] tokens."""
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
-
-    tok = bert_tokenizer()
-    tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
-    config = BlipConfig()
-    assert config.text_config.vocab_size == len(tok) and config.text_config.bos_token_id == tok.bos_token_id
-    BlipForConditionalGeneration(config).save_pretrained(dest)
-    BlipProcessor(image_processor=BlipImageProcessor(), tokenizer=tok).save_pretrained(dest)
-
-
-def save_vit_gpt2(dest: Path) -> None:
-    """ViT-B/16 (224 px) encoder and GPT-2 small with cross-attention, as nlpconnect/vit-gpt2."""
-    from transformers import (
-        GPT2Config,
-        VisionEncoderDecoderConfig,
-        VisionEncoderDecoderModel,
-        ViTConfig,
-        ViTImageProcessor,
-    )
-
-    tok = gpt2_tokenizer()
-    decoder = GPT2Config(add_cross_attention=True, is_decoder=True)
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(ViTConfig(), decoder)
-    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = tok.eos_token_id
-    VisionEncoderDecoderModel(config=config).save_pretrained(dest)
-    tok.save_pretrained(dest)
-    ViTImageProcessor().save_pretrained(dest)
+from tests.captioning.florence2_twin import save_florence2
+from tests.captioning.tiny_models import build_tiny_models, save_twin
 
 
 def save_torchvision(dest: Path, arch: str) -> None:
@@ -72,10 +43,12 @@ def save_vgg19_features(dest: Path) -> None:
     save_file({k: v.contiguous() for k, v in features.state_dict().items()}, str(dest / "model.safetensors"))
 
 
-BUILDERS = {
-    "blip-base": save_blip_base,
-    "vit-gpt2": save_vit_gpt2,
-    "florence-2-base": save_florence2_base,
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "blip-base": partial(save_twin, "blip-base", small=False),
+    "blip-large": partial(save_twin, "blip-large", small=False),
+    "vit-gpt2": partial(save_twin, "vit-gpt2", small=False),
+    "git-base": partial(save_twin, "git-base", small=False),
+    "florence-2-base": partial(save_florence2, "florence-2-base", small=False),
     "vgg19": save_vgg19_features,
     "resnet50": lambda dest: save_torchvision(dest, "resnet50"),
 }

@@ -23,7 +23,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_registry(tiny_dir: Path) -> Registry:
-    return Registry(models_dir=tiny_dir, online=False)
+    """Admission counts the real checkpoints' sizes: the budget lets BLIP large's (2 GB) twin load too."""
+    return Registry(models_dir=tiny_dir, online=False, budget_mb=3000)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@
 The published files are Microsoft's remote-code layout; :func:`native_config` turns them into the native
 ``Florence2Config`` exactly as transformers' conversion script (``convert_florence2_original_pytorch_to_hf``)
 does: the DaViT settings renamed, an ``<image>`` token added after the tokenizer's 51,289 and the vocabulary
-padded to a multiple of 64 (51,328). :func:`save_florence2_tiny` keeps the image size, normalisation, patch
-grid, special tokens and prompt and shrinks width and depth; :func:`save_florence2_base` keeps everything.
+padded to a multiple of 64 (51,328). :func:`save_florence2` with ``small`` keeps the image size, normalisation,
+patch grid, special tokens and prompt and shrinks width and depth; without it, it keeps everything.
 Their captions are random text: never assert on it, never show it as a caption.
 """
 
@@ -97,11 +97,7 @@ def _save(dest: Path, *, tiny: bool) -> None:
     Florence2Processor(image_processor=image_processor, tokenizer=tok).save_pretrained(dest)
 
 
-def save_florence2_tiny(dest: Path) -> None:
-    """The tiny test twin: published 768 px input, ImageNet normalisation, 24×24 grid, tokens and prompt."""
-    _save(dest, tiny=True)
-
-
-def save_florence2_base(dest: Path) -> None:
-    """The full-size twin (232 M parameters) for benchmarks."""
-    _save(dest, tiny=False)
+def save_florence2(model_id: str, dest: Path, *, small: bool) -> None:
+    """A random-weight Florence-2 base (``model_id``, for the twin builders' shared signature): published 768 px
+    input, ImageNet normalisation, 24×24 grid, tokens and prompt; ``small`` shrinks only width and depth."""
+    _save(dest, tiny=small)

@@ -45,11 +45,12 @@ def test_word_maps_are_distributions_over_each_models_grid(tiny_registry, photo,
 def _cross_rows_from_generate(model, photo, config: DecodingConfig, *, follow_beams: bool = True):
     """(layers, heads, steps, positions) read from ``generate``, following each step's chosen beam (or beam 0)."""
     pixels = model.pixels(photo)
-    kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams, "do_sample": False}
+    n_beams = config.num_beams if config.strategy == "beam" else 1  # greedy is one beam, whatever num_beams says
+    kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": n_beams, "do_sample": False}
     with torch.inference_mode():
         out = model.model.generate(pixels, output_attentions=True, return_dict_in_generate=True, **kwargs)
     steps = len(out.cross_attentions)
-    beams = out.beam_indices[0, :steps].tolist() if config.num_beams > 1 and follow_beams else [0] * steps
+    beams = out.beam_indices[0, :steps].tolist() if n_beams > 1 and follow_beams else [0] * steps
     rows = [
         torch.stack([out.cross_attentions[t][layer][beams[t], :, -1] for t in range(steps)], dim=1)
         for layer in range(len(out.cross_attentions[0]))

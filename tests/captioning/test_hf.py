@@ -17,6 +17,8 @@ from core.captioning.user_models import add_user_model
 from core.models import ModelError, Status
 from core.runtime import Cancelled, Reporter
 
+from .tiny_models import GRIDS
+
 
 def test_decoding_settings_reach_generate():
     assert generate_kwargs(DecodingConfig(strategy="greedy", max_new_tokens=7)) == {
@@ -52,11 +54,11 @@ def test_a_local_folder_is_registered_and_loaded_through_the_registry(tiny_regis
     folder = tiny_dir / "my captioner"
     shutil.copytree(tiny_dir / "git-base", folder, dirs_exist_ok=True)
     spec = add_user_model(tiny_registry, "my captioner")
-    assert (spec.id, spec.family, spec.input_size) == ("local:my captioner", "git", 32)
+    assert (spec.id, spec.family, spec.input_size) == ("local:my captioner", "git", 224)
     assert tiny_registry.status(spec.id).status is Status.READY
     model = tiny_registry.load(spec.id)
-    assert model.model_id == spec.id and model.grid == (4, 4)
-    assert model.caption(photo, DecodingConfig(max_new_tokens=3)).word_maps.shape[1:] == (4, 4)
+    assert model.model_id == spec.id and model.grid == GRIDS["git-base"]
+    assert model.caption(photo, DecodingConfig(max_new_tokens=3)).word_maps.shape[1:] == GRIDS["git-base"]
 
 
 def test_unsupported_or_unreachable_models_are_refused_clearly(tiny_registry, tiny_dir):

