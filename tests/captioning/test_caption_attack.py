@@ -20,7 +20,7 @@ from core.images import to_tensor
 from core.models import Registry
 from core.runtime import Cancelled, Reporter
 
-TINY = ("vit-gpt2", "blip-base", "git-base")
+TINY = ("vit-gpt2", "blip-base", "git-base", "florence-2-base")
 
 
 @pytest.fixture(scope="module")
