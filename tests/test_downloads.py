@@ -23,14 +23,14 @@ from core.models.download import endpoint_address, fetch_url, hub_plan, hub_repo
 from core.models.files import torch_hub_file
 from core.models.registry import REPO_ROOT
 from core.profile import Profile
-from tests.captioning.tiny_models import _blip
+from tests.captioning.tiny_models import save_twin
 from tests.hub_server import HubServer, commit_of
 
 REPO = "Salesforce/blip-image-captioning-base"  # the catalogue's blip-base, served by the twin
 NEEDED = {
     "config.json",
     "generation_config.json",
-    "processor_config.json",
+    "preprocessor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "model.safetensors",
@@ -41,7 +41,7 @@ NEEDED = {
 def blip_folder(tmp_path_factory) -> Path:
     """A tiny BLIP twin plus what a real repository also holds and a model must never fetch."""
     folder = tmp_path_factory.mktemp("repo") / "blip"
-    _blip(folder)
+    save_twin("blip-base", folder, small=True)
     (folder / "pytorch_model.bin").write_bytes(os.urandom(4096))
     (folder / "tf_model.h5").write_bytes(os.urandom(2048))
     (folder / "README.md").write_text("# model card\n")
@@ -113,7 +113,7 @@ def test_loading_never_downloads_and_a_click_fetches_only_the_needed_files(hub):
     assert resolved(hub) == set()
     seen: list[float] = []
     model = reg.load("blip-base", lambda f, _m: seen.append(f), download=True)
-    assert type(model).__name__ == "BlipCaptioner" and model.grid == (6, 6)
+    assert type(model).__name__ == "BlipCaptioner" and model.grid == (24, 24)
     assert resolved(hub) == NEEDED, "no .bin beside safetensors, no README, no ONNX or TF copies"
     assert seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
     snapshot = reg.status("blip-base").location
