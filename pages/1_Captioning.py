@@ -272,7 +272,15 @@ if tab_faith.open:
             return faithfulness(model, image, target, word, mode=mode, recaption=config, reporter=rep)
 
         try:
-            curve = run_job("faithfulness check", faith_key, check, auto=False, slug="faith", label="Run the check")
+            curve = run_job(
+                "faithfulness check",
+                faith_key,
+                check,
+                auto=False,
+                models=[faith_model],
+                slug="faith",
+                label="Run the check",
+            )
         except ValueError as err:
             curve = None
             st.warning(str(err))
@@ -339,7 +347,9 @@ if tab_batch.open:
         done = None
         if files:
             label = f"Caption {len(files)} file(s) with {len(good)} model(s)"
-            done = run_job("batch captioning", batch_key, caption_files, auto=False, slug="batch", label=label)
+            done = run_job(
+                "batch captioning", batch_key, caption_files, auto=False, models=list(good), slug="batch", label=label
+            )
         if done is not None:
             table, errors = done
             for error in errors:

@@ -123,6 +123,7 @@ else:
         maps_key,
         lambda rep: jobs.maps(methods, rep),
         auto=True,
+        models=[model_id],
         slug="maps",
         done=f"{len(methods)} map(s) ready",
     )
@@ -159,6 +160,7 @@ if measure:
         ("curves", maps_key, sign, substrate, target_a),
         lambda rep: jobs.deletion_curves(ranks, sign, substrate, rep),
         auto=True,
+        models=[model_id],
         slug="curves",
         done="Deletion and insertion curves ready",
     )
@@ -185,7 +187,12 @@ st.caption(
     "the same is showing the image's edges, not what the model learned."
 )
 sanity = run_job(
-    "sanity check", jobs.sanity_key(methods), lambda rep: jobs.sanity(methods, rep), auto=False, slug="sanity"
+    "sanity check",
+    jobs.sanity_key(methods),
+    lambda rep: jobs.sanity(methods, rep),
+    auto=False,
+    models=[model_id],
+    slug="sanity",
 )
 if sanity is not None:
     st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity")

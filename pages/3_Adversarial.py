@@ -163,6 +163,7 @@ else:
         ("pgd", model_id, input_digest, label, goal, iterative.name, cfg),
         lambda rep: iterative(model, cfg).perturb(x, label, goal, rep),
         auto=True,
+        models=[model_id],
     )
 if result is None:
     st.stop()
@@ -229,7 +230,13 @@ with here:
             attacks.PGD(model, IterativeConfig(eps=eps, steps=k)), x, label, CURVE_GRID, goal, reporter=rep
         )
 
-    pgd = run_job(f"PGD-{k} curve", ("pgd_curve", model_id, input_digest, label, goal, k), pgd_curve, auto=False)
+    pgd = run_job(
+        f"PGD-{k} curve",
+        ("pgd_curve", model_id, input_digest, label, goal, k),
+        pgd_curve,
+        auto=False,
+        models=[model_id],
+    )
     sweeps = [fgsm_sweep, noise_sweep] + ([pgd.sweep] if pgd else [])
     st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve")
     st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon")
@@ -247,7 +254,7 @@ with labelled:
         ok = [[LABELS.index(c) for c in expected_labels()[n]] for n in names]
         return attacks.accuracy_curves(model, images, ok, names, CURVE_GRID, steps=5, reporter=rep)
 
-    curves = run_job("accuracy curves", ("accuracy", model_id), accuracy, auto=False)
+    curves = run_job("accuracy curves", ("accuracy", model_id), accuracy, auto=False, models=[model_id])
     if curves:
         st.plotly_chart(accuracy_figure(curves, eps255), key="accuracy")
     st.caption(f"Photos: {', '.join(names)} (labels in sample_images/labels.json). PGD here is PGD-5.")

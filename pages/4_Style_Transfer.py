@@ -187,6 +187,7 @@ if st.button("Render the weight grid", key="grid"):  # the last grid stays shown
         "weight grid",
         lambda rep, image=content.image: render_grid(extractor, image, style_inputs, config, weights, rep),
         slug="grid",
+        models=[net],
     )
     remember(STYLE_GRID_KEY, grid_cells)
 

@@ -82,3 +82,23 @@ def test_progress_messages_are_shown_as_plain_text():
     progress_to(Bar(), "Score")(1.5, "[click](https://evil.example) **now**")  # type: ignore[arg-type]
     assert shown == [(1.0, plain("Score: [click](https://evil.example) **now**"))]
     assert "](" not in shown[0][1] and "**" not in shown[0][1]
+
+
+def test_a_running_job_holds_room_for_its_work_in_the_model_budget(monkeypatch):
+    """Weights and work share the budget: a job evicts a held model it does not use, keeps its own, and
+    gives the room back when it ends."""
+    from ui.resources import registry
+
+    reg = registry()
+    classifier = reg.load("efficientnet-lite0")
+    reg.load("sat-shapes")  # held from an earlier page, more recently used than the classifier
+    mb = reg.loaded_mb()
+    monkeypatch.setattr(reg, "job_mb", 500.0)
+    monkeypatch.setattr(reg, "budget_mb", mb["efficientnet-lite0"] + mb["sat-shapes"] + 499.0)
+    at = _page(41)
+    at.run()
+    assert not at.exception, at.exception
+    assert any(c.key == "map_smoothgrad" for c in at.get("plotly_chart"))
+    assert not reg.is_loaded("sat-shapes"), "the job's room evicted the model it does not use"
+    assert reg.load("efficientnet-lite0") is classifier, "and kept the one it uses"
+    assert reg.reserved_mb() == 0.0

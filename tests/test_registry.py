@@ -289,7 +289,7 @@ def test_a_reservation_evicts_other_models_and_holds_its_room_while_it_lasts():
     reg = Registry([fake_spec("a", 1.0), fake_spec("b", 1.0), fake_spec("c", 1.0)], budget_mb=9.0)
     reg.load("a")
     reg.load("b")
-    with reg.reserve(4.0, keep="a"):  # 3.8 (a) + 3.8 (b) + 4 > 9: b goes, a (in use) stays
+    with reg.reserve(4.0, keep=("a",)):  # 3.8 (a) + 3.8 (b) + 4 > 9: b goes, a (in use) stays
         assert set(reg.loaded_mb()) == {"a"}
         reg.load("c")  # 3.8 + 3.8 + 4 > 9 again: the least recently used model goes, not the reservation
         assert set(reg.loaded_mb()) == {"c"}

@@ -69,6 +69,7 @@ def caption_both(clean: Named, adversarial: Named, model_ids: list[str]) -> dict
             key,
             work,
             auto=False,
+            models=model_ids,
             slug="adv_captions",
             label="Caption clean and adversarial",
             keep=False,

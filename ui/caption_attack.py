@@ -112,7 +112,9 @@ def caption_attack_section(picked: PickedImage | None) -> None:
             return str(err)
 
     key = (model_id, image_digest(name, image), target, config)
-    result = run_job("caption attack", key, work, auto=False, slug="cap_attack", label="Run caption attack")
+    result = run_job(
+        "caption attack", key, work, auto=False, models=[model_id], slug="cap_attack", label="Run caption attack"
+    )
     if isinstance(result, str):
         st.warning(plain(result), icon="⚠️")
     elif result is not None:

@@ -56,7 +56,14 @@ def run_scores(
 
     if todo:
         run_job(
-            "caption scoring", (key, tuple(todo), gradients), work, auto=True, slug="scores", label="Score", keep=False
+            "caption scoring",
+            (key, tuple(todo), gradients),
+            work,
+            auto=True,
+            models=[m for m, _ in todo],
+            slug="scores",
+            label="Score",
+            keep=False,
         )
     return {p: s for p, s in found.items() if s is not None}
 

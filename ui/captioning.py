@@ -71,6 +71,7 @@ def run_captions(
             (key, config),
             work,
             auto=True,
+            models=todo,
             slug="captions",
             label="Caption",
             done="Captions ready",

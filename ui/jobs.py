@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -25,7 +25,7 @@ from streamlit.runtime.state.session_state_proxy import get_session_state
 from core.jobs import estimate_bytes
 from core.memory import release_memory
 from core.runtime import Reporter
-from ui.resources import job_gate, profile, progress_to
+from ui.resources import job_gate, profile, progress_to, registry
 from ui.state import DROPPED_KEY, HOLD_KEY, RESULTS_KEY, SESSION_KEY, STOPPED_KEY
 
 T = TypeVar("T")
@@ -136,9 +136,19 @@ def _stop(slug: str, key: Hashable) -> None:
     _stopped()[slug] = key
 
 
-def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hashable = None, controls: bool = True) -> T:
+def run_gated(
+    name: str,
+    work: Callable[[Reporter], T],
+    *,
+    slug: str,
+    models: Collection[str],
+    key: Hashable = None,
+    controls: bool = True,
+) -> T:
     """Queue for a slot (showing the place in the queue), then run ``work`` with a progress bar.
 
+    While it runs, the job holds the registry's job reserve (its working memory) in the model budget: models
+    other than ``models`` (those the work uses) are evicted first if weights and work would not fit.
     ``controls`` adds Cancel (while waiting) and Stop (while running) buttons; both mark ``key`` stopped for
     ``slug`` and rerun, which interrupts the wait or the work. Pages with their own Stop pass False.
     """
@@ -156,7 +166,8 @@ def run_gated(name: str, work: Callable[[Reporter], T], *, slug: str, key: Hasha
                 )
             if controls:
                 button.button("Stop", key=f"stop_{slug}", on_click=_stop, args=(slug, key), icon="⏹️")
-            result = work(Reporter(progress_to(line.progress(0.0, text=name), name)))
+            with registry().reserve(registry().job_mb, keep=models):
+                result = work(Reporter(progress_to(line.progress(0.0, text=name), name)))
     finally:
         release_memory()
     panel.empty()
@@ -169,6 +180,7 @@ def run_job(
     work: Callable[[Reporter], T],
     *,
     auto: bool,
+    models: Collection[str],
     slug: str | None = None,
     label: str | None = None,
     done: str | None = None,
@@ -179,13 +191,14 @@ def run_job(
     ``auto`` jobs start by themselves (unless stopped, or the session was opened from a link); others wait
     for their button (``label``, default "Run <name>"; widget keys ``run_/stop_/cancel_<slug>``). ``done``
     is a line shown with the result. ``keep=False``: ``work`` stores what it makes itself (:func:`remember`).
+    ``models`` are the ids ``work`` uses (see :func:`run_gated`).
     """
     slug = slug or name
     found = recall((slug, key)) if keep else None
     if found is None:
         if not _wanted(name, key, slug=slug, label=label or f"Run {name}", auto=auto):
             return None
-        found = run_gated(name, work, slug=slug, key=key)
+        found = run_gated(name, work, slug=slug, models=models, key=key)
         if keep:
             remember((slug, key), found)
         _note_drops()

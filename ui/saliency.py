@@ -103,7 +103,7 @@ class SaliencyJobs:
         registry makes room for them in the shared memory budget first."""
 
         def check() -> SanityResult:
-            with registry().reserve(resident_mb(self.model), keep=self.model_id):
+            with registry().reserve(resident_mb(self.model), keep=(self.model_id,)):
                 settings = {m: self.params.get(m, {}) for m in methods}
                 return cascading_randomization(self.model, self.x, self.target, settings, steps=5, reporter=reporter)
 

@@ -172,7 +172,7 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
             return True
         return False
 
-    paused = run_gated("style transfer", work, slug="style", controls=False)
+    paused = run_gated("style transfer", work, slug="style", models=[rec.model_id], controls=False)
     rec.running = False
     if paused:
         draw(rec, chart, picture)

@@ -16,7 +16,7 @@ import shutil
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Generator, Iterable
+from collections.abc import Collection, Generator, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,10 @@ ENV_MODELS_DIR = "VISIONLAB_MODELS_DIR"
 ENV_BUDGET = "VISIONLAB_MEMORY_BUDGET_MB"
 #: Default for the models' share of Community Cloud's ~2.7 GB: the Python/torch runtime needs the rest.
 DEFAULT_BUDGET_MB = 1500.0
+ENV_JOB_MB = "VISIONLAB_JOB_MEMORY_MB"
+#: Room a running job holds in the budget for its own working memory (activations, gradients, batches): the
+#: largest page job measured, SmoothGrad on EfficientNet-Lite0, peaks ~670 MB above its model (README "Memory").
+DEFAULT_JOB_MB = 700.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Suffixes of interrupted downloads (ours, huggingface_hub's, lock files): never "ready" on their own.
 INCOMPLETE = (".partial", ".incomplete", ".lock")
@@ -97,6 +101,7 @@ class Registry:
         *,
         models_dir: Path | None = None,
         budget_mb: float = DEFAULT_BUDGET_MB,
+        job_mb: float = DEFAULT_JOB_MB,
         online: bool | None = None,
         profile: Profile | None = None,
     ) -> None:
@@ -104,6 +109,7 @@ class Registry:
         self._catalogue = frozenset(self._specs)
         self.models_dir = models_dir
         self.budget_mb = budget_mb
+        self.job_mb = job_mb
         self.profile = profile or Profile()
         self._online = online
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
@@ -119,6 +125,7 @@ class Registry:
         return cls(
             models_dir=Path(folder).expanduser() if folder else None,
             budget_mb=budget,
+            job_mb=float(os.environ.get(ENV_JOB_MB) or DEFAULT_JOB_MB),
             profile=profile or Profile.from_env(),
         )
 
@@ -257,7 +264,7 @@ class Registry:
             progress(1.0, f"{spec.display_name} loaded.")
             with self._lock:
                 self._loaded[model_id] = _Loaded(obj, resident_mb(obj) or spec.memory_mb)
-            self._evict_until(self.budget_mb, keep=model_id)
+            self._evict_until(self.budget_mb, keep=(model_id,))
             return obj
 
     def evict(self, model_id: str) -> None:
@@ -266,10 +273,10 @@ class Registry:
         release_memory()
 
     @contextmanager
-    def reserve(self, mb: float, *, keep: str | None = None) -> Generator[None]:
-        """Hold ``mb`` of the budget for transient work beside the models (the sanity check's randomized
-        layers): least recently used models except ``keep`` (the one the work uses) are evicted to make room,
-        and loads meanwhile leave it free."""
+    def reserve(self, mb: float, *, keep: Collection[str] = ()) -> Generator[None]:
+        """Hold ``mb`` of the budget for transient work beside the models (a job's activations, the sanity
+        check's randomized layers): least recently used models except ``keep`` (those the work uses) are
+        evicted to make room, and loads meanwhile leave it free. The budget then bounds weights and work."""
         token = object()
         with self._lock:
             self._reserved[id(token)] = mb
@@ -280,10 +287,14 @@ class Registry:
             with self._lock:
                 self._reserved.pop(id(token))
 
-    def _evict_until(self, target_mb: float, keep: str | None = None) -> None:
+    def reserved_mb(self) -> float:
         with self._lock:
-            victims = [k for k in self._loaded if k != keep]
-            held = sum(self._reserved.values())
+            return sum(self._reserved.values())
+
+    def _evict_until(self, target_mb: float, keep: Collection[str] = ()) -> None:
+        with self._lock:
+            victims = [k for k in self._loaded if k not in keep]
+            held = self.reserved_mb()
             while victims and held + sum(v.mb for v in self._loaded.values()) > target_mb:
                 self._loaded.pop(victims.pop(0))
         release_memory()
