@@ -95,7 +95,10 @@ else:
         "`python -m core.models download ID` and copied here through `VISIONLAB_MODELS_DIR` (see README)."
     )
 resident = sum(reg.loaded_mb().values())
-st.caption(f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB · loaded now: {resident:,.0f} MB")
+st.caption(
+    f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB (a running job holds {reg.job_mb:,.0f} MB of it "
+    f"for its work) · loaded now: {resident:,.0f} MB"
+)
 jobs = job_gate().stats()
 st.caption(
     f"Jobs: {jobs.running} running, {jobs.waiting} waiting, limit {jobs.slots}, peak {jobs.peak_running}, "
