@@ -195,7 +195,7 @@ tray_name = f"{Path(picked.name).stem} {result.method} {eps_text}.png"
 tray_args = (tray_name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
 act = st.columns([1, 1, 2])
 if act[0].button("Send adversarial image to the tray", icon="📥", key="to_tray", on_click=_send, args=tray_args):
-    act[2].success(f"Added {tray_name!r}.")
+    act[2].success(f"Added {plain(repr(tray_name))}.")
 if (Path(__file__).parents[1] / SALIENCY_PAGE).exists():
     act[1].button("Open it on the saliency page", icon="🔥", key="to_saliency", on_click=_send, args=(*tray_args, True))
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from core.captioning.diff import ChangedWord, WordDiff, word_diff
 from core.captioning.types import CaptionResult, DecodingConfig
-from core.models import ModelError, Registry
+from core.models import ModelError
 from core.runtime import Reporter
 from ui.caption_figures import word_map_figure
 from ui.caption_first_run import domain_notice
@@ -24,7 +24,7 @@ from ui.jobs import recall, remember, run_job
 from ui.resources import registry
 from ui.state import CAPTION_FIRST_RUN, CAPTION_IMAGE_SOURCE, CAPTION_IMAGE_TRAY, CAPTION_MODELS, add_to_tray
 from ui.text import plain, plot_text
-from ui.widgets import ensure_ready
+from ui.widgets import ensure_ready, ready_models
 
 #: The captioning page's default decoding: captions made here are the ones that page shows for the same image.
 GREEDY = DecodingConfig()
@@ -34,11 +34,6 @@ OPACITY = 0.55
 
 Named = tuple[str, Image.Image]  # a tray name and its image
 Outcome = CaptionResult | str  # a caption, or why there is none
-
-
-def ready_captioners(reg: Registry) -> list[str]:
-    """Captioners that can run now, without a download or a memory refusal."""
-    return [s.id for s in reg.specs("captioning") if reg.status(s.id).status.value == "ready"]
 
 
 def caption_both(clean: Named, adversarial: Named, model_ids: list[str]) -> dict[tuple[str, str], Outcome] | None:
@@ -101,7 +96,7 @@ def handoff_section(clean: Named, adversarial: Named, origin: str, captioning_pa
         "on the image its caption was read from."
     )
     reg = registry()
-    ready = ready_captioners(reg)
+    ready = ready_models(reg, "captioning")
     if not ready:
         st.info("No captioner is ready here: see the captioning page for what to download.")
         return

@@ -150,4 +150,4 @@ def _show(result: CaptionAttackResult, chart: Any, line: Any, name: str) -> None
     origin = f"adversarial: caption attack on {result.model_id}"
     if st.button("Send adversarial image to the tray", icon="📥", key="cap_to_tray"):
         add_to_tray(tray_name, result.adversarial, origin)
-        st.success(f"Added {tray_name!r}.")
+        st.success(f"Added {plain(repr(tray_name))}.")

@@ -31,15 +31,15 @@ from ui.state import (
     tray,
 )
 from ui.text import plain
-from ui.widgets import PickedImage, ensure_ready
+from ui.widgets import PickedImage, ensure_ready, ready_models
 
 SCENE_ORIGIN = "ShapesWorld"
 _MARK: dict[bool | None, str] = {True: " ✓", False: " ✗", None: ""}
 
 
 def photo_captioner_ready(reg: Registry) -> bool:
-    """Whether any captioner other than our ShapesWorld LSTM (family ``sat``) is on disk here."""
-    return any(reg.status(s.id).status is Status.READY for s in reg.specs("captioning") if s.family != "sat")
+    """Whether any captioner other than our ShapesWorld LSTM (family ``sat``) can run here: on disk, within budget."""
+    return any(reg.get(m).family != "sat" for m in ready_models(reg, "captioning"))
 
 
 def _scenes() -> dict[str, Scene]:

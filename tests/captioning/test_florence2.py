@@ -20,7 +20,8 @@ from core.models.catalogue import CATALOGUE
 from core.models.registry import DEFAULT_BUDGET_MB, REPO_ROOT
 
 from . import test_contract
-from .florence2_twin import PUBLISHED, florence2_tokenizer, native_config, published
+from .florence2_twin import MODEL_ID, PUBLISHED, florence2_tokenizer, native_config
+from .published import published
 from .test_page import _caption, _scrubs
 
 ID = "florence-2-base"
@@ -87,7 +88,7 @@ def test_teacher_forced_maps_equal_generate_time_cross_attention(florence, photo
 
 
 def test_processor_and_twin_keep_the_published_settings(florence, tiny_dir, photo):
-    pre = published("preprocessor_config.json")
+    pre = published(MODEL_ID, "preprocessor_config.json")
     processor = AutoProcessor.from_pretrained(tiny_dir / ID)
     images = processor.image_processor
     assert (images.size["height"], images.size["width"]) == (pre["size"]["height"], pre["size"]["width"]) == (768, 768)
@@ -99,7 +100,7 @@ def test_processor_and_twin_keep_the_published_settings(florence, tiny_dir, phot
     assert florence.tokenizer.decode(florence.prompt_ids[0, 577:]) == f"<s>{PROMPT}</s>"
     assert florence.view(photo).size == (768, 768) and florence.view_box(photo.size) == WHOLE
 
-    text = published("config.json")["text_config"]
+    text = published(MODEL_ID, "config.json")["text_config"]
     tok = florence.tokenizer
     assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id) == (text["bos_token_id"], 1, text["eos_token_id"])
     assert tok.image_token_id == text["vocab_size"] == 51289 and len(tok) == 51290  # <image> after the 51,289
@@ -118,7 +119,7 @@ def test_catalogue_states_what_it_is_and_its_published_size():
     assert spec.params_m == pytest.approx(sum(p.numel() for p in full.parameters()) / 1e6, abs=0.05)
     assert spec.download_mb == pytest.approx(spec.params_m * 2, abs=1)  # float16, as published
     assert spec.memory_mb < DEFAULT_BUDGET_MB  # fits the shared profile's model budget
-    pre = published("preprocessor_config.json")
+    pre = published(MODEL_ID, "preprocessor_config.json")
     assert (spec.input_size, list(spec.mean), list(spec.std)) == (768, pre["image_mean"], pre["image_std"])
     assert spec.display_name == "Florence-2 base" and all(w in spec.note for w in ("DaViT", "BART", "24×24"))
     readme = (REPO_ROOT / "README.md").read_text()

@@ -10,7 +10,8 @@ from PIL import Image
 from core.models import Registry
 from core.models.catalogue import CATALOGUE
 
-from .tiny_models import GRIDS, SMALL, SMALL_GPT2, published, shrunk
+from .published import published
+from .tiny_models import GRIDS, SMALL, SMALL_GPT2, shrunk
 
 SPECS = {spec.id: spec for spec in CATALOGUE}
 

@@ -11,7 +11,6 @@ downloaded models. Their captions are random text: never assert on it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,7 @@ import transformers
 from transformers import AutoConfig, AutoImageProcessor, BertTokenizer, GenerationConfig, GPT2Tokenizer
 
 from .florence2_twin import save_florence2
-
-PUBLISHED = Path(__file__).parent / "published"
+from .published import FOLDER, published
 
 #: id → patch grid of the real checkpoint (image size ÷ patch size), which the twins keep.
 GRIDS = {"vit-gpt2": (14, 14), "blip-base": (24, 24), "blip-large": (24, 24), "git-base": (14, 14)}
@@ -34,12 +32,6 @@ SMALL_GPT2 = {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_inner": 64}
 _ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 #: published tokenizer settings that change how text is tokenized (the rest name files and classes).
 _SETTINGS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "add_prefix_space", "model_max_length")
-
-
-def published(model_id: str, name: str) -> dict[str, Any]:
-    """One of ``model_id``'s published JSON files; ``{}`` where the checkpoint has none."""
-    path = PUBLISHED / model_id / name
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def gpt2_tokenizer(**settings: Any) -> GPT2Tokenizer:
@@ -84,7 +76,7 @@ def save_twin(model_id: str, dest: Path, *, small: bool) -> None:
     if generation := published(model_id, "generation_config.json"):
         GenerationConfig.from_dict(generation).save_pretrained(dest)
     tokenizer(model_id).save_pretrained(dest)
-    AutoImageProcessor.from_pretrained(PUBLISHED / model_id).save_pretrained(dest)
+    AutoImageProcessor.from_pretrained(FOLDER / model_id).save_pretrained(dest)
 
 
 def build_tiny_models(models_dir: Path) -> Path:
