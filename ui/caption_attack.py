@@ -37,6 +37,8 @@ SCENE, PICKED = "ShapesWorld scene", "Picked image"
 DEMO_SEED = 53
 DRAW_EVERY_S = 0.3
 MAX_CHARS = 150
+#: An attack ends itself after this long, keeping its result, so one visitor cannot hold the job slot for long.
+MAX_ATTACK_S = 5 * 60
 
 
 def _prefill(default: str) -> None:
@@ -98,7 +100,11 @@ def caption_attack_section(picked: PickedImage | None) -> None:
     if not ensure_ready(model_id):
         return
     config = CaptionAttackConfig(
-        eps=attacks.from255(eps255), steps=steps, alpha=attacks.from255(alpha255), stop_at_target=True
+        eps=attacks.from255(eps255),
+        steps=steps,
+        alpha=attacks.from255(alpha255),
+        stop_at_target=True,
+        time_limit_s=MAX_ATTACK_S,
     )
     chart, line = st.empty(), st.empty()
     preview = st.columns(3)[0].empty()  # the image until a result shows it beside the adversarial one
@@ -131,6 +137,8 @@ def _show(result: CaptionAttackResult, chart: Any, line: Any, name: str) -> None
         st.markdown(f"**Clean:** {marked(diff.clean, diff.changed_clean(), 'orange')}")
         st.markdown(f"**After {final.step} steps:** {marked(diff.adversarial, diff.changed_adversarial(), 'red')}")
         st.markdown(f"**Target:** “{plain(result.target)}” · {verdict}")
+        if result.timed_out:
+            st.info(f"Ended after {MAX_ATTACK_S // 60} minutes, at step {final.step}: the job slot is shared.")
         m = st.columns(4)
         m[0].metric("log p(target)", f"{final.log_prob:.2f}", f"{final.log_prob - clean.log_prob:+.2f}")
         m[1].metric("‖δ‖∞", f"{result.delta_linf * 255:.0f}/255", help=f"ε = {result.eps * 255:.0f}/255")

@@ -36,7 +36,8 @@ class CaptionAttackConfig:
 
     Both are whole grey levels in effect: ε rounds down to one (never past the budget), α to the nearest; each
     must be at least one level. ``stop_at_target`` ends the run at the first step whose greedy caption is the
-    target.
+    target; ``time_limit_s`` ends it after the first step that finishes past the limit, keeping what was found, so
+    a large captioner cannot hold a shared server's job slot for its whole step count.
     """
 
     eps: float
@@ -44,6 +45,7 @@ class CaptionAttackConfig:
     alpha: float = 1 / LEVELS
     stop_at_target: bool = True
     max_new_tokens: int = 20
+    time_limit_s: float = math.inf
 
     def levels(self) -> tuple[int, float]:
         """(ε, α) in grey levels; a ``ValueError`` sentence when a budget cannot move a pixel."""
@@ -76,6 +78,7 @@ class CaptionAttackResult:
     history: tuple[CaptionStep, ...]
     delta_linf: float  # measured on the 8-bit images, in pixel units
     seconds: float
+    timed_out: bool = False  # ended by ``time_limit_s`` before its steps were done or the target was reached
 
     @property
     def final(self) -> CaptionStep:
@@ -133,6 +136,7 @@ class CaptionPGD:
         low, high = torch.clamp(-clean, min=-eps), torch.clamp(LEVELS - clean, max=eps)  # the ε-ball ∩ [0, 1]
         steps = self.config.steps
         history: list[CaptionStep] = []
+        timed_out = False
         for i in range(steps + 1):
             reporter.step(i / (steps + 1), f"step {i} of {steps}")
             adv = ((clean + delta) / LEVELS).requires_grad_(i < steps)
@@ -144,6 +148,9 @@ class CaptionPGD:
             if on_step is not None:
                 on_step(history[-1])
             if grad is None or (history[-1].reached and self.config.stop_at_target):
+                break
+            if time.perf_counter() - started > self.config.time_limit_s:
+                timed_out = True
                 break
             delta = torch.minimum(torch.maximum(torch.round(delta + alpha * grad.sign()), low), high)
         reporter.step(1.0, history[-1].caption)
@@ -158,6 +165,7 @@ class CaptionPGD:
             history=tuple(history),
             delta_linf=float(delta.abs().max()) / LEVELS,
             seconds=time.perf_counter() - started,
+            timed_out=timed_out,
         )
 
     def _greedy(self, pixels: torch.Tensor) -> str:

@@ -3,7 +3,9 @@ LSTM say a recoloured ShapesWorld caption within ε, and the word diff of two ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,6 +122,15 @@ def test_attack_stops_on_request_and_refuses_what_it_cannot_do(sat: Captioner):
         CaptionPGD(sat, CaptionAttackConfig(eps=from255(4))).perturb(image, "a small zebra square")
     with pytest.raises(ValueError, match="at least 1/255"):
         CaptionPGD(sat, CaptionAttackConfig(eps=from255(0.5))).perturb(image, target)
+
+
+def test_attack_ends_at_its_time_limit_keeping_its_result(sat: Captioner):
+    image, target = _demo(sat)
+    config = CaptionAttackConfig(eps=from255(1), steps=50, stop_at_target=False, time_limit_s=0.0)
+    result = CaptionPGD(sat, config).perturb(image, target)
+    assert result.timed_out and [s.step for s in result.history] == [0]  # one step done, then the limit
+    untimed = CaptionPGD(sat, replace(config, steps=2, time_limit_s=math.inf)).perturb(image, target)
+    assert not untimed.timed_out and len(untimed.history) == 3
 
 
 def _words(text: str) -> list[str]:
