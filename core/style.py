@@ -78,7 +78,7 @@ class FeatureExtractor(nn.Module):
         if unknown := wanted - set(self.layers):
             raise ValueError(f"{self.name} has no layer(s) {sorted(unknown)}.")
         out: dict[str, torch.Tensor] = {}
-        h = (x - self.mean) / self.std
+        h = (x.to(self.mean.device) - self.mean) / self.std  # a no-op on the model's device
         for name, stage in zip(self.layers, self.stages, strict=True):
             if len(out) == len(wanted):
                 break

@@ -12,6 +12,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VISIONLAB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+#: The suite's registries run on the CPU even where a GPU is present (tests/gpu compares the devices itself);
+#: set VISIONLAB_DEVICE=cuda to run the whole suite on a GPU instead.
+os.environ.setdefault("VISIONLAB_DEVICE", "cpu")
 
 import pytest
 import torch

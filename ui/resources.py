@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import sys
 import threading
 from collections import OrderedDict
@@ -24,6 +25,7 @@ from streamlit.delta_generator import DeltaGenerator
 from core.jobs import JobGate
 from core.memory import release_memory
 from core.models import ModelError, ProgressFn, Registry
+from core.models.device import ENV_DEVICE
 from core.profile import Profile
 from core.samples import load_sample
 from ui.text import plain
@@ -115,7 +117,7 @@ def torch_info(reg: Registry) -> str:
     torch = sys.modules.get("torch")
     device = reg.resolved_device()
     if torch is None or device is None:
-        asked = reg.device_request or "auto: CUDA, else MPS, else CPU"
+        asked = reg.device_request or os.environ.get(ENV_DEVICE) or "auto: CUDA, else MPS, else CPU"
         return (
             f"Device: chosen with the first model ({asked}) · torch {importlib.metadata.version('torch')} "
             "(imported with the first model)"

@@ -128,8 +128,9 @@ class Registry:
         dtype: str | None = None,
         gpu_budget_mb: float = DEFAULT_GPU_BUDGET_MB,
     ) -> None:
-        """``device`` and ``dtype`` are requests (``VISIONLAB_DEVICE``, ``VISIONLAB_CAPTION_DTYPE``), resolved
-        at the first load; ``budget_mb`` bounds models in CPU RAM, ``gpu_budget_mb`` models on a GPU."""
+        """``device`` and ``dtype`` are requests, resolved at the first load; ``None`` reads ``VISIONLAB_DEVICE`` and
+        ``VISIONLAB_CAPTION_DTYPE`` then (so a benchmark's ``--device`` reaches every registry it builds).
+        ``budget_mb`` bounds models in CPU RAM, ``gpu_budget_mb`` models on a GPU."""
         self._specs: dict[str, ModelSpec] = {s.id: s for s in specs}
         self._catalogue = frozenset(self._specs)
         self.models_dir = models_dir
@@ -157,8 +158,6 @@ class Registry:
             budget_mb=budget,
             job_mb=float(os.environ.get(ENV_JOB_MB) or DEFAULT_JOB_MB),
             profile=profile or Profile.from_env(),
-            device=os.environ.get(ENV_DEVICE),
-            dtype=os.environ.get(ENV_CAPTION_DTYPE),
             gpu_budget_mb=float(os.environ.get(ENV_GPU_BUDGET) or DEFAULT_GPU_BUDGET_MB),
         )
 
@@ -195,7 +194,7 @@ class Registry:
         """The device every model loads onto, resolved once (this imports torch: only loads ask before it is)."""
         with self._lock:
             if self._device is None:
-                self._device = resolve_device(self.device_request)
+                self._device = resolve_device(self.device_request or os.environ.get(ENV_DEVICE))
             return self._device
 
     def resolved_device(self) -> DeviceChoice | None:
@@ -206,7 +205,7 @@ class Registry:
         """The dtype transformers captioners load in on :attr:`device`, and why a request was not honoured."""
         with self._lock:
             if self._dtype is None:
-                self._dtype = caption_dtype(self.dtype_request, self.device)
+                self._dtype = caption_dtype(self.dtype_request or os.environ.get(ENV_CAPTION_DTYPE), self.device)
             return self._dtype
 
     def dtype_for(self, spec: ModelSpec) -> DType:
