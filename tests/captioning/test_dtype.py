@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from core.captioning.families import FAMILIES, HFCaptioner
-from core.captioning.families.base import HFCaptioner as Base
 from core.captioning.types import DecodingConfig
 from core.models import Registry
 from core.models import device as D
@@ -21,9 +20,12 @@ from core.models.registry import resident_mb
 MAP_TOLERANCE = 0.05
 
 
-def _pair(tiny_dir, model_id: str) -> tuple[Base, Base]:
+TYPES = {"vit-gpt2": "vision-encoder-decoder", "blip-base": "blip", "git-base": "git"}
+
+
+def _pair(tiny_dir, model_id: str) -> tuple[HFCaptioner, HFCaptioner]:
     folder = str(tiny_dir / model_id)
-    family: type[HFCaptioner] = FAMILIES[{"vit-gpt2": "vision-encoder-decoder", "blip-base": "blip", "git-base": "git"}[model_id]]
+    family = FAMILIES[TYPES[model_id]]
     return family.from_pretrained(model_id, folder), family.from_pretrained(model_id, folder, "bfloat16")
 
 
