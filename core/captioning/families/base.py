@@ -317,7 +317,7 @@ class HFCaptioner:
                 pixels = pixels.clone().requires_grad_(True)  # so attention tensors join the autograd graph
             run = self.forward(pixels, ids, encoded)
             grads = self._gradients(run, ids) if gradients else None
-        rows = np.stack([host(r) for r in run.rows])  # MBs per caption: keep it small
+        rows = np.stack([host(r) for r in run.rows])  # float32 whatever the model ran in: MBs per caption
         tokens: list[str] = self.tokenizer.convert_ids_to_tokens(ids)
         spans = tuple(merge_subwords(tokens, self.merge_style))
         n_extra = rows.shape[-1] - self.grid[0] * self.grid[1]
