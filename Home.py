@@ -72,7 +72,7 @@ for spec in reg.specs():
             "Task": spec.task,
             "Status": TOO_BIG_LABEL if too_big[spec.id] else status,
             "Download": spec.download_size,
-            "Memory": f"{spec.memory_mb:,.0f} MB",
+            "Memory": f"{reg.memory_mb(spec):,.0f} MB",
             "Licence": spec.license,
             "Notes": plain(" ".join(filter(None, [spec.note, too_big[spec.id] or state.message]))),
         }
@@ -96,7 +96,8 @@ else:
     )
 resident = sum(reg.loaded_mb().values())
 st.caption(
-    f"{torch_info()} · memory budget {reg.budget_mb:,.0f} MB (a running job holds {reg.job_mb:,.0f} MB of it "
+    f"{plain(torch_info(reg))} · {'GPU' if reg.on_gpu() else 'memory'} budget {reg.model_budget_mb:,.0f} MB "
+    f"(a running job holds {reg.job_mb:,.0f} MB of it "
     f"for its work) · loaded now: {resident:,.0f} MB"
 )
 jobs = job_gate().stats()

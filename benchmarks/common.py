@@ -13,18 +13,32 @@ from dataclasses import dataclass
 import psutil
 import torch
 
+from core.models.device import ENV_DEVICE, resolve_device
+
 
 def setup(threads: int = 2) -> str:
-    """Fix torch threads (the README's numbers use 2) and describe the machine for the table header."""
+    """Fix torch threads (the README's numbers use 2) and describe the machine and device for the table header."""
     torch.set_num_threads(threads)
     cpu = platform.processor() or platform.machine()
     mem = psutil.virtual_memory().total / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, torch {torch.__version__}, {threads} threads"
+    device = resolve_device(os.environ.get(ENV_DEVICE))  # what the benchmark's registries will use
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, torch {torch.__version__}, {threads} threads, "
+        f"device {device.label}"
+    )
+
+
+def _sync() -> None:
+    """Wait for queued GPU work: CUDA calls return before the kernels finish, so a timer would stop too early."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _seconds(fn: Callable[[], object]) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -67,11 +81,16 @@ def print_table(title: str, machine: str, rows: list[Row], baseline_name: str) -
 
 
 def arguments(doc: str | None, argv: list[str] | None, repeats: int = 3) -> argparse.Namespace:
-    """The options every benchmark takes: ``--quick`` (smallest sizes, one repeat) and ``--repeats``."""
+    """The options every benchmark takes: ``--quick`` (smallest sizes, one repeat), ``--repeats`` and ``--device``
+    (sets ``VISIONLAB_DEVICE`` for the registries the benchmark builds; absolute times count only on a GPU)."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--quick", action="store_true", help="smallest sizes and one repeat (smoke test)")
     parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per case (median reported)")
+    parser.add_argument(
+        "--device", default=os.environ.get(ENV_DEVICE, "cpu"), help="cpu (default), cuda, cuda:N or mps"
+    )
     args = parser.parse_args(argv)
+    os.environ[ENV_DEVICE] = args.device
     if args.quick:
         args.repeats = 1
     return args

@@ -78,7 +78,7 @@ class FeatureExtractor(nn.Module):
         if unknown := wanted - set(self.layers):
             raise ValueError(f"{self.name} has no layer(s) {sorted(unknown)}.")
         out: dict[str, torch.Tensor] = {}
-        h = (x - self.mean) / self.std
+        h = (x.to(self.mean.device) - self.mean) / self.std  # a no-op on the model's device
         for name, stage in zip(self.layers, self.stages, strict=True):
             if len(out) == len(wanted):
                 break
@@ -143,7 +143,7 @@ def efficientnet_extractor(classifier: ImageClassifier) -> FeatureExtractor:
         default_content="block8",
         default_style=("stem", "block1", "block3", "block5", "block11"),
         fallback=True,
-    )
+    ).to(classifier.mean.device)  # its own mean/std buffers join the classifier's device
 
 
 # -- losses ---------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def match_colours(source: torch.Tensor, reference: torch.Tensor, eps: float = 1e
         flat = x.reshape(3, -1).double()
         mu = flat.mean(1, keepdim=True)
         centred = flat - mu
-        return mu, centred @ centred.T / flat.shape[1] + eps * torch.eye(3, dtype=torch.float64)
+        return mu, centred @ centred.T / flat.shape[1] + eps * torch.eye(3, dtype=torch.float64, device=x.device)
 
     def sqrtm(m: torch.Tensor, power: float) -> torch.Tensor:
         vals, vecs = _eigh(m)
@@ -275,11 +275,11 @@ class StyleProblem:
     def _compute_targets(self, stage: int) -> _Targets:
         side = self.side_at(stage)
         cfg = self.config
-        content = _fit(self.content, side)
+        content = _fit(self.content, side).to(self.extractor.mean.device)
         total = sum(w for _, w in self.styles)
         with torch.inference_mode():
             feats = self.extractor(self._view(content), [cfg.content_layer])[cfg.content_layer]
-            grams = {layer: torch.zeros(()) for layer in cfg.style_layers}
+            grams = {layer: torch.zeros((), device=content.device) for layer in cfg.style_layers}
             for img, weight in self.styles:
                 style = self._style_tensor(img, side, content)
                 style_feats = self.extractor(self._view(style), cfg.style_layers)
@@ -289,7 +289,7 @@ class StyleProblem:
         return _Targets(content, feats.clone(), {k: v.clone() for k, v in grams.items()})
 
     def _style_tensor(self, img: Image.Image, side: int, content: torch.Tensor) -> torch.Tensor:
-        style = _fit(img, side)
+        style = _fit(img, side).to(content.device)
         if self.config.colour == "histogram":
             return match_colours(style[0], content[0]).unsqueeze(0)
         if self.config.colour == "luminance":  # match the style's luminance mean/std to the content's
@@ -305,9 +305,9 @@ class StyleProblem:
             return content.clone()
         if cfg.init == "style":
             _, _, h, w = content.shape
-            return to_tensor(self.styles[0][0], (h, w))
+            return to_tensor(self.styles[0][0], (h, w)).to(content.device)
         generator = torch.Generator().manual_seed(cfg.seed)
-        return torch.rand(content.shape, generator=generator)
+        return torch.rand(content.shape, generator=generator).to(content.device)  # the same start on every device
 
     def losses(self, x: torch.Tensor, stage: int) -> dict[str, torch.Tensor]:
         """Weighted loss terms: ``content``, ``style <layer>`` per layer, ``tv``."""
@@ -432,7 +432,7 @@ def seconds_per_megapixel(steps: Sequence[StyleStep], skip: int = 1) -> float:
 
 def benchmark(extractor: FeatureExtractor, layers: Collection[str], side: int = 96, repeats: int = 2) -> float:
     """Seconds per megapixel for one forward and backward pass: the estimate before any run."""
-    x = torch.rand(1, 3, side, side, requires_grad=True)
+    x = torch.rand(1, 3, side, side, device=extractor.mean.device, requires_grad=True)
     began = 0.0
     for i in range(repeats + 1):  # the first pass allocates and is not timed
         began = time.perf_counter() if i == 1 else began

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import sys
 import threading
 from collections import OrderedDict
@@ -24,6 +25,7 @@ from streamlit.delta_generator import DeltaGenerator
 from core.jobs import JobGate
 from core.memory import release_memory
 from core.models import ModelError, ProgressFn, Registry
+from core.models.device import ENV_DEVICE
 from core.profile import Profile
 from core.samples import load_sample
 from ui.text import plain
@@ -109,13 +111,21 @@ def load_classifier(model_id: str) -> ImageClassifier:
     return model
 
 
-def torch_info() -> str:
-    """Home's runtime line; device and threads only once a page has imported torch (asking would import it)."""
+def torch_info(reg: Registry) -> str:
+    """Home's runtime line: the device the models actually use, once a page has imported torch (asking before
+    would import it), with the captioners' dtype and why a ``VISIONLAB_DEVICE``/dtype request was not honoured."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        return f"torch {importlib.metadata.version('torch')} (imported with the first model)"
-    device = "CUDA" if torch.cuda.is_available() else "CPU"
-    return f"Device: {device} · torch {torch.__version__} · {torch.get_num_threads()} threads"
+    device = reg.resolved_device()
+    if torch is None or device is None:
+        asked = reg.device_request or os.environ.get(ENV_DEVICE) or "auto: CUDA, else MPS, else CPU"
+        return (
+            f"Device: chosen with the first model ({asked}) · torch {importlib.metadata.version('torch')} "
+            "(imported with the first model)"
+        )
+    dtype, dtype_notice = reg.caption_dtype()
+    threads = torch.get_num_threads()
+    line = f"Device: {device.label} · captioners in {dtype} · torch {torch.__version__} · {threads} threads"
+    return " ".join([line, *(f"· {n}" for n in (device.notice, dtype_notice) if n)])
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

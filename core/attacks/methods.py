@@ -26,6 +26,7 @@ from torch import nn
 
 from core.attacks.types import UNTARGETED, AttackResult, Floats, Goal, Norm, PGDHistory
 from core.models import ImageClassifier, Prediction, imagenet_labels
+from core.models.device import module_device
 from core.runtime import SILENT, Reporter
 
 _DIVISION_EPS = 1e-10  # as torchattacks' PGDL2
@@ -36,9 +37,9 @@ Budgets = Sequence[float] | None
 # -- building blocks ---------------------------------------------------------------------------
 
 
-def _as_eps(eps: float | Sequence[float], n: int) -> torch.Tensor:
-    """ε per sample as a float32 (n, 1, 1, 1) tensor, so one batch can hold several budgets."""
-    t = torch.as_tensor(eps, dtype=torch.float32).reshape(-1)
+def _as_eps(eps: float | Sequence[float], n: int, device: torch.device) -> torch.Tensor:
+    """ε per sample as a float32 (n, 1, 1, 1) tensor on ``device``, so one batch can hold several budgets."""
+    t = torch.as_tensor(eps, dtype=torch.float32, device=device).reshape(-1)
     return (t.expand(n) if t.numel() == 1 else t).reshape(n, 1, 1, 1)
 
 
@@ -61,15 +62,16 @@ def _l2_norms(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).square().sum(1).sqrt().view(-1, 1, 1, 1)
 
 
-def _labels(value: Labels, n: int) -> torch.Tensor:
-    """Class indices as a (n,) long tensor: one class for every sample, or one per sample."""
-    t = torch.as_tensor(value, dtype=torch.long).reshape(-1)
+def _labels(value: Labels, n: int, device: torch.device) -> torch.Tensor:
+    """Class indices as a (n,) long tensor on ``device``: one class for every sample, or one per sample."""
+    t = torch.as_tensor(value, dtype=torch.long, device=device).reshape(-1)
     return t.expand(n).clone() if t.numel() == 1 else t
 
 
 def logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Logits without gradients, from a classifier's BN-folded channels-last evaluator (the fast path)."""
     net = model.evaluator if isinstance(model, ImageClassifier) else model
+    images = images.to(module_device(net))
     with torch.inference_mode():
         return cast(torch.Tensor, net(images.contiguous(memory_format=torch.channels_last)))
 
@@ -85,16 +87,18 @@ def _predict_batches(model: nn.Module, images: torch.Tensor, reporter: Reporter,
 
 def gradient_sign(model: nn.Module, x: torch.Tensor, label: Labels, goal: Goal = UNTARGETED) -> torch.Tensor:
     """The FGSM direction sign(∇ₓ loss); it does not depend on ε, so cache it per image and only re-run forwards."""
-    x = x.detach().clone().requires_grad_(True)
+    x = x.detach().to(module_device(model), copy=True).requires_grad_(True)
     with torch.enable_grad():
-        loss = goal.loss(model(x), _labels(label, len(x))).sum()  # per-sample gradients, independent of batch size
+        loss = goal.loss(
+            model(x), _labels(label, len(x), x.device)
+        ).sum()  # per-sample gradients, independent of batch size
         (grad,) = torch.autograd.grad(loss, x)
     return grad.sign()
 
 
 def _expand(x: torch.Tensor, eps: float | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` and ε as matching batches: one image per ε when ``x`` is a single image and ε a list."""
-    eps_t = _as_eps(eps, max(len(x), torch.as_tensor(eps).numel()))
+    eps_t = _as_eps(eps, max(len(x), torch.as_tensor(eps).numel()), x.device)
     return x.expand(len(eps_t), -1, -1, -1), eps_t
 
 
@@ -107,7 +111,7 @@ def fgsm_images(x: torch.Tensor, direction: torch.Tensor, eps: float | Sequence[
 def noise_images(x: torch.Tensor, eps: float | Sequence[float], seed: int = 0) -> torch.Tensor:
     """The control: random ±ε per pixel, the same ‖δ‖∞ (and unclipped ‖δ‖₂) as FGSM, but no gradient."""
     x, eps_t = _expand(x, eps)
-    sign = torch.randint(0, 2, x.shape[1:], generator=torch.Generator().manual_seed(seed)).float() * 2 - 1
+    sign = torch.randint(0, 2, x.shape[1:], generator=torch.Generator().manual_seed(seed)).to(x.device).float() * 2 - 1
     return _inside(torch.clamp(x + eps_t * sign, min=0, max=1), x, eps_t)
 
 
@@ -128,8 +132,8 @@ def _top(probs: torch.Tensor, k: int = 5) -> tuple[Prediction, ...]:
 
 def _image_quality(x: torch.Tensor, adv: torch.Tensor) -> tuple[float, float]:
     """PSNR and SSIM (scikit-image, data range 1) between clean and adversarial images."""
-    a = x[0].permute(1, 2, 0).double().numpy()
-    b = adv[0].permute(1, 2, 0).double().numpy()
+    a = x[0].permute(1, 2, 0).double().cpu().numpy()
+    b = adv[0].permute(1, 2, 0).double().cpu().numpy()
     if np.array_equal(a, b):
         return math.inf, 1.0
     psnr = cast(float, peak_signal_noise_ratio(a, b, data_range=1.0))
@@ -160,6 +164,7 @@ class Attack:
     ) -> AttackResult:
         """Attack one image ``x`` (1, 3, H, W) on class ``label`` towards ``goal``."""
         started = time.perf_counter()
+        x = x.to(module_device(self.model))
         adv, history = self._perturb(x, label, goal, reporter)
         probs = logits(self.model, torch.cat([x, adv])).softmax(-1)
         delta = adv - x
@@ -170,7 +175,7 @@ class Attack:
             norm=self.norm,
             goal=goal,
             label=label,
-            adversarial=adv,
+            adversarial=adv.cpu(),  # for display
             delta_linf=float(delta.abs().max()),
             delta_l2=float(delta.double().square().sum().sqrt()),
             psnr=psnr,
@@ -215,8 +220,9 @@ class FGSM(Attack):
     def images(
         self, x: torch.Tensor, label: Labels, goal: Goal = UNTARGETED, eps: Budgets = None, reporter: Reporter = SILENT
     ) -> torch.Tensor:
+        x = x.to(module_device(self.model))
         direction = gradient_sign(self.model, x, label, goal) if self.direction is None else self.direction
-        return fgsm_images(x, direction, self.eps if eps is None else eps)
+        return fgsm_images(x, direction.to(x.device), self.eps if eps is None else eps)
 
 
 class Noise(Attack):
@@ -234,7 +240,7 @@ class Noise(Attack):
     def images(
         self, x: torch.Tensor, label: Labels, goal: Goal = UNTARGETED, eps: Budgets = None, reporter: Reporter = SILENT
     ) -> torch.Tensor:
-        return noise_images(x, self.eps if eps is None else eps, self.seed)
+        return noise_images(x.to(module_device(self.model)), self.eps if eps is None else eps, self.seed)
 
 
 @dataclass(frozen=True)
@@ -305,11 +311,11 @@ class Iterative(Attack):
         cfg = self.config
         budgets = list(eps) if eps is not None else [cfg.eps]
         n = max(len(x), len(budgets))
-        x = x.detach().expand(n, -1, -1, -1).contiguous()
-        eps_t = _as_eps(budgets, n)
+        x = x.detach().to(module_device(self.model)).expand(n, -1, -1, -1).contiguous()
+        eps_t = _as_eps(budgets, n, x.device)
         # a sweep scales α with each ε (Madry et al.'s 2.5·ε/steps); a single run uses the config's step size
-        alpha_t = eps_t * 2.5 / max(cfg.steps, 1) if eps is not None else _as_eps(cfg.step_size, n)
-        y = _labels(label, n)
+        alpha_t = eps_t * 2.5 / max(cfg.steps, 1) if eps is not None else _as_eps(cfg.step_size, n, x.device)
+        y = _labels(label, n, x.device)
         adv, loss, probs = self._once(x, y, goal, budgets, eps_t, alpha_t, 0, reporter, (0.0, 1 / self.restarts))
         ok = goal.fooled(probs[-1].argmax(-1), y)
         for r in range(1, self.restarts):
@@ -321,7 +327,7 @@ class Iterative(Attack):
             loss = torch.where(better, loss_r, loss)
             probs = torch.where(better.view(1, n, 1), probs_r, probs)
             ok = ok | ok_r
-        return Trace(adv, loss.numpy(), probs.numpy())
+        return Trace(adv, loss.cpu().numpy(), probs.cpu().numpy())
 
     @property
     def restarts(self) -> int:
@@ -417,10 +423,12 @@ class PGD(Iterative):
         return torch.clamp(x + delta, min=0, max=1)
 
     def _draw(self, x: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Tensor:
-        """A uniform point of the L∞ ball, or torchattacks PGDL2's point of the L2 ball (random radius)."""
+        """A uniform point of the L∞ ball, or torchattacks PGDL2's point of the L2 ball (random radius).
+
+        Drawn on the CPU whatever ``x``'s device: the same start on every device (a GPU has its own generator)."""
         if self.norm == "linf":
-            return torch.empty_like(x).uniform_(-eps, eps, generator=gen)
-        d = torch.empty_like(x).normal_(generator=gen)
+            return torch.empty(x.shape).uniform_(-eps, eps, generator=gen).to(x.device)
+        d = torch.empty(x.shape).normal_(generator=gen)
         d_norm = _l2_norms(d)
         r = torch.zeros_like(d_norm).uniform_(0, 1, generator=gen)
-        return d * (r / d_norm * eps)
+        return (d * (r / d_norm * eps)).to(x.device)

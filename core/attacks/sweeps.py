@@ -77,6 +77,7 @@ def attacked_class(clean_logits: torch.Tensor, accepted: Sequence[int]) -> int:
 
 
 def _sweep(method: str, eps: Grid, probs: torch.Tensor, label: int) -> Sweep:
+    probs = probs.cpu()
     top = probs.max(-1)
     return Sweep(
         method=method,
@@ -104,7 +105,7 @@ def flips(attack: Attack, x: torch.Tensor, label: int, goal: Goal = UNTARGETED) 
 
     def check(eps: float) -> bool:
         adv = attack.images(x, label, goal, [eps])  # made outside inference mode: iterative attacks need gradients
-        return bool(goal.fooled(logits(attack.model, adv).argmax(-1), torch.tensor([label])).all())
+        return bool(goal.fooled(logits(attack.model, adv).argmax(-1), torch.tensor([label], device=adv.device)).all())
 
     return check
 

@@ -65,6 +65,7 @@ class ImageClassifier(nn.Module):
         self.eval().requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.mean.device)  # a no-op on the model's device; pages may hand CPU tensors
         return self.net((x - self.mean) / self.std)
 
     @cached_property
@@ -72,7 +73,7 @@ class ImageClassifier(nn.Module):
         """:func:`inference_copy` of this classifier, built on first use, for batched forwards without gradients."""
         side = self.input_size
         probe = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(0))
-        return inference_copy(self, probe)
+        return inference_copy(self, probe.to(self.mean.device))
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         """The ImageNet evaluation transform, stopping before normalization: (1, 3, S, S) in [0, 1]."""

@@ -5,6 +5,11 @@ Hugging Face or torch hub cache. Loading never downloads: :meth:`Registry.downlo
 (a click, or ``python -m core.models download``), only what the deployment profile admits, one writer per
 model. Each model loads once per process; least-recently-used models are evicted, before loading, to stay
 under budget, and a model larger than the whole budget is refused.
+
+Every model loads onto one device (:mod:`.device`: CUDA, else MPS, else CPU; ``VISIONLAB_DEVICE`` overrides),
+resolved at the first load, not before: finding out imports torch. On a GPU the models count against the GPU
+budget (``VISIONLAB_GPU_BUDGET_MB``) instead of the CPU RAM one, and captioners load in the dtype of
+``VISIONLAB_CAPTION_DTYPE``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ from core.memory import release_memory
 from core.profile import Profile
 
 from .catalogue import CATALOGUE
+from .device import (
+    DEFAULT_GPU_BUDGET_MB,
+    DTYPE_BYTES,
+    ENV_CAPTION_DTYPE,
+    ENV_DEVICE,
+    ENV_GPU_BUDGET,
+    DeviceChoice,
+    DType,
+    caption_dtype,
+    place,
+    resolve_device,
+)
 from .download import (
     DownloadProgress,
     Downloads,
@@ -48,6 +65,9 @@ ENV_JOB_MB = "VISIONLAB_JOB_MEMORY_MB"
 #: largest page job measured, SmoothGrad on EfficientNet-Lite0, peaks ~670 MB above its model (README "Memory").
 DEFAULT_JOB_MB = 700.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Loaders whose models honour ``VISIONLAB_CAPTION_DTYPE`` (the transformers captioners, catalogue and user-added;
+#: our LSTM is a few MB and stays float32).
+HALF_PRECISION_LOADERS = frozenset({"core.captioning.families:load"})
 #: Suffixes of interrupted downloads (ours, huggingface_hub's, lock files): never "ready" on their own.
 INCOMPLETE = (".partial", ".incomplete", ".lock")
 
@@ -104,12 +124,23 @@ class Registry:
         job_mb: float = DEFAULT_JOB_MB,
         online: bool | None = None,
         profile: Profile | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        gpu_budget_mb: float = DEFAULT_GPU_BUDGET_MB,
     ) -> None:
+        """``device`` and ``dtype`` are requests, resolved at the first load; ``None`` reads ``VISIONLAB_DEVICE`` and
+        ``VISIONLAB_CAPTION_DTYPE`` then (so a benchmark's ``--device`` reaches every registry it builds).
+        ``budget_mb`` bounds models in CPU RAM, ``gpu_budget_mb`` models on a GPU."""
         self._specs: dict[str, ModelSpec] = {s.id: s for s in specs}
         self._catalogue = frozenset(self._specs)
         self.models_dir = models_dir
         self.budget_mb = budget_mb
+        self.gpu_budget_mb = gpu_budget_mb
         self.job_mb = job_mb
+        self.device_request = device
+        self.dtype_request = dtype
+        self._device: DeviceChoice | None = None
+        self._dtype: tuple[DType, str] | None = None
         self.profile = profile or Profile()
         self._online = online
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
@@ -127,6 +158,7 @@ class Registry:
             budget_mb=budget,
             job_mb=float(os.environ.get(ENV_JOB_MB) or DEFAULT_JOB_MB),
             profile=profile or Profile.from_env(),
+            gpu_budget_mb=float(os.environ.get(ENV_GPU_BUDGET) or DEFAULT_GPU_BUDGET_MB),
         )
 
     # -- catalogue -------------------------------------------------------------------------
@@ -156,15 +188,55 @@ class Registry:
     def online(self) -> bool:
         return network_available() if self._online is None else self._online and not is_offline_forced()
 
+    # -- device and precision ----------------------------------------------------------------
+    @property
+    def device(self) -> DeviceChoice:
+        """The device every model loads onto, resolved once (this imports torch: only loads ask before it is)."""
+        with self._lock:
+            if self._device is None:
+                self._device = resolve_device(self.device_request or os.environ.get(ENV_DEVICE))
+            return self._device
+
+    def resolved_device(self) -> DeviceChoice | None:
+        """:attr:`device` if known without importing torch (a model loaded, or torch imported), else ``None``."""
+        return self.device if self._device is not None or "torch" in sys.modules else None
+
+    def caption_dtype(self) -> tuple[DType, str]:
+        """The dtype transformers captioners load in on :attr:`device`, and why a request was not honoured."""
+        with self._lock:
+            if self._dtype is None:
+                self._dtype = caption_dtype(self.dtype_request or os.environ.get(ENV_CAPTION_DTYPE), self.device)
+            return self._dtype
+
+    def dtype_for(self, spec: ModelSpec) -> DType:
+        """The dtype ``spec`` loads in: the caption dtype for transformers captioners, float32 for the rest."""
+        return self.caption_dtype()[0] if spec.loader in HALF_PRECISION_LOADERS else "float32"
+
+    def on_gpu(self) -> bool:
+        """Whether models are known to live on a GPU (``False`` until the device is known without torch)."""
+        device = self.resolved_device()
+        return device is not None and device.is_gpu
+
+    def memory_mb(self, spec: ModelSpec) -> float:
+        """``spec``'s estimated resident size in the dtype it loads in (float32 until the device is known)."""
+        return spec.memory_at(DTYPE_BYTES[self.dtype_for(spec)]) if self.on_gpu() else spec.memory_mb
+
+    @property
+    def model_budget_mb(self) -> float:
+        """The budget the models count against: :attr:`gpu_budget_mb` on a GPU, else :attr:`budget_mb` (RAM)."""
+        return self.gpu_budget_mb if self.on_gpu() else self.budget_mb
+
     # -- admission ---------------------------------------------------------------------------
     def memory_refusal(self, spec: ModelSpec) -> str | None:
         """Why ``spec`` can never be loaded under this server's memory budget (with what would fit), or ``None``."""
-        if spec.memory_mb <= self.budget_mb:
+        budget = self.model_budget_mb
+        if self.memory_mb(spec) <= budget:
             return None
-        fits = [s.display_name for s in self.specs(spec.task) if s.memory_mb <= self.budget_mb]
+        fits = [s.display_name for s in self.specs(spec.task) if self.memory_mb(s) <= budget]
+        which = "GPU" if self.on_gpu() else "model"
         return (
-            f"{spec.display_name} needs about {spec.memory_mb:,.0f} MB of memory, more than this server's model "
-            f"budget ({self.budget_mb:,.0f} MB). " + (f"Models that fit: {', '.join(fits)}." if fits else "")
+            f"{spec.display_name} needs about {self.memory_mb(spec):,.0f} MB of memory, more than this server's "
+            f"{which} budget ({budget:,.0f} MB). " + (f"Models that fit: {', '.join(fits)}." if fits else "")
         ).strip()
 
     def download_refusal(self, spec: ModelSpec, size_mb: float | None = None) -> str | None:
@@ -240,6 +312,7 @@ class Registry:
                 if model_id in self._loaded:
                     return self._loaded[model_id].obj
             spec = self.get(model_id)
+            device = self.device  # resolved before the first load, so estimates and budgets know it
             too_big = self.memory_refusal(spec)
             if too_big is not None:
                 raise ModelError(too_big)
@@ -250,12 +323,13 @@ class Registry:
                 if not download:
                     raise NeedsDownload(spec)
                 state = ModelStatus(Status.READY, self.download(model_id, progress), "")
-            self._evict_until(self.budget_mb - spec.memory_mb)
+            self._evict_until(self.model_budget_mb - self.memory_mb(spec))
             module, _, name = spec.loader.partition(":")
             loader = getattr(importlib.import_module(module), name)
             progress(0.0, f"Loading {spec.display_name}…")
             try:
                 obj = loader(spec, state.location, progress, self)
+                place(obj, device.name)
             except ModelError as err:
                 raise ModelError(f"{spec.display_name} could not be loaded: {err}") from err
             except Exception as err:  # corrupt cache, incomplete download, wrong files …
@@ -263,8 +337,8 @@ class Registry:
                 raise ModelError(f"{spec.display_name} could not be loaded from {where}: {err}") from err
             progress(1.0, f"{spec.display_name} loaded.")
             with self._lock:
-                self._loaded[model_id] = _Loaded(obj, resident_mb(obj) or spec.memory_mb)
-            self._evict_until(self.budget_mb, keep=(model_id,))
+                self._loaded[model_id] = _Loaded(obj, resident_mb(obj) or self.memory_mb(spec))
+            self._evict_until(self.model_budget_mb, keep=(model_id,))
             return obj
 
     def evict(self, model_id: str) -> None:
@@ -281,7 +355,7 @@ class Registry:
         with self._lock:
             self._reserved[id(token)] = mb
         try:
-            self._evict_until(self.budget_mb, keep=keep)
+            self._evict_until(self.model_budget_mb, keep=keep)
             yield
         finally:
             with self._lock:

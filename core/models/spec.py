@@ -68,7 +68,11 @@ class ModelSpec:
     @property
     def memory_mb(self) -> float:
         """Approximate resident size once loaded (fp32 parameters plus ~10% for buffers/overhead)."""
-        return round(self.params_m * 4 * 1.1, 1)
+        return self.memory_at(4)
+
+    def memory_at(self, bytes_per_param: int) -> float:
+        """:attr:`memory_mb` for parameters of ``bytes_per_param`` bytes (2 for a captioner in bf16/fp16)."""
+        return round(self.params_m * bytes_per_param * 1.1, 1)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.models.device import module_device
 from core.runtime import SILENT, Reporter
 
 from .methods import Target, blur
@@ -76,7 +77,7 @@ def random_rank(shape: tuple[int, int], patch: int = 32, seed: int = 0) -> np.nd
 def blend(x: torch.Tensor, base: torch.Tensor, rank: np.ndarray, fractions: np.ndarray, insert: bool) -> torch.Tensor:
     """One image per fraction: the top-ranked pixels come from ``base`` (deletion) or from ``x`` (insertion)."""
     rank_t = torch.as_tensor(rank)
-    masks = torch.stack([rank_t < round(f * rank.size) for f in fractions]).unsqueeze(1).to(x.dtype)
+    masks = torch.stack([rank_t < round(f * rank.size) for f in fractions]).unsqueeze(1).to(x.device, x.dtype)
     if insert:
         return base * (1 - masks) + x * masks
     return x * (1 - masks) + base * masks
@@ -101,6 +102,7 @@ def curves(
 ) -> Curves:
     """Deletion and insertion curves of one pixel ranking, in ``steps`` equal fractions from 0 to 1."""
     cls = target[0] if isinstance(target, tuple) else target
+    x = x.to(module_device(model))
     base = substrate(x, kind)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     out: dict[bool, np.ndarray] = {}
@@ -111,5 +113,5 @@ def curves(
             with torch.inference_mode():
                 probs.append(model(images).softmax(-1)[:, cls])
             reporter.step((insert + (start + batch) / fractions.size) / 2, f"{name}: deletion and insertion")
-        out[insert] = torch.cat(probs).numpy()
+        out[insert] = torch.cat(probs).cpu().numpy()
     return Curves(name, fractions, out[False], out[True])

@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from core.models.classifiers import ImageClassifier
+from core.models.device import module_device
 from core.runtime import SILENT, Reporter
 
 Target = int | tuple[int, int]
@@ -65,7 +66,7 @@ def blur(x: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
 
 
 def _max_abs(t: torch.Tensor) -> np.ndarray:
-    return t.abs().amax(dim=1)[0].numpy()
+    return t.abs().amax(dim=1)[0].cpu().numpy()
 
 
 class Attribution:
@@ -80,6 +81,7 @@ class Attribution:
 
     def attribute(self, x: torch.Tensor, target: Target, reporter: Reporter = SILENT, **params: object) -> SaliencyMap:
         start = time.perf_counter()
+        x = x.to(module_device(self.model))  # maps come back as numpy, on the CPU
         values, raw, meta = self._attribute(x, target, reporter, **params)
         return SaliencyMap(values, raw, self.name, target, time.perf_counter() - start, meta)
 
@@ -95,7 +97,7 @@ class Gradient(Attribution):
 
     def _attribute(self, x: torch.Tensor, target: Target, reporter: Reporter, **_: object) -> Parts:
         grad = input_gradient(self.model, x, target)
-        return _max_abs(grad), grad[0].numpy(), {}
+        return _max_abs(grad), grad[0].cpu().numpy(), {}
 
 
 class GradientXInput(Attribution):
@@ -106,7 +108,7 @@ class GradientXInput(Attribution):
 
     def _attribute(self, x: torch.Tensor, target: Target, reporter: Reporter, **_: object) -> Parts:
         contrib = input_gradient(self.model, x, target) * x
-        return contrib.sum(1)[0].numpy(), contrib[0].numpy(), {}
+        return contrib.sum(1)[0].cpu().numpy(), contrib[0].cpu().numpy(), {}
 
 
 class SmoothGrad(Attribution):
@@ -136,12 +138,12 @@ class SmoothGrad(Attribution):
         sizes = [batch] * (samples // batch) + ([samples % batch] if samples % batch else [])
         done = 0
         for size in sizes:
-            noise = torch.normal(0.0, sigma, (size, *x.shape[1:]), generator=generator)
+            noise = torch.normal(0.0, sigma, (size, *x.shape[1:]), generator=generator).to(x.device)
             total += input_gradient(self.model, x + noise, target).sum(0)
             done += size
             reporter.step(done / samples, f"SmoothGrad: {done}/{samples} samples")
         mean = total / samples
-        return mean.abs().amax(0).numpy(), mean.numpy(), {"sigma": sigma}
+        return mean.abs().amax(0).cpu().numpy(), mean.cpu().numpy(), {"sigma": sigma}
 
 
 def make_baseline(x: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
@@ -151,7 +153,7 @@ def make_baseline(x: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
     if kind == "blurred":
         return blur(x)
     if kind == "noise":
-        return torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
+        return torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
     if kind == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
     raise ValueError(f"Unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}.")
@@ -181,8 +183,8 @@ class IntegratedGradients(Attribution):
     ) -> Parts:
         base = make_baseline(x, baseline, seed)
         nodes, weights = np.polynomial.legendre.leggauss(steps)
-        alphas = torch.tensor(0.5 * (nodes + 1), dtype=x.dtype)
-        step_weights = torch.tensor(0.5 * weights, dtype=x.dtype)
+        alphas = torch.tensor(0.5 * (nodes + 1), dtype=x.dtype, device=x.device)
+        step_weights = torch.tensor(0.5 * weights, dtype=x.dtype, device=x.device)
         total = torch.zeros_like(x[0])
         for start in range(0, steps, batch):
             a = alphas[start : start + batch].view(-1, 1, 1, 1)
@@ -195,7 +197,7 @@ class IntegratedGradients(Attribution):
             ends = score(self.model(torch.cat([x, base])), target)
         gap = float(ends[0] - ends[1])
         delta = float(attr.sum()) - gap
-        return attr.sum(0).numpy(), attr.numpy(), {"delta": delta, "score_gap": gap, "baseline": baseline}
+        return attr.sum(0).cpu().numpy(), attr.cpu().numpy(), {"delta": delta, "score_gap": gap, "baseline": baseline}
 
 
 class _ClampGrad(torch.autograd.Function):
@@ -239,7 +241,7 @@ class GuidedBackprop(Attribution):
     def _attribute(self, x: torch.Tensor, target: Target, reporter: Reporter, **_: object) -> Parts:
         with guided_relus(self.model):
             grad = input_gradient(self.model, x, target)
-        return _max_abs(grad), grad[0].numpy(), {}
+        return _max_abs(grad), grad[0].cpu().numpy(), {}
 
 
 def as_grid(activation: torch.Tensor) -> torch.Tensor:
@@ -271,7 +273,7 @@ def capture_output(layer: nn.Module) -> Generator[list[torch.Tensor]]:
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear (half-pixel centres, like OpenCV) from the layer grid to the input's (H, W)."""
     t = torch.as_tensor(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
 class GradCAM(Attribution):
@@ -296,7 +298,7 @@ class GradCAM(Attribution):
             s = score(self.model(leaf), target).sum()
             (grad,) = torch.autograd.grad(s, outputs[-1])
         acts, grads = as_grid(outputs[-1].detach()), as_grid(grad)
-        cam = (self.weights(acts, grads)[:, :, None, None] * acts).sum(1)[0].numpy()
+        cam = (self.weights(acts, grads)[:, :, None, None] * acts).sum(1)[0].cpu().numpy()
         return upsample(np.maximum(cam, 0), (x.shape[-2], x.shape[-1])), cam, {"layer": chosen}
 
     @staticmethod

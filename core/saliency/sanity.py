@@ -9,6 +9,7 @@ its weights are destroyed; a map that still looks the same is explaining the ima
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -77,23 +78,27 @@ def sharing_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, {id(t): t for t in shared})
 
 
-def _own_tensors(module: nn.Module) -> None:
-    """Give ``module`` (in a :func:`sharing_copy`) tensors of its own, so re-initializing them in place
-    leaves the original model alone."""
+def _own_tensors(module: nn.Module, device: torch.device | str) -> None:
+    """Give ``module`` (in a :func:`sharing_copy`) tensors of its own on ``device``, so re-initializing them in
+    place leaves the original model alone."""
     for name, p in module.named_parameters(recurse=False):
-        setattr(module, name, nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
+        setattr(module, name, nn.Parameter(p.detach().to(device, copy=True), requires_grad=p.requires_grad))
     for name, b in module.named_buffers(recurse=False):
-        setattr(module, name, b.clone())  # a registered buffer stays registered, persistent or not
+        setattr(module, name, b.to(device, copy=True))  # a registered buffer stays registered, persistent or not
 
 
 def _randomize(module: nn.Module, generator: torch.Generator) -> None:
-    _own_tensors(module)
+    """Re-initialize ``module``'s own tensors, drawn on the CPU (a GPU has its own generator: the random layers
+    would differ by device), then put them back where the model lives."""
+    device = next(itertools.chain(module.parameters(recurse=False), module.buffers(recurse=False))).device
+    _own_tensors(module, "cpu")
     reset = getattr(module, "reset_parameters", None)
     if callable(reset):
         reset()
     else:
         for p in module.parameters(recurse=False):
             p.data.normal_(0.0, 0.02, generator=generator)
+    _own_tensors(module, device)
 
 
 def cascade_points(n_layers: int, n_steps: int) -> list[int]:

@@ -50,7 +50,7 @@ def load(spec: ModelSpec, location: Path | None, progress: ProgressFn, registry:
         raise ModelError("no local copy of the model.")
     family = family_for(read_config(str(location)).model_type)
     progress(0.2, "Reading weights…")
-    captioner = family.from_pretrained(spec.id, str(location))
+    captioner = family.from_pretrained(spec.id, str(location), registry.dtype_for(spec))
     progress(0.9, "Preparing…")
     return captioner
 

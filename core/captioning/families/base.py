@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from core.models.device import host
 from core.runtime import SILENT, Reporter, global_rng
 
 from ..attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
@@ -58,7 +59,7 @@ def _stopping(reporter: Reporter, max_new_tokens: int, prompt_len: int) -> Any:
 
 def encoder_rollout(attentions: Sequence[torch.Tensor]) -> np.ndarray:
     """Rollout through the vision encoder's self-attention (batch of one): (positions, positions)."""
-    return rollout([a[0].detach().numpy() for a in attentions])
+    return rollout([host(a[0]) for a in attentions])
 
 
 @dataclass
@@ -123,13 +124,13 @@ class HFCaptioner:
 
     # -- what a family says -------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model_id: str, source: str) -> Self:
+    def from_pretrained(cls, model_id: str, source: str, dtype: str = "float32") -> Self:
         """Model, image processor and tokenizer from a ``save_pretrained`` folder, with eager attention."""
         import transformers
 
-        # float32 whatever the file holds: Florence-2 publishes float16, slow on CPU and off the memory estimate
+        # the registry's dtype whatever the file holds: Florence-2 publishes float16, slow on CPU
         model = getattr(transformers, cls.model_class).from_pretrained(
-            source, attn_implementation="eager", dtype=torch.float32
+            source, attn_implementation="eager", dtype=getattr(torch, dtype)
         )
         if cls.joint_processor:
             processor = cast(Any, transformers.AutoProcessor).from_pretrained(source)
@@ -162,7 +163,7 @@ class HFCaptioner:
 
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input-patch rollout: the mean cross-attention, through the vision rollout."""
-        to_image = np.mean([r.detach().numpy().mean(axis=0) for r in run.rows], axis=0)
+        to_image = np.mean([host(r).mean(axis=0) for r in run.rows], axis=0)
         return to_image @ run.vision_rollout
 
     def span(self, n_tokens: int) -> slice:
@@ -171,7 +172,8 @@ class HFCaptioner:
 
     # -- the contract --------------------------------------------------------------------------------
     def pixels(self, image: Image.Image) -> torch.Tensor:
-        return self.image_processor(images=image.convert("RGB"), return_tensors="pt").pixel_values
+        pixels: torch.Tensor = self.image_processor(images=image.convert("RGB"), return_tensors="pt").pixel_values
+        return pixels.to(self.model.device, self.model.dtype)
 
     def view(self, image: Image.Image) -> Image.Image:
         processor = self.image_processor
@@ -218,14 +220,15 @@ class HFCaptioner:
         its normalisation is left, and it is done here so gradients reach the pixels.
         """
         processor = self.image_processor
-        pixels = pixels01
+        pixels = pixels01 = pixels01.to(self.model.device)  # differentiable: gradients reach the caller's tensor
         if getattr(processor, "do_normalize", True):
-            mean = torch.tensor(processor.image_mean, dtype=pixels01.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(processor.image_std, dtype=pixels01.dtype).view(1, -1, 1, 1)
+            mean = torch.tensor(processor.image_mean, dtype=pixels01.dtype, device=pixels01.device).view(1, -1, 1, 1)
+            std = torch.tensor(processor.image_std, dtype=pixels01.dtype, device=pixels01.device).view(1, -1, 1, 1)
             pixels = (pixels01 - mean) / std
         tokens = [*ids] if self.end_id is None else [*ids, self.end_id]
-        logp = self.forward(pixels, tokens).logits.float().log_softmax(-1)
-        return logp[torch.arange(len(tokens)), torch.tensor(tokens)].sum()
+        logp = self.forward(pixels.to(self.model.dtype), tokens).logits.float().log_softmax(-1)
+        index = torch.tensor(tokens, device=logp.device)
+        return logp[torch.arange(len(tokens), device=logp.device), index].sum()
 
     # -- shared machinery ----------------------------------------------------------------------------
     def encode(self, pixels: torch.Tensor) -> Encoded:
@@ -246,7 +249,7 @@ class HFCaptioner:
 
         def keep(_module: torch.nn.Module, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> None:
             if threading.get_ident() == owner:  # the model is shared by every session's thread
-                means.append(out[1][0].numpy().mean(axis=0, keepdims=True))
+                means.append(host(out[1][0]).mean(axis=0, keepdims=True))
 
         handles = [m.register_forward_hook(keep) for m in encoder.modules() if isinstance(m, attention)]
         try:
@@ -286,12 +289,15 @@ class HFCaptioner:
 
     def _gradients(self, run: Pass, ids: list[int]) -> np.ndarray:
         """∂ log p(token t) / ∂ attention row t, for every layer and head: (layers, heads, tokens, positions)."""
-        logp = run.logits.log_softmax(-1)[torch.arange(len(ids)), torch.tensor(ids)]
+        device = run.logits.device
+        logp = run.logits.float().log_softmax(-1)[
+            torch.arange(len(ids), device=device), torch.tensor(ids, device=device)
+        ]
         grads = np.zeros((len(run.attentions), *run.rows[0].shape), dtype=np.float32)
         for t in range(len(ids)):
             per_layer = torch.autograd.grad(logp[t], run.attentions, retain_graph=True)
             for layer, g in enumerate(per_layer):
-                grads[layer, :, t] = g[run.index][:, t].numpy()
+                grads[layer, :, t] = host(g[run.index][:, t])
         return grads
 
     def _explain_ids(
@@ -311,12 +317,12 @@ class HFCaptioner:
                 pixels = pixels.clone().requires_grad_(True)  # so attention tensors join the autograd graph
             run = self.forward(pixels, ids, encoded)
             grads = self._gradients(run, ids) if gradients else None
-        rows = np.stack([r.detach().numpy() for r in run.rows]).astype(np.float32)  # MBs per caption: keep it small
+        rows = np.stack([host(r) for r in run.rows])  # float32 whatever the model ran in: MBs per caption
         tokens: list[str] = self.tokenizer.convert_ids_to_tokens(ids)
         spans = tuple(merge_subwords(tokens, self.merge_style))
         n_extra = rows.shape[-1] - self.grid[0] * self.grid[1]
         stack = AttentionStack(rows, self.token_rollout(run, len(ids)), n_extra, self.grid, spans, grads)
-        probs = run.logits.detach().float().softmax(-1)
+        probs = run.logits.detach().float().softmax(-1).cpu()
         token_probs = probs[torch.arange(len(ids)), torch.tensor(ids)].numpy()
         words: list[str] = []
         word_probs: list[float] = []

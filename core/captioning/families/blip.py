@@ -29,11 +29,11 @@ class BlipCaptioner(HFCaptioner):
         states: torch.Tensor = encoded.outputs.last_hidden_state
         text = self.model.config.text_config
         return self.model.text_decoder.generate(
-            input_ids=torch.tensor([self.prefix]),
+            input_ids=torch.tensor([self.prefix], device=states.device),
             eos_token_id=text.sep_token_id,
             pad_token_id=text.pad_token_id,
             encoder_hidden_states=states,
-            encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long),
+            encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long, device=states.device),
             **kwargs,
         )
 
@@ -44,6 +44,6 @@ class BlipCaptioner(HFCaptioner):
             states, mixed = vision.last_hidden_state, encoder_rollout(vision.attentions)
         else:
             states, mixed = encoded.outputs.last_hidden_state, encoded.rollout
-        tokens = torch.tensor([self.prefix + ids])
+        tokens = torch.tensor([self.prefix + ids], device=states.device)
         out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True)
         return Pass(out.logits[0, span], out.cross_attentions, (0, slice(None), span), mixed)

@@ -20,6 +20,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
+from core.models.device import host
 from core.models.registry import ModelError
 
 from .base import Encoded, HFCaptioner, Pass, encoder_rollout
@@ -56,7 +57,7 @@ class Florence2Captioner(HFCaptioner):
         self.prompt_ids = torch.tensor([image + text])
 
     @classmethod
-    def from_pretrained(cls, model_id: str, source: str) -> Self:
+    def from_pretrained(cls, model_id: str, source: str, dtype: str = "float32") -> Self:
         """Refuses Microsoft's original remote-code layout (``microsoft/Florence-2-*``): its config reads as a
         native one, but the native class would find none of its weights and caption with random ones."""
         vision: dict[str, Any] = json.loads((Path(source) / "config.json").read_text()).get("vision_config", {})
@@ -65,7 +66,7 @@ class Florence2Captioner(HFCaptioner):
                 f"{model_id} is Microsoft's original Florence-2 layout, which needs remote code; "
                 "use a native conversion such as florence-community/Florence-2-base."
             )
-        return super().from_pretrained(model_id, source)
+        return super().from_pretrained(model_id, source, dtype)
 
     @staticmethod
     def vision_config(config: Any) -> Any:
@@ -89,7 +90,7 @@ class Florence2Captioner(HFCaptioner):
             out = self.model.model(
                 input_ids=self.prompt_ids,
                 pixel_values=pixels,
-                decoder_input_ids=torch.tensor([self.prefix[:1]]),
+                decoder_input_ids=torch.tensor([self.prefix[:1]], device=self.prompt_ids.device),
                 output_attentions=True,
             )
         start = time.perf_counter()
@@ -101,7 +102,9 @@ class Florence2Captioner(HFCaptioner):
         source = {"input_ids": self.prompt_ids, "pixel_values": pixels} if encoded is None else {}
         if encoded is not None:
             source["encoder_outputs"] = encoded.outputs
-        return self.model.generate(**source, decoder_input_ids=torch.tensor([self.prefix]), **kwargs | NEUTRAL)
+        return self.model.generate(
+            **source, decoder_input_ids=torch.tensor([self.prefix], device=self.prompt_ids.device), **kwargs | NEUTRAL
+        )
 
     def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
         span = self.span(len(ids))
@@ -109,7 +112,11 @@ class Florence2Captioner(HFCaptioner):
             source: dict[str, Any] = {"input_ids": self.prompt_ids, "pixel_values": pixels}
         else:
             source = {"encoder_outputs": encoded.outputs}
-        out = self.model(**source, decoder_input_ids=torch.tensor([self.prefix + ids]), output_attentions=True)
+        out = self.model(
+            **source,
+            decoder_input_ids=torch.tensor([self.prefix + ids], device=self.prompt_ids.device),
+            output_attentions=True,
+        )
         mixed = encoder_rollout(out.encoder_attentions) if encoded is None else encoded.rollout
         index = (0, slice(None), span, slice(0, self.n_image))
         return Pass(out.logits[0, span], out.cross_attentions, index, mixed)
@@ -117,7 +124,7 @@ class Florence2Captioner(HFCaptioner):
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input rollout over the whole encoder input, kept to the image positions."""
         span = self.span(n_tokens)
-        to_inputs = np.mean([a[0, :, span].detach().numpy().mean(axis=0) for a in run.attentions], axis=0)
+        to_inputs = np.mean([host(a[0, :, span]).mean(axis=0) for a in run.attentions], axis=0)
         return (to_inputs @ run.vision_rollout)[:, : self.n_image]
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.models.device import host
+
 from ..attention import rollout
 from .base import Encoded, HFCaptioner, Pass, encoder_rollout
 
@@ -21,7 +23,7 @@ class GitCaptioner(HFCaptioner):
         return [self.tokenizer.cls_token_id], [self.tokenizer.sep_token_id, self.tokenizer.pad_token_id]
 
     def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
-        tokens = torch.tensor([self.prefix + ids])
+        tokens = torch.tensor([self.prefix + ids], device=pixels.device)
         span = self.span(len(ids))
         vision = self.model.git.image_encoder(pixel_values=pixels, output_attentions=True)
         out = self.model(input_ids=tokens, pixel_values=pixels, output_attentions=True)
@@ -33,6 +35,6 @@ class GitCaptioner(HFCaptioner):
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input-patch rollout through GIT's own self-attention (image and text together)."""
         n = run.image_positions
-        full = rollout([a[0].detach().numpy() for a in run.attentions])
+        full = rollout([host(a[0]) for a in run.attentions])
         first = n + len(self.prefix) - 1
         return full[first : first + n_tokens, :n] @ run.vision_rollout
