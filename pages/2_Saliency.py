@@ -50,7 +50,16 @@ shared = side.toggle("One colour scale for all maps", value=False, key="shared",
 with side.expander("Method settings", expanded=False):
     sg_n = st.slider("SmoothGrad samples", 4, 64, 16, step=4, key="sg_n", bind="query-params")
     sg_sigma = st.slider("SmoothGrad noise σ (% of input range)", 1, 50, 15, key="sg_sigma", bind="query-params")
-    ig_steps = st.slider("Integrated Gradients steps", 4, 128, 32, step=4, key="ig_steps", bind="query-params")
+    ig_tol = st.slider(
+        "Integrated Gradients: completeness error wanted (% of the score change)",
+        0,
+        20,
+        5,
+        key="ig_tol",
+        bind="query-params",
+        help="Nodes are doubled from 8 until the attributions sum to the score change within this; 0: use all steps.",
+    )
+    ig_steps = st.slider("Integrated Gradients steps (max)", 4, 128, 32, step=4, key="ig_steps", bind="query-params")
     ig_base = st.selectbox("Integrated Gradients baseline", BASELINES, key="ig_base", bind="query-params")
 
 if picked is None:
@@ -71,7 +80,7 @@ with side.expander("Grad-CAM layer", expanded=False):
     layer = st.selectbox("Target layer", layers, index=len(layers) - 1, key="layer", bind="query-params")
 PARAMS: dict[str, dict[str, object]] = {
     "smoothgrad": {"samples": sg_n, "sigma_pct": float(sg_sigma)},
-    "integrated_gradients": {"steps": ig_steps, "baseline": ig_base},
+    "integrated_gradients": {"steps": ig_steps, "baseline": ig_base, "tolerance_pct": float(ig_tol)},
     "gradcam": {"layer": layer},
     "gradcam_pp": {"layer": layer},
 }

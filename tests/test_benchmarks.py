@@ -60,11 +60,14 @@ def test_table_parser_reads_markdown():
 
 
 @pytest.mark.slow
-def test_saliency_maps_identical_to_captum_and_grad_cam():
+def test_saliency_maps_identical_to_captum_and_grad_cam_and_ig_as_complete():
     (rows,) = run("saliency")
-    assert len(rows) == 8  # 2 models × gradient, SmoothGrad, IG, Grad-CAM
+    assert len(rows) == 10  # 2 models × gradient, SmoothGrad, IG, Grad-CAM, IG at the same completeness error
     assert {r["case"].split(" · ")[0] for r in rows} == {"EfficientNet-Lite0", "ResNet-50 twin"}
-    assert all(r["check"] == "identical maps: True" for r in rows)
+    same_error = [r for r in rows if r["case"].endswith("IG same completeness error")]
+    assert len(same_error) == 2
+    assert all(r["check"].startswith("error ≤ Captum's: True") for r in same_error)
+    assert all(r["check"] == "identical maps: True" for r in rows if r not in same_error)
     ratios_parse(rows)
 
 

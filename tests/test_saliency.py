@@ -108,6 +108,64 @@ def test_integrated_gradients_matches_captum_and_completeness(cnn, x, baseline):
     assert abs(sal.meta["delta"]) < 0.01 * abs(gap) + TOL  # 40 Gauss–Legendre nodes converge
 
 
+class SineScore(nn.Module):
+    """Logit 0 is Σ aᵢ·sin(ω·xᵢ), logit 1 is 0: from a black baseline IG is exactly aᵢ·sin(ω·xᵢ) per pixel."""
+
+    def __init__(self, omega: float = 6.0) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+        self.omega = omega
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (self.a * torch.sin(self.omega * x)).flatten(1).sum(1)
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+    def exact(self, x: torch.Tensor) -> np.ndarray:
+        return (self.a * torch.sin(self.omega * x))[0].detach().numpy()
+
+
+def test_integrated_gradients_has_the_closed_form_answer(x):
+    model = SineScore()
+    sal = explain(model, x, 0, "integrated_gradients", steps=16, baseline="black")
+    np.testing.assert_allclose(sal.raw, model.exact(x), atol=1e-5)
+    assert abs(sal.meta["delta"]) < 1e-4
+
+
+def test_gauss_legendre_8_beats_captum_riemann_50_on_a_smooth_path(x):
+    """Same answer known in closed form: 8 Gauss–Legendre nodes are closer to it than Captum's 50 Riemann steps."""
+    model = SineScore()
+    exact = model.exact(x)
+    ours = explain(model, x, 0, "integrated_gradients", steps=8, baseline="black")
+    for rule in ("riemann_trapezoid", "riemann_right"):
+        attr, delta = IntegratedGradients(model).attribute(
+            x, baselines=torch.zeros_like(x), target=0, n_steps=50, method=rule, return_convergence_delta=True
+        )
+        assert abs(ours.meta["delta"]) < abs(float(delta)) / 10
+        assert np.abs(ours.raw - exact).max() < np.abs(attr[0].detach().numpy() - exact).max()
+    theirs = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=0, n_steps=8)
+    _close(ours.raw, theirs)  # Captum's default rule is Gauss–Legendre: same nodes, same map
+
+
+@pytest.mark.parametrize(("tolerance_pct", "spent", "nodes"), [(50.0, 8, 8), (1e-9, 8 + 16 + 32, 32)])
+def test_tolerance_doubles_nodes_until_complete_or_out_of_steps(cnn, x, tolerance_pct, spent, nodes):
+    sal = explain(cnn, x, 2, "integrated_gradients", steps=32, tolerance_pct=tolerance_pct)
+    assert sal.meta["steps"] == spent  # every try is paid for
+    _close(sal.raw, explain(cnn, x, 2, "integrated_gradients", steps=nodes).raw)  # the map of the last try
+    if tolerance_pct >= 50:
+        assert abs(sal.meta["delta"]) <= tolerance_pct / 100 * abs(sal.meta["score_gap"])
+
+
+def test_tolerance_stops_at_the_first_complete_enough_try():
+    """A tolerance that 8 nodes miss and 16 meet: the refinement stops at 16 and returns its map."""
+    model, x = SineScore(omega=12.0), torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    errors = {n: abs(explain(model, x, 0, "integrated_gradients", steps=n).meta["delta"]) for n in (8, 16)}
+    gap = float(model(x)[0, 0])
+    tolerance_pct = 100 * (errors[16] + 0.5 * (errors[8] - errors[16])) / abs(gap)  # between the two
+    sal = explain(model, x, 0, "integrated_gradients", steps=64, tolerance_pct=tolerance_pct)
+    assert sal.meta["steps"] == 8 + 16
+    assert abs(sal.meta["delta"]) == pytest.approx(errors[16], abs=1e-6)
+
+
 def test_guided_backprop_matches_captum(cnn, x):
     sal = explain(cnn, x, 9, "guided_backprop")
     _close(sal.raw, GuidedBackprop(cnn).attribute(x, target=9))

@@ -58,6 +58,16 @@ def test_sanity_check_runs_and_reports():
     assert any("Changes with the weights" in s.value for s in app.success)
 
 
+def test_integrated_gradients_shows_its_steps_and_completeness_error():
+    app = page(m=["integrated_gradients"], faith=False, ig_tol=20)
+    assert not app.exception, app.exception
+    (note,) = [c.value for c in app.caption if "completeness error" in c.value]
+    error = float(note.split("completeness error ")[1].split("%")[0])
+    spent = int(note.split(" steps · completeness")[0].rsplit("· ", 1)[1])
+    assert spent in (8, 8 + 16, 8 + 16 + 32)  # nodes doubled from 8, at most 32 (the steps slider's default)
+    assert error <= 20 or spent == 56  # what the slider asked for, unless the steps ran out
+
+
 def test_missing_model_keeps_page_usable():
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.session_state["model"] = "vgg16"  # in the catalogue, no weights offline

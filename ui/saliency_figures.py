@@ -34,10 +34,12 @@ def colour_range(maps: Sequence[np.ndarray], sign: str) -> tuple[float, float]:
 
 
 def map_caption(result: SaliencyMap, passes: str) -> str:
-    """The line under a map: its time and cost, IG's completeness gap, Grad-CAM's layer."""
+    """The line under a map: its time and cost, IG's steps and completeness error, Grad-CAM's layer."""
     note = f"{result.seconds:.2f} s · {passes}"
     if "delta" in result.meta:
-        note += f" · completeness Δ = {result.meta['delta']:+.3g} of {result.meta['score_gap']:.3g}"
+        delta, gap = float(result.meta["delta"]), float(result.meta["score_gap"])
+        error = f"{abs(delta) / abs(gap):.1%}" if gap else "n/a (the baseline scores the same)"
+        note += f" · {result.meta['steps']:.0f} steps · completeness error {error} (Δ = {delta:+.3g} of {gap:.3g})"
     if "layer" in result.meta:
         note += f" · layer {result.meta['layer']}"
     return note
