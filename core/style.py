@@ -197,6 +197,24 @@ def match_colours(source: torch.Tensor, reference: torch.Tensor, eps: float = 1e
 
 # -- the problem ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Stage:
+    """``steps`` loss evaluations at ``scale`` × the final side, before the full-size run.
+
+    A coarse evaluation costs about scale² of a full-size one, and the large structures it settles (where
+    the style's strokes go) then need only a few full-size steps to sharpen: a finished picture sooner.
+    """
+
+    scale: float
+    steps: int
+
+
+#: The default coarse → fine schedule: the fastest measured to reach the loss the PyTorch tutorial's code
+#: has after 300 evaluations (``benchmarks/style.py``), with :data:`FINE_STEPS` full-size steps after it.
+COARSE_TO_FINE = (Stage(0.25, 60), Stage(0.5, 40))
+FINE_STEPS = 60
+
+
+@dataclass(frozen=True)
 class StyleConfig:
     """Everything that defines the objective and the optimizer. Weights multiply the raw loss terms."""
 
@@ -212,8 +230,8 @@ class StyleConfig:
     init: Init = "content"
     seed: int = 0
     colour: Colour = "none"
-    scales: tuple[float, ...] = (1.0,)  # coarse → fine fractions of ``side``; the last should be 1
-    coarse_steps: int = 30  # steps spent at each scale before the last
+    coarse: tuple[Stage, ...] = ()  # stages run before the full-size one, coarsest first
+    history: int = LBFGS_HISTORY
 
     def __post_init__(self) -> None:
         if not self.style_layers:
@@ -222,6 +240,25 @@ class StyleConfig:
             raise ValueError("Give one weight per style layer.")
         if not 16 <= self.side <= MAX_SIDE:
             raise ValueError(f"The image side must be between 16 and {MAX_SIDE} pixels.")
+        if any(not 0 < s.scale < 1 or s.steps < 1 for s in self.coarse):
+            raise ValueError("A coarse stage needs a scale between 0 and 1 and at least one step.")
+
+    @property
+    def coarse_steps(self) -> int:
+        """Evaluations spent before the full-size stage."""
+        return sum(s.steps for s in self.coarse)
+
+    def stage_of(self, step: int) -> int:
+        """Stage index of optimization step ``step`` (0-based); ``len(coarse)`` is the full-size stage."""
+        end = 0
+        for i, s in enumerate(self.coarse):
+            end += s.steps
+            if step < end:
+                return i
+        return len(self.coarse)
+
+    def scale_of(self, stage: int) -> float:
+        return self.coarse[stage].scale if stage < len(self.coarse) else 1.0
 
 
 @dataclass(frozen=True)
@@ -256,12 +293,8 @@ class StyleProblem:
         self.layer_weights = config.layer_weights or (1.0,) * len(config.style_layers)
         self._targets: dict[int, _Targets] = {}
 
-    def stage_of(self, step: int) -> int:
-        """Scale index for optimization step ``step`` (0-based): coarse stages have fixed lengths."""
-        return min(step // self.config.coarse_steps, len(self.config.scales) - 1)
-
     def side_at(self, stage: int) -> int:
-        return max(16, round(self.config.side * self.config.scales[stage]))
+        return max(16, round(self.config.side * self.config.scale_of(stage)))
 
     def targets(self, stage: int) -> _Targets:
         if stage not in self._targets:
@@ -360,7 +393,7 @@ def _optimizer(config: StyleConfig, x: torch.Tensor) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam([x], lr=lr)
     # max_iter=1: each step() is exactly one closure evaluation, and the history carries across steps.
-    return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=LBFGS_HISTORY, tolerance_grad=0, tolerance_change=0)
+    return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=config.history, tolerance_grad=0, tolerance_change=0)
 
 
 def _step(problem: StyleProblem, opt: torch.optim.Optimizer, x: torch.Tensor, stage: int) -> dict[str, float]:
@@ -386,7 +419,7 @@ def run(problem: StyleProblem, state: StyleState, steps: int, reporter: Reporter
     an uninterrupted run would have. A state whose image does not fit the problem's current scale
     (e.g. the resolution changed) is resized and its optimizer memory dropped.
     """
-    stage = problem.stage_of(state.step)
+    stage = problem.config.stage_of(state.step)
     x = state.image.detach().clone()
     optim_state = copy.deepcopy(state.optim)
     expected = problem.targets(stage).content.shape
@@ -398,7 +431,7 @@ def run(problem: StyleProblem, state: StyleState, steps: int, reporter: Reporter
         opt.load_state_dict(optim_state)
     end = state.step + steps
     for step in range(state.step, end):
-        if (next_stage := problem.stage_of(step)) != stage:  # coarse → fine: upsample, fresh optimizer
+        if (next_stage := problem.config.stage_of(step)) != stage:  # coarse → fine: upsample, fresh optimizer
             stage = next_stage
             size = problem.targets(stage).content.shape[-2:]
             x = F.interpolate(x.detach(), size=size, mode="bilinear", align_corners=False).requires_grad_(True)
@@ -440,10 +473,14 @@ def benchmark(extractor: FeatureExtractor, layers: Collection[str], side: int = 
     return (time.perf_counter() - began) / repeats / (side * side / 1e6)
 
 
-def estimate_seconds(rate: float, side: int, aspect: float, steps: int) -> float:
-    """Expected CPU time for ``steps`` at ``side`` px (longest side) for an image of ``aspect`` = w/h."""
-    short = side / aspect if aspect >= 1 else side * aspect
-    return rate * side * short / 1e6 * steps
+def estimate_seconds(rate: float, config: StyleConfig, aspect: float, steps: int, first: int = 0) -> float:
+    """Expected CPU time for steps ``first`` … ``first + steps - 1`` of a run of ``config`` on an image of
+    ``aspect`` = w/h: each stage's steps cost in proportion to its pixels."""
+    total = 0.0
+    for step in range(first, first + steps):
+        side = config.side * config.scale_of(config.stage_of(step))
+        total += side * (side / aspect if aspect >= 1 else side * aspect)
+    return rate * total / 1e6
 
 
 @dataclass(frozen=True)
@@ -467,7 +504,7 @@ def weight_grid(
 ) -> Iterator[GridCell]:
     """Short low-resolution runs over several style weights, to choose a trade-off before a full run."""
     for i, weight in enumerate(style_weights):
-        cfg = replace(config, style_weight=weight, side=side, scales=(1.0,))
+        cfg = replace(config, style_weight=weight, side=side, coarse=())
         problem = StyleProblem(extractor, content, styles, cfg)
         last = None
         for last in run(problem, start(problem), steps):

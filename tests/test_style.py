@@ -136,8 +136,13 @@ def test_higher_style_weight_trades_content_for_style(tiny_vgg, images):
 
 @pytest.mark.parametrize(
     "settings",
-    [{"optimizer": "lbfgs"}, {"optimizer": "adam"}, {"optimizer": "lbfgs", "scales": (0.5, 1.0), "coarse_steps": 3}],
-    ids=["lbfgs", "adam", "multiscale"],
+    [
+        {"optimizer": "lbfgs"},
+        {"optimizer": "adam"},
+        {"optimizer": "lbfgs", "coarse": (S.Stage(0.5, 3),)},
+        {"optimizer": "lbfgs", "coarse": (S.Stage(0.25, 2), S.Stage(0.5, 3))},  # stops right at a stage's end
+    ],
+    ids=["lbfgs", "adam", "multiscale", "stop-at-stage-boundary"],
 )
 def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, settings):
     problem = _problem(tiny_vgg, images, **settings)
@@ -156,9 +161,27 @@ def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, setti
 
 
 def test_multiscale_runs_coarse_then_fine(tiny_vgg, images):
-    problem = _problem(tiny_vgg, images, side=40, scales=(0.5, 1.0), coarse_steps=2)
-    sizes = [max(s.image.shape[-2:]) for s in S.run(problem, S.start(problem), 4)]
-    assert sizes == [20, 20, 40, 40]
+    problem = _problem(tiny_vgg, images, side=64, coarse=(S.Stage(0.25, 2), S.Stage(0.5, 1)))
+    sizes = [max(s.image.shape[-2:]) for s in S.run(problem, S.start(problem), 5)]
+    assert sizes == [16, 16, 32, 64, 64]
+
+
+def _tutorial_loss(problem: S.StyleProblem, image: torch.Tensor) -> float:
+    """The tutorial's objective (content + weighted style, no TV) of a [0, 1] image at the full size."""
+    with torch.no_grad():
+        terms = problem.losses(image, problem.config.stage_of(10**9))
+    return float(sum(v for k, v in terms.items() if k != "tv"))
+
+
+def test_coarse_to_fine_reaches_a_plain_runs_loss_for_fewer_full_size_evaluations(tiny_vgg, images):
+    plain = _problem(tiny_vgg, images, side=64, tv_weight=0.0)
+    target = _tutorial_loss(plain, list(S.run(plain, S.start(plain), 40))[-1].image)
+    staged = _problem(tiny_vgg, images, side=64, tv_weight=0.0, coarse=(S.Stage(0.25, 20), S.Stage(0.5, 15)))
+    out = list(S.run(staged, S.start(staged), staged.config.coarse_steps + 10))
+    assert max(out[-1].image.shape[-2:]) == 64
+    assert _tutorial_loss(staged, out[-1].image) <= target
+    work = S.estimate_seconds(1.0, staged.config, 1.0, len(out))  # in units of full-size evaluations below
+    assert work < 0.6 * S.estimate_seconds(1.0, plain.config, 1.0, 40)
 
 
 def test_noise_init_is_seeded(tiny_vgg, images):
@@ -196,9 +219,14 @@ def test_histogram_matching_gives_styles_the_contents_colour_statistics(images):
 
 
 # -- estimates ----------------------------------------------------------------------------------------
-def test_time_estimate_scales_with_pixels_and_steps():
-    assert S.estimate_seconds(2.0, 1000, 2.0, 10) == pytest.approx(2.0 * 1000 * 500 / 1e6 * 10)
-    assert S.estimate_seconds(2.0, 1000, 0.5, 10) == S.estimate_seconds(2.0, 1000, 2.0, 10)
+def test_time_estimate_scales_with_pixels_and_steps_of_each_stage():
+    plain = S.StyleConfig("a", ("b",), side=400)
+    assert S.estimate_seconds(2.0, plain, 2.0, 10) == pytest.approx(2.0 * 400 * 200 / 1e6 * 10)
+    assert S.estimate_seconds(2.0, plain, 0.5, 10) == S.estimate_seconds(2.0, plain, 2.0, 10)
+    staged = replace(plain, coarse=(S.Stage(0.25, 4), S.Stage(0.5, 2)))
+    full = 2.0 * 400 * 200 / 1e6
+    assert S.estimate_seconds(2.0, staged, 2.0, 10) == pytest.approx(full * (4 / 16 + 2 / 4 + 4))
+    assert S.estimate_seconds(2.0, staged, 2.0, 3, first=5) == pytest.approx(full * (1 / 4 + 2))  # a Continue
 
 
 # -- VGG19 through the registry ---------------------------------------------------------------------------
@@ -265,4 +293,6 @@ def test_style_config_refuses_bad_settings():
         S.StyleConfig("relu1_1", ("relu1_1",), side=5000)
     with pytest.raises(ValueError, match="one weight per"):
         S.StyleConfig("relu1_1", ("relu1_1",), layer_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="coarse stage"):
+        S.StyleConfig("relu1_1", ("relu1_1",), coarse=(S.Stage(1.0, 5),))
     assert replace(S.StyleConfig("a", ("b",)), side=64).side == 64
