@@ -103,7 +103,7 @@ with st.container(border=True):
     multiscale = p2.toggle(
         "Coarse → fine", value=True, key="ms", bind="query-params",
         help="Settle the picture at a quarter and at half the size first, then sharpen it at full size: "
-        "reaches the same loss in about half the time.",
+        "reaches the same loss several times sooner.",
     )  # fmt: skip
     seed = int(p3.number_input("Noise seed", 0, 10_000, 0, key="seed", bind="query-params"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -151,6 +152,7 @@ def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, setti
     for stopped in S.run(problem, S.start(problem), 8):  # the UI's Stop: the generator is abandoned
         if stopped.step == 5:
             break
+    assert stopped is not None
     resumed = list(S.run(problem, stopped.state, 3))
     assert [s.step for s in resumed] == [6, 7, 8]
     for a, b in zip(straight[5:], resumed, strict=True):
@@ -243,7 +245,8 @@ def _check_loaded(extractor: S.FeatureExtractor, state: dict[str, torch.Tensor])
     loaded = {k.split("stages.", 1)[1]: v for k, v in extractor.state_dict().items() if "weight" in k}
     assert len(loaded) == 13  # 13 convolutions up to relu5_1; nothing of the classifier
     assert torch.equal(next(iter(loaded.values())), state["0.weight"])
-    assert torch.equal(extractor.stages[-1][-2].weight, state["28.weight"])
+    last_stage = cast(torch.nn.Sequential, extractor.stages[-1])
+    assert torch.equal(cast(torch.nn.Conv2d, last_stage[-2]).weight, state["28.weight"])
     deepest = extractor(torch.rand(1, 3, 32, 32), [VGG_DEEPEST])[VGG_DEEPEST]
     assert deepest.shape == (1, 512, 2, 2) and not deepest.is_meta and torch.isfinite(deepest).all()
 
