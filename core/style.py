@@ -9,6 +9,7 @@ evaluation and can resume from any yielded :class:`StyleState` with results iden
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,9 @@ Colour = Literal["none", "luminance", "histogram"]
 
 #: Longest side of the optimized image: beyond this a CPU run takes far too long to watch.
 MAX_SIDE = 768
+#: Shortest side of a coarse stage: below it the deepest default layers have nothing left to convolve
+#: (EfficientNet-Lite0's 5×5 kernels at 1/32 of the size).
+MIN_COARSE_SIDE = 32
 #: L-BFGS curvature pairs kept; each costs two image-sized vectors.
 LBFGS_HISTORY = 10
 DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
@@ -257,8 +261,13 @@ class StyleConfig:
                 return i
         return len(self.coarse)
 
-    def scale_of(self, stage: int) -> float:
-        return self.coarse[stage].scale if stage < len(self.coarse) else 1.0
+    def side_of(self, stage: int, aspect: float) -> int:
+        """Longest side at ``stage`` for an image of ``aspect`` = w/h (a coarse stage's shortest side is kept
+        at least :data:`MIN_COARSE_SIDE`)."""
+        if stage >= len(self.coarse):
+            return self.side
+        least = math.ceil(MIN_COARSE_SIDE * max(aspect, 1 / aspect))
+        return min(self.side, max(round(self.side * self.coarse[stage].scale), least))
 
 
 @dataclass(frozen=True)
@@ -294,7 +303,7 @@ class StyleProblem:
         self._targets: dict[int, _Targets] = {}
 
     def side_at(self, stage: int) -> int:
-        return max(16, round(self.config.side * self.config.scale_of(stage)))
+        return self.config.side_of(stage, self.content.width / self.content.height)
 
     def targets(self, stage: int) -> _Targets:
         if stage not in self._targets:
@@ -417,6 +426,10 @@ def _step(problem: StyleProblem, opt: torch.optim.Optimizer, x: torch.Tensor, st
     return terms
 
 
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(x.detach(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def run(problem: StyleProblem, state: StyleState, steps: int, reporter: Reporter = SILENT) -> Iterator[StyleStep]:
     """Optimize for ``steps`` more loss evaluations from ``state``, yielding after each one.
 
@@ -428,8 +441,9 @@ def run(problem: StyleProblem, state: StyleState, steps: int, reporter: Reporter
     x = state.image.detach().clone()
     optim_state = copy.deepcopy(state.optim)
     expected = problem.targets(stage).content.shape
-    if x.shape != expected:
-        x, optim_state = F.interpolate(x, size=expected[-2:], mode="bilinear", align_corners=False), {}
+    starts_stage = state.step > 0 and problem.config.stage_of(state.step - 1) != stage
+    if x.shape != expected or starts_stage:  # as the loop below does at a stage's first step
+        x, optim_state = _resize(x, expected[-2:]), {}
     x.requires_grad_(True)
     opt = _optimizer(problem.config, x)
     if optim_state:
@@ -438,8 +452,7 @@ def run(problem: StyleProblem, state: StyleState, steps: int, reporter: Reporter
     for step in range(state.step, end):
         if (next_stage := problem.config.stage_of(step)) != stage:  # coarse → fine: upsample, fresh optimizer
             stage = next_stage
-            size = problem.targets(stage).content.shape[-2:]
-            x = F.interpolate(x.detach(), size=size, mode="bilinear", align_corners=False).requires_grad_(True)
+            x = _resize(x, problem.targets(stage).content.shape[-2:]).requires_grad_(True)
             opt = _optimizer(problem.config, x)
         reporter.step((step - state.step) / steps, f"step {step + 1} of {end}")
         began = time.perf_counter()
@@ -481,7 +494,7 @@ def estimate_seconds(rate: float, config: StyleConfig, aspect: float, steps: int
     ``aspect`` = w/h: each stage's steps cost in proportion to its pixels."""
     total = 0.0
     for step in range(first, first + steps):
-        side = config.side * config.scale_of(config.stage_of(step))
+        side = config.side_of(config.stage_of(step), aspect)
         total += side * (side / aspect if aspect >= 1 else side * aspect)
     return rate * total / 1e6
 

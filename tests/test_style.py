@@ -140,8 +140,8 @@ def test_higher_style_weight_trades_content_for_style(tiny_vgg, images):
     [
         {"optimizer": "lbfgs"},
         {"optimizer": "adam"},
-        {"optimizer": "lbfgs", "coarse": (S.Stage(0.5, 3),)},
-        {"optimizer": "lbfgs", "coarse": (S.Stage(0.25, 2), S.Stage(0.5, 3))},  # stops right at a stage's end
+        {"optimizer": "lbfgs", "side": 128, "coarse": (S.Stage(0.5, 3),)},
+        {"optimizer": "lbfgs", "side": 128, "coarse": (S.Stage(0.25, 2), S.Stage(0.5, 3))},  # stops at a stage's end
     ],
     ids=["lbfgs", "adam", "multiscale", "stop-at-stage-boundary"],
 )
@@ -163,9 +163,12 @@ def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, setti
 
 
 def test_multiscale_runs_coarse_then_fine(tiny_vgg, images):
-    problem = _problem(tiny_vgg, images, side=64, coarse=(S.Stage(0.25, 2), S.Stage(0.5, 1)))
+    problem = _problem(tiny_vgg, images, side=256, coarse=(S.Stage(0.25, 2), S.Stage(0.5, 1)))
     sizes = [max(s.image.shape[-2:]) for s in S.run(problem, S.start(problem), 5)]
-    assert sizes == [16, 16, 32, 64, 64]
+    assert sizes == [64, 64, 128, 256, 256]
+    small = _problem(tiny_vgg, images, side=64, coarse=(S.Stage(0.25, 1),))  # 16 px: too small for deep layers
+    height, width = small.targets(0).content.shape[-2:]
+    assert min(height, width) >= S.MIN_COARSE_SIDE and max(height, width) < 64
 
 
 def _tutorial_loss(problem: S.StyleProblem, image: torch.Tensor) -> float:
