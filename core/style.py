@@ -213,8 +213,8 @@ class Stage:
 
 
 #: The default coarse → fine schedule and full-size steps after it: reached the loss the PyTorch tutorial's code
-#: has after 300 evaluations in 0.12× its time (VGG19 twin, 128 px, ``benchmarks/style.py``) with 40 full-size
-#: steps; 60 leave a margin for larger images.
+#: has after 300 evaluations in 0.12× / 0.18× its time (VGG19 twin, 128 / 256 px, ``benchmarks/style.py``)
+#: with 40 / 10 full-size steps; 60 leave a margin for larger images.
 COARSE_TO_FINE = (Stage(0.25, 60), Stage(0.5, 40))
 FINE_STEPS = 60
 
