@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.models import ModelError, Status
 from core.samples import sample_names
-from core.style import Colour, Init, Optimizer, StyleConfig, StyleProblem, estimate_seconds
+from core.style import COARSE_TO_FINE, FINE_STEPS, Colour, Init, Optimizer, StyleConfig, StyleProblem, estimate_seconds
 from ui.jobs import open_page, recall, remember, run_gated
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
 from ui.state import STYLE_GRID_KEY, add_to_tray
@@ -81,7 +81,12 @@ with st.container(border=True):
         )
     o1, o2, o3, o4 = st.columns(4)
     side = o1.select_slider("Resolution (longest side, px)", SIDES, 256, key="res", bind="query-params")
-    steps = int(o2.number_input("Steps", 1, 2000, 100, 10, key="n", bind="query-params"))
+    steps = int(
+        o2.number_input(
+            "Steps", 1, 2000, FINE_STEPS, 10, key="n", bind="query-params",
+            help="Loss evaluations at the full size (after the coarse stages, when coarse → fine is on).",
+        )
+    )  # fmt: skip
     optimizer: Optimizer = o3.segmented_control(
         "Optimizer", OPTIMIZERS, default="lbfgs", required=True, key="opt", bind="query-params",
         format_func=OPTIMIZER_NAMES.__getitem__,
@@ -95,7 +100,11 @@ with st.container(border=True):
         help="luminance: transfer only brightness and keep the content's colours; histogram: recolour the style "
         "images to the content's colour statistics first.",
     )  # fmt: skip
-    multiscale = p2.toggle("Coarse → fine (half, then full size)", key="ms", bind="query-params")
+    multiscale = p2.toggle(
+        "Coarse → fine", value=True, key="ms", bind="query-params",
+        help="Settle the picture at a quarter and at half the size first, then sharpen it at full size: "
+        "reaches the same loss several times sooner.",
+    )  # fmt: skip
     seed = int(p3.number_input("Noise seed", 0, 10_000, 0, key="seed", bind="query-params"))
 
 config = StyleConfig(
@@ -110,8 +119,7 @@ config = StyleConfig(
     init=init,
     seed=seed,
     colour=colour,
-    scales=(0.5, 1.0) if multiscale else (1.0,),
-    coarse_steps=max(1, steps // 3) if multiscale else StyleConfig.coarse_steps,
+    coarse=COARSE_TO_FINE if multiscale else (),
 )
 if content is None or style is None:
     st.info("Choose a content image and a style image in the sidebar to start.")
@@ -125,8 +133,10 @@ used = tuple(sorted({content_layer, *style_layers}))
 rate = calibrated_rate(net) or style_seconds_per_megapixel(net, used, extractor)
 aspect = content.image.width / content.image.height
 source = "calibrated on your last run" if calibrated_rate(net) else "from a quick benchmark of this CPU"
-eta = estimate_seconds(rate, side, aspect, steps)
-st.caption(f"Estimated time for {steps} steps at {side} px: **~{eta:.0f} s** ({source}).")
+total_steps = config.coarse_steps + steps
+eta = estimate_seconds(rate, config, aspect, total_steps)
+coarse_note = f", after {config.coarse_steps} faster steps at smaller sizes" if config.coarse else ""
+st.caption(f"Estimated time for {steps} steps at {side} px{coarse_note}: **~{eta:.0f} s** ({source}).")
 
 # -- run controls (outside any fragment: a click reruns the script, which interrupts the loop) ------------
 b1, b2, b3, b4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
@@ -146,7 +156,7 @@ chart, picture = chart_col.empty(), image_col.empty()
 problem = StyleProblem(extractor, content.image, style_inputs, config)
 if start_clicked:
     rec = begin(problem, net, inputs)
-    drive(problem, rec, steps, chart, picture)
+    drive(problem, rec, total_steps, chart, picture)
 elif continue_clicked and rec is not None:
     if rec.retarget(config, inputs, net):
         st.info("Settings changed since this run paused: continuing from its image with a fresh optimizer.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -136,8 +137,13 @@ def test_higher_style_weight_trades_content_for_style(tiny_vgg, images):
 
 @pytest.mark.parametrize(
     "settings",
-    [{"optimizer": "lbfgs"}, {"optimizer": "adam"}, {"optimizer": "lbfgs", "scales": (0.5, 1.0), "coarse_steps": 3}],
-    ids=["lbfgs", "adam", "multiscale"],
+    [
+        {"optimizer": "lbfgs"},
+        {"optimizer": "adam"},
+        {"optimizer": "lbfgs", "side": 128, "coarse": (S.Stage(0.5, 3),)},
+        {"optimizer": "lbfgs", "side": 128, "coarse": (S.Stage(0.25, 2), S.Stage(0.5, 3))},  # stops at a stage's end
+    ],
+    ids=["lbfgs", "adam", "multiscale", "stop-at-stage-boundary"],
 )
 def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, settings):
     problem = _problem(tiny_vgg, images, **settings)
@@ -146,6 +152,7 @@ def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, setti
     for stopped in S.run(problem, S.start(problem), 8):  # the UI's Stop: the generator is abandoned
         if stopped.step == 5:
             break
+    assert stopped is not None
     resumed = list(S.run(problem, stopped.state, 3))
     assert [s.step for s in resumed] == [6, 7, 8]
     for a, b in zip(straight[5:], resumed, strict=True):
@@ -156,9 +163,31 @@ def test_continue_after_stop_equals_an_uninterrupted_run(tiny_vgg, images, setti
 
 
 def test_multiscale_runs_coarse_then_fine(tiny_vgg, images):
-    problem = _problem(tiny_vgg, images, side=40, scales=(0.5, 1.0), coarse_steps=2)
-    sizes = [max(s.image.shape[-2:]) for s in S.run(problem, S.start(problem), 4)]
-    assert sizes == [20, 20, 40, 40]
+    problem = _problem(tiny_vgg, images, side=256, coarse=(S.Stage(0.25, 2), S.Stage(0.5, 1)))
+    sizes = [max(s.image.shape[-2:]) for s in S.run(problem, S.start(problem), 5)]
+    assert sizes == [64, 64, 128, 256, 256]
+    small = _problem(tiny_vgg, images, side=64, coarse=(S.Stage(0.25, 1),))  # 16 px: too small for deep layers
+    height, width = small.targets(0).content.shape[-2:]
+    assert min(height, width) >= S.MIN_COARSE_SIDE and max(height, width) < 64
+
+
+def _tutorial_loss(problem: S.StyleProblem, image: torch.Tensor) -> float:
+    """The tutorial's objective (content + weighted style, no TV) of a [0, 1] image at the full size."""
+    with torch.no_grad():
+        terms = problem.losses(image, problem.config.stage_of(10**9))
+    return float(sum(v for k, v in terms.items() if k != "tv"))
+
+
+def test_coarse_to_fine_reaches_the_loss_of_a_plain_run_of_as_many_full_size_steps(tiny_vgg, images):
+    """The staged run's final image, judged by the full-size objective, is much better: the coarse
+    stages are a better start, not a different problem."""
+    plain = _problem(tiny_vgg, images, side=64, tv_weight=0.0, style_weight=1e3)
+    target = _tutorial_loss(plain, list(S.run(plain, S.start(plain), 10))[-1].image)
+    coarse = (S.Stage(0.25, 20), S.Stage(0.5, 15))
+    staged = _problem(tiny_vgg, images, side=64, tv_weight=0.0, style_weight=1e3, coarse=coarse)
+    last = list(S.run(staged, S.start(staged), staged.config.coarse_steps + 10))[-1]
+    assert last.image.shape == plain.targets(0).content.shape
+    assert _tutorial_loss(staged, last.image) < target / 2  # (12× lower when written)
 
 
 def test_noise_init_is_seeded(tiny_vgg, images):
@@ -196,9 +225,14 @@ def test_histogram_matching_gives_styles_the_contents_colour_statistics(images):
 
 
 # -- estimates ----------------------------------------------------------------------------------------
-def test_time_estimate_scales_with_pixels_and_steps():
-    assert S.estimate_seconds(2.0, 1000, 2.0, 10) == pytest.approx(2.0 * 1000 * 500 / 1e6 * 10)
-    assert S.estimate_seconds(2.0, 1000, 0.5, 10) == S.estimate_seconds(2.0, 1000, 2.0, 10)
+def test_time_estimate_scales_with_pixels_and_steps_of_each_stage():
+    plain = S.StyleConfig("a", ("b",), side=400)
+    assert S.estimate_seconds(2.0, plain, 2.0, 10) == pytest.approx(2.0 * 400 * 200 / 1e6 * 10)
+    assert S.estimate_seconds(2.0, plain, 0.5, 10) == S.estimate_seconds(2.0, plain, 2.0, 10)
+    staged = replace(plain, coarse=(S.Stage(0.25, 4), S.Stage(0.5, 2)))
+    full = 2.0 * 400 * 200 / 1e6
+    assert S.estimate_seconds(2.0, staged, 2.0, 10) == pytest.approx(full * (4 / 16 + 2 / 4 + 4))
+    assert S.estimate_seconds(2.0, staged, 2.0, 3, first=5) == pytest.approx(full * (1 / 4 + 2))  # a Continue
 
 
 # -- VGG19 through the registry ---------------------------------------------------------------------------
@@ -214,7 +248,8 @@ def _check_loaded(extractor: S.FeatureExtractor, state: dict[str, torch.Tensor])
     loaded = {k.split("stages.", 1)[1]: v for k, v in extractor.state_dict().items() if "weight" in k}
     assert len(loaded) == 13  # 13 convolutions up to relu5_1; nothing of the classifier
     assert torch.equal(next(iter(loaded.values())), state["0.weight"])
-    assert torch.equal(extractor.stages[-1][-2].weight, state["28.weight"])
+    last_stage = cast(torch.nn.Sequential, extractor.stages[-1])
+    assert torch.equal(cast(torch.nn.Conv2d, last_stage[-2]).weight, state["28.weight"])
     deepest = extractor(torch.rand(1, 3, 32, 32), [VGG_DEEPEST])[VGG_DEEPEST]
     assert deepest.shape == (1, 512, 2, 2) and not deepest.is_meta and torch.isfinite(deepest).all()
 
@@ -265,4 +300,6 @@ def test_style_config_refuses_bad_settings():
         S.StyleConfig("relu1_1", ("relu1_1",), side=5000)
     with pytest.raises(ValueError, match="one weight per"):
         S.StyleConfig("relu1_1", ("relu1_1",), layer_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="coarse stage"):
+        S.StyleConfig("relu1_1", ("relu1_1",), coarse=(S.Stage(1.0, 5),))
     assert replace(S.StyleConfig("a", ("b",)), side=64).side == 64

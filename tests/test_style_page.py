@@ -8,6 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from core.style import COARSE_TO_FINE
 from tests.markdown import shown
 
 PAGE = "../pages/4_Style_Transfer.py"
@@ -23,8 +24,10 @@ def app(tmp_path, monkeypatch) -> AppTest:
 
 
 def _configure(at: AppTest, steps: int) -> None:
+    """``steps`` evaluations, all at 128 px (coarse → fine off)."""
     at.select_slider(key="res").set_value(128)
     at.number_input(key="n").set_value(steps)
+    at.toggle(key="ms").set_value(False)
 
 
 def _shallow(at: AppTest) -> None:
@@ -48,6 +51,21 @@ def test_short_run_draws_chart_and_image(app):
     captions = [img.caption for element in app.get("image") for img in element.proto.imgs]
     assert "step 4" in captions, "the current image is missing"
     assert app.get("download_button"), "the PNG download is missing"
+
+
+def test_default_coarse_to_fine_runs_the_coarse_stages_first(app):
+    assert app.toggle(key="ms").value, "the fastest schedule is the default"
+    coarse = sum(stage.steps for stage in COARSE_TO_FINE)
+    assert any(f"after {coarse} faster steps at smaller sizes" in c.value for c in app.caption)
+    _shallow(app)
+    app.select_slider(key="res").set_value(128)
+    app.number_input(key="n").set_value(2)
+    app.button(key="start").click().run()
+    assert not app.exception
+    spec = json.loads(app.get("plotly_chart")[-1].proto.spec)
+    assert len(spec["data"][0]["x"]) == coarse + 2, "every coarse and full-size evaluation is on the curve"
+    captions = [img.caption for element in app.get("image") for img in element.proto.imgs]
+    assert f"step {coarse + 2}" in captions
 
 
 def test_continue_resumes_and_extends_the_curve(app):

@@ -148,7 +148,7 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
     :data:`DRAW_EVERY_S`. The page's own Stop button reruns the page, which ends the wait or the run."""
     rec.goal, rec.running, rec.diverged = rec.state.step + steps, True, False
     every = max(1, steps // 12)
-    timed: list[StyleStep] = []
+    timed: dict[int, list[StyleStep]] = {}  # by pixel count: coarse stages' small steps cost more per pixel
 
     def work(bar: Reporter) -> bool:
         """True when the time limit paused the run."""
@@ -162,8 +162,8 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
                 rec.state, rec.image = item.state, item.image
                 rec.history.append(item.losses)
                 _keep_frame(rec, item, every)
-                if len(timed) < 8:
-                    timed.append(item)
+                if len(same := timed.setdefault(item.image[0, 0].numel(), [])) < 8:
+                    same.append(item)
                 bar.progress((item.step - rec.goal + steps) / steps, f"step {item.step} of {rec.goal}")
                 if time.monotonic() - drawn >= DRAW_EVERY_S or item.step == rec.goal:
                     draw(rec, chart, picture)
@@ -177,5 +177,5 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
     if paused:
         draw(rec, chart, picture)
         st.info(f"Paused after {MAX_RUN_S // 60} minutes at step {rec.state.step}: press **Continue** to go on.")
-    if timed:
-        st.session_state.setdefault(STYLE_RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed)
+    if timed:  # the estimate's rate: from the largest steps, which make up most of a run's time
+        st.session_state.setdefault(STYLE_RATES_KEY, {})[rec.model_id] = seconds_per_megapixel(timed[max(timed)])

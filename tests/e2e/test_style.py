@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from core.style import COARSE_TO_FINE
 from tests.e2e.conftest import ARTIFACTS, assert_no_exception, wait_for_idle
 
 pytestmark = pytest.mark.e2e
@@ -34,10 +35,13 @@ def test_loss_chart_grows_live_and_stop_halts_the_run(page, app_url):
 
     page.get_by_role("button", name="Stop").click()
     wait_for_idle(page)
-    message = page.get_by_text(re.compile(r"Stopped at step \d+ of 2000")).first
+    goal = 2000 + sum(stage.steps for stage in COARSE_TO_FINE)  # the default coarse stages come first
+    message = page.get_by_text(re.compile(rf"Stopped at step \d+ of {goal}")).first
     message.wait_for()
-    stopped_at = int(re.search(r"step (\d+)", message.inner_text()).group(1))
-    assert later <= stopped_at < 2000
+    found = re.search(r"step (\d+)", message.inner_text())
+    assert found is not None
+    stopped_at = int(found.group(1))
+    assert later <= stopped_at < goal
     time.sleep(2)
     assert page.evaluate(POINTS) == stopped_at, "the run kept going after Stop"
     assert_no_exception(page)
