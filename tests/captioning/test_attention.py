@@ -17,6 +17,7 @@ from core.captioning.attention import (
     token_rows,
     word_maps,
 )
+from core.captioning.families.kernels import eager_attention
 from core.captioning.types import Captioner, DecodingConfig
 from core.images import to_pil
 
@@ -47,7 +48,7 @@ def _cross_rows_from_generate(model, photo, config: DecodingConfig, *, follow_be
     pixels = model.pixels(photo)
     n_beams = config.num_beams if config.strategy == "beam" else 1  # greedy is one beam, whatever num_beams says
     kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": n_beams, "do_sample": False}
-    with torch.inference_mode():
+    with torch.inference_mode(), eager_attention():  # eager decoding records its weights; ours decodes with SDPA
         out = model.model.generate(pixels, output_attentions=True, return_dict_in_generate=True, **kwargs)
     steps = len(out.cross_attentions)
     beams = out.beam_indices[0, :steps].tolist() if n_beams > 1 and follow_beams else [0] * steps

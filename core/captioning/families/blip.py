@@ -14,6 +14,7 @@ class BlipCaptioner(HFCaptioner):
     family = "blip"
     label = "BLIP"
     model_class = "BlipForConditionalGeneration"
+    fast_kernel = False  # BLIP's own attention classes are eager only (no AttentionInterface): so is its pipeline
 
     def special_ids(self) -> tuple[list[int], list[int | None]]:
         text = self.model.config.text_config

@@ -23,6 +23,7 @@ import torch
 from core.models.registry import ModelError
 
 from .base import Encoded, HFCaptioner, Pass, encoder_rollout
+from .kernels import eager_attention
 
 #: Florence-2's input side: its model config has none; every published checkpoint's processor resizes to 768 px.
 IMAGE_SIZE = 768
@@ -85,7 +86,7 @@ class Florence2Captioner(HFCaptioner):
         and the teacher-forced pass (one decoder step rides along; it costs nothing beside DaViT at 768 px)."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        with torch.inference_mode():
+        with torch.inference_mode(), eager_attention():  # the BART encoder's attention is rolled out
             out = self.model.model(
                 input_ids=self.prompt_ids,
                 pixel_values=pixels,

@@ -16,6 +16,7 @@ class GitCaptioner(HFCaptioner):
     family = "git"
     label = "GIT"
     model_class = "GitForCausalLM"
+    fast_kernel = False  # GIT's text self-attention has an eager class only (GIT_SELF_ATTENTION_CLASSES)
 
     def special_ids(self) -> tuple[list[int], list[int | None]]:
         return [self.tokenizer.cls_token_id], [self.tokenizer.sep_token_id, self.tokenizer.pad_token_id]
