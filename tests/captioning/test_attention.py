@@ -9,6 +9,7 @@ import torch
 from core.captioning.attention import (
     AGGREGATIONS,
     AttentionStack,
+    Rollout,
     attention_at,
     combine_words,
     merge_subwords,
@@ -110,6 +111,13 @@ def test_rollout_matches_a_hand_computed_case():
     # 0.5·I + 0.5·A: M1 = [[1, 0], [.5, .5]], M2 = [[.5, .5], [0, 1]]; rollout = M2 @ M1
     np.testing.assert_allclose(rollout([first, second]), [[0.75, 0.25], [0.5, 0.5]])
     np.testing.assert_allclose(rollout([np.eye(3)[None]]), np.eye(3))
+
+
+def test_rollout_applied_to_rows_equals_the_rows_times_the_product():
+    rng = np.random.default_rng(0)
+    layers = [rng.dirichlet(np.ones(6), size=(2, 6)) for _ in range(4)]  # 4 layers × 2 heads of (6, 6) attention
+    rows = rng.dirichlet(np.ones(6), size=3)
+    np.testing.assert_allclose(Rollout.of(layers).apply(rows), rows @ rollout(layers), atol=1e-12)
 
 
 def _stack(rows: np.ndarray, grads: np.ndarray | None = None) -> AttentionStack:

@@ -93,10 +93,10 @@ def test_encoding_in_parallel_threads_keeps_each_rollout_and_leaves_no_hooks(tin
     model = tiny_registry.load("blip-base")
     images = [model.pixels(photo), model.pixels(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(90))]
     hooks = sum(len(m._forward_hooks) for m in model.model.modules())  # transformers keeps hooks of its own
-    serial = [model.encode(p).rollout for p in images]
+    serial = [np.stack(model.encode(p).rollout.layers) for p in images]
     with ThreadPoolExecutor(2) as pool:
         for _ in range(3):
-            parallel = list(pool.map(lambda p: model.encode(p).rollout, images))
+            parallel = list(pool.map(lambda p: np.stack(model.encode(p).rollout.layers), images))
             for ours, expected in zip(parallel, serial, strict=True):
                 np.testing.assert_array_equal(ours, expected)
     assert sum(len(m._forward_hooks) for m in model.model.modules()) == hooks

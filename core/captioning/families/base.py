@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from core.runtime import SILENT, Reporter, global_rng
 
-from ..attention import AttentionStack, MergeStyle, merge_subwords, rollout, word_maps
+from ..attention import AttentionStack, MergeStyle, Rollout, merge_subwords, word_maps
 from ..types import WHOLE, Box, CaptionResult, DecodingConfig, WordStream
 from .kernels import eager_attention, register
 
@@ -87,9 +87,9 @@ def _word_streamer(captioner: HFCaptioner, stream: WordStream) -> Any:
     return _Words()
 
 
-def encoder_rollout(attentions: Sequence[torch.Tensor]) -> np.ndarray:
-    """Rollout through the vision encoder's self-attention (batch of one): (positions, positions)."""
-    return rollout([a[0].detach().numpy() for a in attentions])
+def encoder_rollout(attentions: Sequence[torch.Tensor]) -> Rollout:
+    """Rollout through the vision encoder's self-attention (batch of one), over its positions."""
+    return Rollout.of([a[0].detach().numpy() for a in attentions])
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Encoded:
     """
 
     outputs: Any  # a ``BaseModelOutput`` holding ``last_hidden_state`` only
-    rollout: np.ndarray  # (positions, positions)
+    rollout: Rollout
     rollout_seconds: float  # time spent on the rollout, counted as explaining rather than captioning
 
 
@@ -112,12 +112,12 @@ class Pass:
     logits: torch.Tensor  # (tokens, vocab)
     attentions: tuple[torch.Tensor, ...]  # per layer, as the model returned them (autograd leaves of interest)
     index: tuple[Any, ...]  # selects (heads, tokens, image positions) from each of ``attentions``
-    vision_rollout: np.ndarray  # rollout of the vision self-attention (positions, positions)
+    vision_rollout: Rollout  # rollout of the vision self-attention
 
     @property
     def image_positions(self) -> int:
         """Number of positions the vision encoder outputs (patches plus CLS/extra tokens)."""
-        return self.vision_rollout.shape[-1]
+        return self.vision_rollout.positions
 
     @property
     def rows(self) -> list[torch.Tensor]:
@@ -198,7 +198,7 @@ class HFCaptioner:
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input-patch rollout: the mean cross-attention, through the vision rollout."""
         to_image = np.mean([r.detach().numpy().mean(axis=0) for r in run.rows], axis=0)
-        return to_image @ run.vision_rollout
+        return run.vision_rollout.apply(to_image)
 
     def span(self, n_tokens: int) -> slice:
         """Positions of ``prefix + ids`` whose outputs predict the ``n_tokens`` caption tokens."""
@@ -297,7 +297,7 @@ class HFCaptioner:
             for handle in handles:
                 handle.remove()
         start = time.perf_counter()
-        mixed = rollout(means)  # head means of one head each: the same numbers as from the full stack
+        mixed = Rollout.of(means)  # head means of one head each: the same numbers as from the full stack
         seconds = time.perf_counter() - start
         return Encoded(BaseModelOutput(last_hidden_state=out.last_hidden_state), mixed, seconds)
 

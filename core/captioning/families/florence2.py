@@ -119,7 +119,7 @@ class Florence2Captioner(HFCaptioner):
         """Token → encoder-input rollout over the whole encoder input, kept to the image positions."""
         span = self.span(n_tokens)
         to_inputs = np.mean([a[0, :, span].detach().numpy().mean(axis=0) for a in run.attentions], axis=0)
-        return (to_inputs @ run.vision_rollout)[:, : self.n_image]
+        return run.vision_rollout.apply(to_inputs)[:, : self.n_image]
 
 
 __all__ = ["IMAGE_SIZE", "PROMPT", "Florence2Captioner"]

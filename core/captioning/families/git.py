@@ -36,4 +36,4 @@ class GitCaptioner(HFCaptioner):
         n = run.image_positions
         full = rollout([a[0].detach().numpy() for a in run.attentions])
         first = n + len(self.prefix) - 1
-        return full[first : first + n_tokens, :n] @ run.vision_rollout
+        return run.vision_rollout.apply(full[first : first + n_tokens, :n])
