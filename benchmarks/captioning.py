@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -96,7 +97,9 @@ def first_word(ours: HFCaptioner, image: Image.Image, config: DecodingConfig, re
     first = statistics.median(until_first() for _ in range(repeats))
     encoder = statistics.median(timed(lambda: ours.encode(pixels)) for _ in range(repeats))
     encoded = ours.encode(pixels)
-    step = statistics.median(timed(lambda: ours.generate_ids(pixels, one, encoded=encoded)) for _ in range(repeats))
+    with warnings.catch_warnings():  # the fixed 20-token minimum does not fit one token: transformers says so
+        warnings.simplefilter("ignore", UserWarning)
+        step = statistics.median(timed(lambda: ours.generate_ids(pixels, one, encoded=encoded)) for _ in range(repeats))
     check = f"encoder {encoder:.3f} s + one step {step:.3f} s"
     return Row(f"{ours.model_id} twin, first word", first, encoder + step, "≤ 1.0", check=check)
 

@@ -83,20 +83,26 @@ class Florence2Captioner(HFCaptioner):
 
     def encode(self, pixels: torch.Tensor) -> Encoded:
         """The image-and-prompt encoder's output and the rollout of its self-attention, shared by decoding
-        and the teacher-forced pass (one decoder step rides along; it costs nothing beside DaViT at 768 px)."""
+        and the teacher-forced pass. DaViT runs the SDPA kernel (its window and channel attention are never
+        drawn); only the BART encoder, whose attention is rolled out, runs eager attention.
+
+        The steps are ``Florence2Model.forward``'s own: image features into the prompt's image tokens, then
+        the BART encoder over the whole input.
+        """
         from transformers.modeling_outputs import BaseModelOutput
 
-        with torch.inference_mode(), eager_attention():  # the BART encoder's attention is rolled out
-            out = self.model.model(
-                input_ids=self.prompt_ids,
-                pixel_values=pixels,
-                decoder_input_ids=torch.tensor([self.prefix[:1]]),
-                output_attentions=True,
-            )
+        model = self.model.model
+        with torch.inference_mode():
+            features: torch.Tensor = model.get_image_features(pixels).pooler_output
+            embeds: torch.Tensor = model.get_input_embeddings()(self.prompt_ids)
+            image = (self.prompt_ids == model.config.image_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(image, features.to(embeds.dtype))
+            with eager_attention():
+                out = model.language_model.encoder(inputs_embeds=embeds, output_attentions=True)
         start = time.perf_counter()
-        mixed = encoder_rollout(out.encoder_attentions)
+        mixed = encoder_rollout(out.attentions)
         seconds = time.perf_counter() - start
-        return Encoded(BaseModelOutput(last_hidden_state=out.encoder_last_hidden_state), mixed, seconds)
+        return Encoded(BaseModelOutput(last_hidden_state=out.last_hidden_state), mixed, seconds)
 
     def generate(self, pixels: torch.Tensor, encoded: Encoded | None, kwargs: dict[str, Any]) -> torch.Tensor:
         source = {"input_ids": self.prompt_ids, "pixel_values": pixels} if encoded is None else {}
