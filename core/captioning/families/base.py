@@ -103,6 +103,28 @@ class Encoded:
     outputs: Any  # a ``BaseModelOutput`` holding ``last_hidden_state`` only
     rollout: Rollout
     rollout_seconds: float  # time spent on the rollout, counted as explaining rather than captioning
+    #: The decoder's cross-attention keys and values of these states, as decoding computed them (a
+    #: ``DynamicCache``, batch of one): the teacher-forced pass reuses them (BLIP-base: ~16 GFLOP saved).
+    cross: Any = None
+
+    def reuse(self) -> dict[str, Any]:
+        """Keyword arguments that hand a decoder forward the cross-attention cache (its self-attention fresh)."""
+        if self.cross is None:
+            return {}
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        return {"cache": EncoderDecoderCache(DynamicCache(), self.cross), "use_cache": True}
+
+    def keep_cross(self, cache: Any) -> None:
+        """Keep the cross-attention part of ``generate``'s cache (one row: beams share the encoder states)."""
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        if isinstance(cache, EncoderDecoderCache):
+            cross: Any = DynamicCache()
+            for i, layer in enumerate(cache.cross_attention_cache.layers):
+                keys, values = cast(Any, layer).keys, cast(Any, layer).values
+                cross.update(keys[:1], values[:1], i)
+            self.cross = cross
 
 
 @dataclass
@@ -321,9 +343,14 @@ class HFCaptioner:
         if stream is not None and not beams:
             kwargs["streamer"] = _word_streamer(self, stream)
         # sampling draws from torch's global generator, shared with other sessions' threads: own it meanwhile
+        if encoded is not None:  # its cache's cross-attention part serves the teacher-forced pass
+            kwargs["return_dict_in_generate"] = True
         rng = global_rng(config.seed) if config.strategy == "sample" else nullcontext()
         with torch.inference_mode(), rng:
-            out = self.generate(pixels, encoded, kwargs)
+            generated: Any = self.generate(pixels, encoded, kwargs)
+        out: torch.Tensor = generated if encoded is None else generated.sequences
+        if encoded is not None:
+            encoded.keep_cross(generated.cache)
         ids: list[int] = []
         for token in map(int, out[0, len(self.prefix) :]):
             if token in self.stop_ids:

@@ -115,7 +115,7 @@ class Florence2Captioner(HFCaptioner):
         if encoded is None:
             source: dict[str, Any] = {"input_ids": self.prompt_ids, "pixel_values": pixels}
         else:
-            source = {"encoder_outputs": encoded.outputs}
+            source = {"encoder_outputs": encoded.outputs, **encoded.reuse()}
         out = self.model(**source, decoder_input_ids=torch.tensor([self.prefix + ids]), output_attentions=True)
         mixed = encoder_rollout(out.encoder_attentions) if encoded is None else encoded.rollout
         index = (0, slice(None), span, slice(0, self.n_image))
