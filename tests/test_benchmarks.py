@@ -89,7 +89,7 @@ def test_captioning_times_every_family():
     assert [r["case"].split(" twin")[0] for r in rows] == ["blip-base", "vit-gpt2", "florence-2-base"]
     assert [r["check"] for r in rows] == ["same caption: True"] * 3, rows  # ours captions like transformers
     assert [r["case"].split(" twin")[0] for r in first] == ["blip-base", "vit-gpt2", "florence-2-base"]
-    assert all(r["check"].startswith("encoder ") and " + one step " in r["check"] for r in first), first
+    assert all(r["check"].startswith("preprocessing ") and " + one step " in r["check"] for r in first), first
     ratios_parse(rows + first)
 
 
