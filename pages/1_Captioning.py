@@ -150,7 +150,9 @@ if not ready:
 
 image = picked.image
 key = image_digest(picked.name, image)
-found = run_captions(image, key, ready, config, gradients=method == "gradient")
+job_box, board = st.container(), st.empty()  # the job's progress and Stop above; the columns below
+with job_box:
+    found = run_captions(image, key, ready, config, gradients=method == "gradient", board=board)
 good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
 if method == "gradient":
     good = {m: with_gradients(image, key, m, config) for m in good}
@@ -160,7 +162,7 @@ with attention_box:
 shown = {m: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)) for m, r in good.items()}
 
 # -- side by side -----------------------------------------------------------------------------------
-columns = st.columns(max(len(found), 1))
+columns = board.container().columns(max(len(found), 1))  # replaces the columns the words streamed into
 for column, (model_id, result) in zip(columns, found.items(), strict=False):
     spec = reg.get(model_id)
     with column:

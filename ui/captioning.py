@@ -2,7 +2,8 @@
 
 Results live in this session's state, keyed by (image, model, decoding), so a rerun caused by a
 click (reverse view, faithfulness, references) redraws without recomputing, and a run interrupted by
-Stop or a new setting keeps the models that had already finished.
+Stop or a new setting keeps the models that had already finished. While captions run, each model's
+column shows its words as they are decoded; the page then redraws the columns with the maps.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 import streamlit as st
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from core.captioning.attention import Aggregation, word_maps
-from core.captioning.types import Captioner, CaptionResult, DecodingConfig
+from core.captioning.types import Captioner, CaptionResult, DecodingConfig, WordStream
 from core.models import ModelError
 from core.runtime import Reporter
 from ui.jobs import recall, remember, run_job
-from ui.resources import load_model
+from ui.resources import load_model, registry
 from ui.text import plain
 from ui.widgets import ensure_ready
 
@@ -43,26 +46,38 @@ def result_key(key: str, model_id: str, config: DecodingConfig) -> tuple[str, st
 
 
 def run_captions(
-    image: Image.Image, key: str, model_ids: list[str], config: DecodingConfig, *, gradients: bool
+    image: Image.Image,
+    key: str,
+    model_ids: list[str],
+    config: DecodingConfig,
+    *,
+    gradients: bool,
+    board: DeltaGenerator | None = None,
 ) -> dict[str, CaptionResult | str]:
     """Each model's stored result, or its error message; the missing ones are captioned as one gated job.
 
     Every model's result is kept as soon as it is ready, so a run interrupted by Stop or a new setting
-    keeps the models that had already finished.
+    keeps the models that had already finished. While the job runs, ``board`` (a placeholder) holds one
+    column per model being captioned, where its words appear as they are decoded (:func:`live_columns`).
     """
     found = {m: recall(result_key(key, m, config)) for m in model_ids}  # recalled: the newest, kept longest
     todo = [m for m, r in found.items() if r is None]
 
     def work(reporter: Reporter) -> bool:
+        lines = live_columns(board, todo, config) if board is not None else {}
         for i, model_id in enumerate(todo):
+            line = lines.get(model_id)
             progress = Reporter(
                 lambda f, m, i=i, model_id=model_id: reporter.step((i + f) / len(todo), f"{model_id} {m}")
             )
             try:
-                found[model_id] = _caption(model_id, image, config, progress, gradients)
+                stream = None if line is None else partial(show_words, line)
+                found[model_id] = _caption(model_id, image, config, progress, gradients, stream)
             except ModelError as err:
                 found[model_id] = str(err)
             remember(result_key(key, model_id, config), found[model_id])
+            if line is not None:
+                show_done(line, found[model_id])
         return True
 
     if todo:
@@ -81,11 +96,49 @@ def run_captions(
 
 
 def _caption(
-    model_id: str, image: Image.Image, config: DecodingConfig, progress: Reporter, gradients: bool
+    model_id: str,
+    image: Image.Image,
+    config: DecodingConfig,
+    progress: Reporter,
+    gradients: bool,
+    stream: WordStream | None,
 ) -> CaptionResult:
     """Caption with one model, referenced only meanwhile: a model the registry evicts to make room for the
     next is then freed before that one loads (a loop variable kept BLIP-base alive while ViT-GPT2 loaded)."""
-    return load_captioner(model_id).caption(image, config, progress, gradients=gradients)
+    return load_captioner(model_id).caption(image, config, progress, gradients=gradients, stream=stream)
+
+
+def live_columns(board: DeltaGenerator, model_ids: list[str], config: DecodingConfig) -> dict[str, DeltaGenerator]:
+    """One column per model in ``board``, each with a line its words stream into while it decodes.
+
+    The work runs in this script thread, so each update reaches the browser at once. Beam search has no words
+    before its beams finish (``generate`` streams no beams): its columns say so, and show the caption at the end.
+    """
+    reg = registry()
+    lines: dict[str, DeltaGenerator] = {}
+    with board.container():
+        for column, model_id in zip(st.columns(max(len(model_ids), 1)), model_ids, strict=False):
+            column.subheader(plain(reg.get(model_id).display_name))
+            line = column.empty()
+            if config.strategy == "beam":
+                line.caption("Beam search: the caption appears when the beams are done, then its maps.")
+            else:
+                line.caption("Waiting…")
+            lines[model_id] = line
+    return lines
+
+
+def show_words(line: DeltaGenerator, words: tuple[str, ...]) -> None:
+    """A caption while it is decoded: the words so far (the last may still grow by sub-words)."""
+    line.markdown(f"> {plain(' '.join(words))} ▌")
+
+
+def show_done(line: DeltaGenerator, result: CaptionResult | str) -> None:
+    """A model's finished caption while the others run; its maps are drawn when the job is over."""
+    if isinstance(result, str):
+        line.warning(result, icon="⚠️")
+    else:
+        line.markdown(f"> {plain(result.caption) or '(empty caption)'}  \n*maps ready: shown when all are done*")
 
 
 def with_gradients(image: Image.Image, key: str, model_id: str, config: DecodingConfig) -> CaptionResult:

@@ -3,7 +3,7 @@ treat a transformers model and our LSTM alike."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # core.runtime imports torch: the result types stay importabl
 Box = tuple[float, float, float, float]
 WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
 
+
+#: Called while a caption is decoded with its words so far (the last may still grow by sub-words), so a page
+#: shows them as they come; the last call's words are the result's ``words``. Beam search calls it once, at the end.
+WordStream = Callable[[tuple[str, ...]], None]
 
 Strategy = Literal["greedy", "beam", "sample"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "sample")
@@ -80,7 +84,8 @@ class CaptionResult:
 class Captioner(Protocol):
     """What every registry loader for ``task="captioning"`` returns.
 
-    ``caption`` decodes and returns the result with its ``view``; ``explain`` and ``explain_ids`` run one
+    ``caption`` decodes and returns the result with its ``view``, handing ``stream`` the words as they are
+    decoded (the maps follow in the result); ``explain`` and ``explain_ids`` run one
     teacher-forced pass over a given caption (the faithfulness check re-scores a fixed caption on a masked
     image with them). ``gradients=True`` also computes ∂ log p(token) / ∂ attention for models with an
     attention stack (``result.attention.gradients``); models without one (our LSTM) ignore it.
@@ -90,7 +95,13 @@ class Captioner(Protocol):
     grid: tuple[int, int]
 
     def caption(
-        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = ..., *, gradients: bool = False
+        self,
+        image: Image.Image,
+        config: DecodingConfig,
+        reporter: Reporter = ...,
+        *,
+        gradients: bool = False,
+        stream: WordStream | None = None,
     ) -> CaptionResult: ...
 
     def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult: ...

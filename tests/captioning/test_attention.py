@@ -9,6 +9,7 @@ import torch
 from core.captioning.attention import (
     AGGREGATIONS,
     AttentionStack,
+    Rollout,
     attention_at,
     combine_words,
     merge_subwords,
@@ -17,6 +18,7 @@ from core.captioning.attention import (
     token_rows,
     word_maps,
 )
+from core.captioning.families.kernels import eager_attention
 from core.captioning.types import Captioner, DecodingConfig
 from core.images import to_pil
 
@@ -47,7 +49,7 @@ def _cross_rows_from_generate(model, photo, config: DecodingConfig, *, follow_be
     pixels = model.pixels(photo)
     n_beams = config.num_beams if config.strategy == "beam" else 1  # greedy is one beam, whatever num_beams says
     kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": n_beams, "do_sample": False}
-    with torch.inference_mode():
+    with torch.inference_mode(), eager_attention():  # eager decoding records its weights; ours decodes with SDPA
         out = model.model.generate(pixels, output_attentions=True, return_dict_in_generate=True, **kwargs)
     steps = len(out.cross_attentions)
     beams = out.beam_indices[0, :steps].tolist() if n_beams > 1 and follow_beams else [0] * steps
@@ -109,6 +111,13 @@ def test_rollout_matches_a_hand_computed_case():
     # 0.5·I + 0.5·A: M1 = [[1, 0], [.5, .5]], M2 = [[.5, .5], [0, 1]]; rollout = M2 @ M1
     np.testing.assert_allclose(rollout([first, second]), [[0.75, 0.25], [0.5, 0.5]])
     np.testing.assert_allclose(rollout([np.eye(3)[None]]), np.eye(3))
+
+
+def test_rollout_applied_to_rows_equals_the_rows_times_the_product():
+    rng = np.random.default_rng(0)
+    layers = [rng.dirichlet(np.ones(6), size=(2, 6)) for _ in range(4)]  # 4 layers × 2 heads of (6, 6) attention
+    rows = rng.dirichlet(np.ones(6), size=3)
+    np.testing.assert_allclose(Rollout.of(layers).apply(rows), rows @ rollout(layers), atol=1e-12)
 
 
 def _stack(rows: np.ndarray, grads: np.ndarray | None = None) -> AttentionStack:

@@ -13,6 +13,7 @@ from transformers import AutoProcessor, Florence2ForConditionalGeneration
 from core.captioning.attention import AGGREGATIONS, word_maps
 from core.captioning.families import Florence2Captioner, family_for
 from core.captioning.families.florence2 import PROMPT
+from core.captioning.families.kernels import eager_attention
 from core.captioning.types import WHOLE, DecodingConfig
 from core.captioning.user_models import add_user_model
 from core.models import ModelError, Registry
@@ -60,7 +61,7 @@ def test_teacher_forced_maps_equal_generate_time_cross_attention(florence, photo
     """Generate with the library's own loop (no shared encoder pass), reading the decoder's cross-attention at
     each step; the published n-gram ban and forced end are off, as our decoding controls leave them."""
     assert florence.model.generation_config.no_repeat_ngram_size == 3  # the published default we switch off
-    with torch.inference_mode():
+    with torch.inference_mode(), eager_attention():  # eager decoding records its weights; ours decodes with SDPA
         out = florence.model.generate(
             input_ids=florence.prompt_ids,
             pixel_values=florence.pixels(photo),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,16 +88,40 @@ def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny
     np.testing.assert_array_equal(captioned.token_probs, alone.token_probs)
 
 
+def test_the_maps_pass_reuses_the_cross_attention_keys_decoding_computed(tiny_registry, photo):
+    """The teacher-forced pass takes the encoder states' keys and values from decoding's cache: the decoder's
+    cross-attention never projects them again, and the maps and probabilities are those of a fresh pass."""
+    model = tiny_registry.load("vit-gpt2")
+    pixels = model.pixels(photo)
+    encoded = model.encode(pixels)
+    ids = model.generate_ids(pixels, DecodingConfig(max_new_tokens=5), encoded=encoded)
+    assert encoded.cross is not None
+    projections: list[int] = []
+    blocks = model.model.decoder.transformer.h
+    handles = [b.crossattention.c_attn.register_forward_hook(lambda *_: projections.append(1)) for b in blocks]
+    try:
+        reused = model.maps_pass(pixels, ids, encoded)
+        assert not projections
+        fresh = model.maps_pass(pixels, ids, dataclasses.replace(encoded, cross=None))
+        assert len(projections) == len(blocks)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for a, b in zip(reused.rows, fresh.rows, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(reused.logits.numpy(), fresh.logits.numpy())
+
+
 def test_encoding_in_parallel_threads_keeps_each_rollout_and_leaves_no_hooks(tiny_registry, photo):
     """The head-mean hooks live on a shared model: each thread must see only its own layers (another
     thread's layers would lengthen the rollout's product and change it)."""
     model = tiny_registry.load("blip-base")
     images = [model.pixels(photo), model.pixels(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(90))]
     hooks = sum(len(m._forward_hooks) for m in model.model.modules())  # transformers keeps hooks of its own
-    serial = [model.encode(p).rollout for p in images]
+    serial = [np.stack(model.encode(p).rollout.layers) for p in images]
     with ThreadPoolExecutor(2) as pool:
         for _ in range(3):
-            parallel = list(pool.map(lambda p: model.encode(p).rollout, images))
+            parallel = list(pool.map(lambda p: np.stack(model.encode(p).rollout.layers), images))
             for ours, expected in zip(parallel, serial, strict=True):
                 np.testing.assert_array_equal(ours, expected)
     assert sum(len(m._forward_hooks) for m in model.model.modules()) == hooks

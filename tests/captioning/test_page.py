@@ -289,3 +289,31 @@ def test_exports_hold_the_maps_on_screen_and_every_figure_downloads_as_png(page,
     for chart in charts:
         config = json.loads(chart.proto.config)
         assert config["modeBarButtons"] == [["toImage"]] and config["toImageButtonOptions"]["format"] == "png"
+
+
+def test_the_page_streams_each_models_words_then_shows_its_caption(page, tiny_dir, monkeypatch):
+    """The page hands every captioner a word stream (its column's live line); when the job is over the finished
+    caption replaces the streamed words (no cursor left)."""
+    from core.captioning import families
+
+    seen: dict[str, list[tuple[str, ...]]] = {}
+    original = families.HFCaptioner.caption
+
+    def caption(self, *args, stream=None, **kwargs):
+        assert stream is not None, "the page must stream the words"
+
+        def spy(words):
+            seen.setdefault(self.model_id, []).append(words)
+            stream(words)
+
+        return original(self, *args, stream=spy, **kwargs)
+
+    monkeypatch.setattr(families.HFCaptioner, "caption", caption)
+    at = page(tiny_dir)
+    at.query_params["models"] = ["vit-gpt2", "blip-base"]
+    at.query_params["max"] = "4"
+    _caption(at)
+    assert not at.exception
+    assert set(seen) == {"vit-gpt2", "blip-base"} and all(seen.values())
+    quotes = [m.value for m in at.markdown if m.value.startswith("> ")]
+    assert len(quotes) == 2 and not any("▌" in q for q in quotes)

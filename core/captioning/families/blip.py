@@ -14,6 +14,7 @@ class BlipCaptioner(HFCaptioner):
     family = "blip"
     label = "BLIP"
     model_class = "BlipForConditionalGeneration"
+    fast_kernel = False  # BLIP's own attention classes are eager only (no AttentionInterface): so is its pipeline
 
     def special_ids(self) -> tuple[list[int], list[int | None]]:
         text = self.model.config.text_config
@@ -39,11 +40,12 @@ class BlipCaptioner(HFCaptioner):
 
     def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
         span = self.span(len(ids))
+        reuse: dict[str, Any] = {}
         if encoded is None:
             vision = self.model.vision_model(pixel_values=pixels, output_attentions=True)
             states, mixed = vision.last_hidden_state, encoder_rollout(vision.attentions)
         else:
-            states, mixed = encoded.outputs.last_hidden_state, encoded.rollout
+            states, mixed, reuse = encoded.outputs.last_hidden_state, encoded.rollout, encoded.reuse()
         tokens = torch.tensor([self.prefix + ids], device=states.device)
-        out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True)
+        out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True, **reuse)
         return Pass(out.logits[0, span], out.cross_attentions, (0, slice(None), span), mixed)

@@ -24,6 +24,7 @@ from core.models.device import host
 from core.models.registry import ModelError
 
 from .base import Encoded, HFCaptioner, Pass, encoder_rollout
+from .kernels import eager_attention
 
 #: Florence-2's input side: its model config has none; every published checkpoint's processor resizes to 768 px.
 IMAGE_SIZE = 768
@@ -83,20 +84,26 @@ class Florence2Captioner(HFCaptioner):
 
     def encode(self, pixels: torch.Tensor) -> Encoded:
         """The image-and-prompt encoder's output and the rollout of its self-attention, shared by decoding
-        and the teacher-forced pass (one decoder step rides along; it costs nothing beside DaViT at 768 px)."""
+        and the teacher-forced pass. DaViT runs the SDPA kernel (its window and channel attention are never
+        drawn); only the BART encoder, whose attention is rolled out, runs eager attention.
+
+        The steps are ``Florence2Model.forward``'s own: image features into the prompt's image tokens, then
+        the BART encoder over the whole input.
+        """
         from transformers.modeling_outputs import BaseModelOutput
 
+        model = self.model.model
         with torch.inference_mode():
-            out = self.model.model(
-                input_ids=self.prompt_ids,
-                pixel_values=pixels,
-                decoder_input_ids=torch.tensor([self.prefix[:1]], device=self.prompt_ids.device),
-                output_attentions=True,
-            )
+            features: torch.Tensor = model.get_image_features(pixels).pooler_output
+            embeds: torch.Tensor = model.get_input_embeddings()(self.prompt_ids)
+            image = (self.prompt_ids == model.config.image_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(image, features.to(embeds.dtype))
+            with eager_attention():
+                out = model.language_model.encoder(inputs_embeds=embeds, output_attentions=True)
         start = time.perf_counter()
-        mixed = encoder_rollout(out.encoder_attentions)
+        mixed = encoder_rollout(out.attentions)
         seconds = time.perf_counter() - start
-        return Encoded(BaseModelOutput(last_hidden_state=out.encoder_last_hidden_state), mixed, seconds)
+        return Encoded(BaseModelOutput(last_hidden_state=out.last_hidden_state), mixed, seconds)
 
     def generate(self, pixels: torch.Tensor, encoded: Encoded | None, kwargs: dict[str, Any]) -> torch.Tensor:
         source = {"input_ids": self.prompt_ids, "pixel_values": pixels} if encoded is None else {}
@@ -111,7 +118,7 @@ class Florence2Captioner(HFCaptioner):
         if encoded is None:
             source: dict[str, Any] = {"input_ids": self.prompt_ids, "pixel_values": pixels}
         else:
-            source = {"encoder_outputs": encoded.outputs}
+            source = {"encoder_outputs": encoded.outputs, **encoded.reuse()}
         out = self.model(
             **source,
             decoder_input_ids=torch.tensor([self.prefix + ids], device=self.prompt_ids.device),
@@ -125,7 +132,7 @@ class Florence2Captioner(HFCaptioner):
         """Token → encoder-input rollout over the whole encoder input, kept to the image positions."""
         span = self.span(n_tokens)
         to_inputs = np.mean([host(a[0, :, span]).mean(axis=0) for a in run.attentions], axis=0)
-        return (to_inputs @ run.vision_rollout)[:, : self.n_image]
+        return run.vision_rollout.apply(to_inputs)[:, : self.n_image]
 
 
 __all__ = ["IMAGE_SIZE", "PROMPT", "Florence2Captioner"]

@@ -18,6 +18,7 @@ class GitCaptioner(HFCaptioner):
     family = "git"
     label = "GIT"
     model_class = "GitForCausalLM"
+    fast_kernel = False  # GIT's text self-attention has an eager class only (GIT_SELF_ATTENTION_CLASSES)
 
     def special_ids(self) -> tuple[list[int], list[int | None]]:
         return [self.tokenizer.cls_token_id], [self.tokenizer.sep_token_id, self.tokenizer.pad_token_id]
@@ -37,4 +38,4 @@ class GitCaptioner(HFCaptioner):
         n = run.image_positions
         full = rollout([host(a[0]) for a in run.attentions])
         first = n + len(self.prefix) - 1
-        return full[first : first + n_tokens, :n] @ run.vision_rollout
+        return run.vision_rollout.apply(full[first : first + n_tokens, :n])

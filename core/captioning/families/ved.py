@@ -35,7 +35,8 @@ class VisionEncoderDecoderCaptioner(HFCaptioner):
 
     def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
         span = self.span(len(ids))
-        source = {"pixel_values": pixels} if encoded is None else {"encoder_outputs": encoded.outputs}
+        shared = None if encoded is None else {"encoder_outputs": encoded.outputs, **encoded.reuse()}
+        source = shared or {"pixel_values": pixels}
         out = self.model(
             **source,
             decoder_input_ids=torch.tensor([self.prefix + ids], device=self.model.device),

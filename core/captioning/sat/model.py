@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Self, cast
@@ -34,7 +34,7 @@ from core.models import ImageClassifier, ModelError, ModelSpec, ProgressFn, Regi
 from core.runtime import SILENT, Reporter
 
 from ..metrics import tokenize
-from ..types import WHOLE, Box, CaptionResult, DecodingConfig
+from ..types import WHOLE, Box, CaptionResult, DecodingConfig, WordStream
 
 ENCODER_ID = "efficientnet-lite0"
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -245,11 +245,18 @@ def _nucleus(logits: torch.Tensor, config: DecodingConfig, generator: torch.Gene
 
 
 @torch.inference_mode()
-def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, reporter: Reporter = SILENT) -> _Path:
+def decode(
+    decoder: SatDecoder,
+    feats: torch.Tensor,
+    config: DecodingConfig,
+    reporter: Reporter = SILENT,
+    on_tokens: Callable[[list[int]], None] | None = None,
+) -> _Path:
     """Greedy (a beam of 1), beam search or nucleus sampling for one image's features (1, cells, channels).
 
     Each beam carries its own maps; when beams are reordered the records move with them, so the
-    returned maps are exactly those of the returned caption.
+    returned maps are exactly those of the returned caption. Greedy and sampled captions hand ``on_tokens``
+    their word ids so far (without ``<start>`` and ``<end>``) after every word; beams are not final until the end.
     """
     decoder.eval()
     a, keys = decoder.annotate(feats)
@@ -277,6 +284,8 @@ def decode(decoder: SatDecoder, feats: torch.Tensor, config: DecodingConfig, rep
             top = total.flatten().topk(width - len(done))
             picks = [(int(i) // total.shape[1], int(i) % total.shape[1], float(v)) for v, i in zip(*top, strict=True)]
         extended = [paths[b].extend(w, logp, probs[b], out.alpha[b], float(out.beta[b])) for b, w, logp in picks]
+        if on_tokens is not None and width == 1 and not extended[0].finished:
+            on_tokens(extended[0].tokens[1:])
         done += [p for p in extended if p.finished]
         rows = [b for (b, _, _), p in zip(picks, extended, strict=True) if not p.finished]
         paths = [p for p in extended if not p.finished]
@@ -338,12 +347,25 @@ class SatCaptioner(nn.Module):
         return WHOLE
 
     def caption(
-        self, image: Image.Image, config: DecodingConfig, reporter: Reporter = SILENT, *, gradients: bool = False
+        self,
+        image: Image.Image,
+        config: DecodingConfig,
+        reporter: Reporter = SILENT,
+        *,
+        gradients: bool = False,
+        stream: WordStream | None = None,
     ) -> CaptionResult:
         """Decode; ``gradients`` is accepted for the contract and ignored (one soft-attention map per word)."""
         start = time.perf_counter()
-        path = decode(self.decoder, self.features([image]), config, reporter)
-        return replace(self._result(path, time.perf_counter() - start), view=self.view(image))
+        path = decode(self.decoder, self.features([image]), config, reporter, stream and self._stream_ids(stream))
+        result = replace(self._result(path, time.perf_counter() - start), view=self.view(image))
+        if stream is not None and config.strategy == "beam":
+            stream(tuple(result.words))
+        return result
+
+    def _stream_ids(self, stream: WordStream) -> Callable[[list[int]], None]:
+        """``decode``'s word ids → ``stream``'s words."""
+        return lambda ids: stream(tuple(self.vocab.words[i] for i in ids))
 
     def explain(self, image: Image.Image, caption: str, *, gradients: bool = False) -> CaptionResult:
         """Teacher-forced pass over ``caption``: per-word maps and the model's probability of each word."""
