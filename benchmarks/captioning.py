@@ -36,24 +36,24 @@ from core.samples import load_sample
 MODELS = ("blip-base", "vit-gpt2", "florence-2-base")
 
 
-def baseline(model_id: str, folder: str, tokens: int) -> Any:
-    """A callable image → caption text, the way a transformers user would write it (caption only)."""
+def baseline(model_id: str, folder: str, tokens: int, device: torch.device) -> Any:
+    """A callable image → caption text, the way a transformers user would write it (caption only), on ``device``."""
     fixed = {"min_new_tokens": tokens, "max_new_tokens": tokens}
     if model_id == "blip-base":
         from transformers import logging, pipeline
 
         logging.set_verbosity_error()  # "image-to-text was renamed" is logged with a broken format string
-        pipe = pipeline("image-to-text", model=folder)
+        pipe = pipeline("image-to-text", model=folder, device=device)
         return lambda image: pipe(images=image, text="", generate_kwargs=fixed)[0]["generated_text"]
     if model_id == "florence-2-base":
-        return florence_baseline(folder, tokens)
+        return florence_baseline(folder, tokens, device)
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
-    model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    model = VisionEncoderDecoderModel.from_pretrained(folder).eval().to(device)
     processor, tokenizer = AutoImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
 
     def caption(image: Image.Image) -> str:
-        pixel_values = processor(images=[image], return_tensors="pt").pixel_values
+        pixel_values = processor(images=[image], return_tensors="pt").pixel_values.to(device)
         with torch.inference_mode():
             output_ids = model.generate(pixel_values, **fixed)
         return tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
@@ -61,17 +61,17 @@ def baseline(model_id: str, folder: str, tokens: int) -> Any:
     return caption
 
 
-def florence_baseline(folder: str, tokens: int) -> Any:
+def florence_baseline(folder: str, tokens: int, device: torch.device) -> Any:
     """Florence-2's model card: the processor builds image tokens and the ``<CAPTION>`` prompt, then ``generate``."""
     from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-    model = Florence2ForConditionalGeneration.from_pretrained(folder).eval()
+    model = Florence2ForConditionalGeneration.from_pretrained(folder).eval().to(device)
     processor = AutoProcessor.from_pretrained(folder)
     fixed = {"min_new_tokens": tokens + 1, "max_new_tokens": tokens + 1, "num_beams": 1, "do_sample": False}
     fixed |= {"no_repeat_ngram_size": 0, "forced_eos_token_id": None}
 
     def caption(image: Image.Image) -> str:
-        inputs = processor(text="<CAPTION>", images=image, return_tensors="pt")
+        inputs = processor(text="<CAPTION>", images=image, return_tensors="pt").to(device)
         with torch.inference_mode():
             output_ids = model.generate(**inputs, **fixed)
         return processor.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 if decoder is not None:
                     decoder.generation_config.min_new_tokens = tokens  # fixed length; the config sets the maximum
             config = DecodingConfig(max_new_tokens=tokens)
-            theirs = baseline(model_id, str(registry.models_dir / model_id), tokens)
+            theirs = baseline(model_id, str(registry.models_dir / model_id), tokens, ours.model.device)
             result = ours.caption(image, config)
             assert len(result.token_ids) == tokens and result.word_maps.shape[0] == len(result.words)
             same = result.caption == theirs(image)

@@ -32,6 +32,7 @@ from benchmarks.common import Row, arguments, print_table, setup
 from benchmarks.twins import twin_registry
 from core import style as S
 from core.images import center_crop_resize, to_tensor
+from core.models.device import module_device
 from core.samples import load_sample
 
 # ours → the tutorial's names for the same activations (it counts convolutions, not blocks)
@@ -154,10 +155,12 @@ def _tutorial_model(extractor: S.FeatureExtractor, content: torch.Tensor, style:
     # the same VGG19 weights, in the standard layout the tutorial's freshly loaded model has
     cnn = copy.deepcopy(nn.Sequential(*[m for stage in extractor.stages for m in cast(nn.Sequential, stage)])).eval()
     cnn.to(memory_format=torch.contiguous_format)
-    model, style_losses, content_losses = get_style_model_and_losses(
-        cnn, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], style, content,
-        [TUTORIAL_LAYERS[config.content_layer]], [TUTORIAL_LAYERS[n] for n in config.style_layers],
-    )  # fmt: skip
+    device = module_device(extractor)
+    with device:  # the tutorial's ``torch.set_default_device(device)``: its normalisation tensors land there
+        model, style_losses, content_losses = get_style_model_and_losses(
+            cnn, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], style.to(device), content.to(device),
+            [TUTORIAL_LAYERS[config.content_layer]], [TUTORIAL_LAYERS[n] for n in config.style_layers],
+        )  # fmt: skip
     model.eval()
     model.requires_grad_(False)
     return model, style_losses, content_losses
@@ -169,7 +172,7 @@ def tutorial_run(extractor: S.FeatureExtractor, content: torch.Tensor, style: to
     ended, counted from the start of the model building, the loss each reported)."""
     began = time.perf_counter()
     model, style_losses, content_losses = _tutorial_model(extractor, content, style, config)
-    input_img = content.clone()
+    input_img = content.clone().to(module_device(extractor))
     input_img.requires_grad_(True)
     optimizer = optim.LBFGS([input_img])
     ends: list[float] = []
@@ -231,7 +234,7 @@ def time_to_target(extractor: S.FeatureExtractor, side: int, evals: int) -> Row:
 
     def judge(image: torch.Tensor) -> float:  # the tutorial's closure, forward only, on a [0, 1] image
         with torch.no_grad():
-            model(image.clamp(0, 1))
+            model(image.clamp(0, 1).to(module_device(extractor)))
         style_score = sum(float(sl.loss) for sl in style_losses) * plain.style_weight
         return style_score + sum(float(cl.loss) for cl in content_losses) * plain.content_weight
 

@@ -212,10 +212,11 @@ class Stage:
     steps: int
 
 
-#: The default coarse → fine schedule and full-size steps after it: reached the loss the PyTorch tutorial's code
-#: has after 300 evaluations in 0.12× / 0.18× its time (VGG19 twin, 128 / 256 px, ``benchmarks/style.py``)
-#: with 40 / 10 full-size steps; 60 leave a margin for larger images.
-COARSE_TO_FINE = (Stage(0.25, 60), Stage(0.5, 40))
+#: The default coarse → fine schedule and full-size steps after it: reaches the loss the PyTorch tutorial's code
+#: has after 300 evaluations in 0.16× / 0.18× its time (VGG19 twin, 256 / 512 px, ``benchmarks/style.py``) with
+#: 10 full-size steps; 60 leave a margin. With only 40 half-size steps 512 px needed 180 full-size ones (0.66×):
+#: a half-size picture that has settled is what makes the full-size steps few.
+COARSE_TO_FINE = (Stage(0.25, 60), Stage(0.5, 150))
 FINE_STEPS = 60
 
 
