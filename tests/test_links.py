@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.jobs import JobGate
 from core.models import Registry
+from core.style import FINE_STEPS
 
 TIMEOUT = 300
 
@@ -80,8 +81,12 @@ def test_a_held_job_runs_through_the_gate_after_its_button(calls):
     [
         ("2_Saliency", {"sg_n": "100000", "ig_steps": "-3", "sg_sigma": "nan"}, {"sg_n": 16, "ig_steps": 32}),
         ("3_Adversarial", {"attack": "PGD", "steps": "-3", "eps": "inf", "restarts": "1e400"}, {"steps": 10}),
-        ("4_Style_Transfer", {"n": "999999", "res": "10000", "seed": "1e400"}, {"n": 100, "res": 256, "seed": 0}),
-        ("4_Style_Transfer", {"n": "-inf", "sw": "1e400", "cl": "x" * 5000}, {"n": 100, "sw": 1e6}),
+        (
+            "4_Style_Transfer",
+            {"n": "999999", "res": "10000", "seed": "1e400"},
+            {"n": FINE_STEPS, "res": 256, "seed": 0},
+        ),
+        ("4_Style_Transfer", {"n": "-inf", "sw": "1e400", "cl": "x" * 5000}, {"n": FINE_STEPS, "sw": 1e6}),
         ("1_Captioning", {"seed": "inf", "layer": "1e400", "max": "99", "beams": "-1"}, {"seed": 0, "layer": 1}),
     ],
 )

@@ -118,6 +118,7 @@ def test_style_page_falls_back_to_efficientnet(broken, how, message):
     assert message in _texts(at)
     at.select_slider(key="res").set_value(128)
     at.number_input(key="n").set_value(2)
+    at.toggle(key="ms").set_value(False)  # two full-size steps and no coarse ones: enough to show it runs
     at.button(key="start").click().run()
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[-1].proto.spec)

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from core.style import COARSE_TO_FINE
 from tests.corpus import gradient
 from tests.e2e.conftest import assert_no_exception, wait_for_idle
 from tests.e2e.reliability import cpu_percent, server_process, upload
@@ -59,7 +60,8 @@ def test_stopping_style_transfer(page, app_url):
     _wait_running(page, server)
     page.get_by_role("button", name="Stop").click()
     _assert_freed(server)
-    page.get_by_text(re.compile(r"Stopped at step \d+ of 2000")).first.wait_for()
+    goal = 2000 + sum(stage.steps for stage in COARSE_TO_FINE)  # the default coarse stages come first
+    page.get_by_text(re.compile(rf"Stopped at step \d+ of {goal}")).first.wait_for()
     page.get_by_role("button", name="Continue").wait_for()  # usable: the run can be resumed
     assert_no_exception(page)
 
