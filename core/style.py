@@ -490,11 +490,11 @@ def benchmark(extractor: FeatureExtractor, layers: Collection[str], side: int = 
     return (time.perf_counter() - began) / repeats / (side * side / 1e6)
 
 
-def estimate_seconds(rate: float, config: StyleConfig, aspect: float, steps: int, first: int = 0) -> float:
-    """Expected CPU time for steps ``first`` … ``first + steps - 1`` of a run of ``config`` on an image of
-    ``aspect`` = w/h: each stage's steps cost in proportion to its pixels."""
+def estimate_seconds(rate: float, config: StyleConfig, aspect: float, steps: int) -> float:
+    """Expected CPU time for the first ``steps`` of a run of ``config`` on an image of ``aspect`` = w/h: each
+    stage's steps cost in proportion to its pixels."""
     total = 0.0
-    for step in range(first, first + steps):
+    for step in range(steps):
         side = config.side_of(config.stage_of(step), aspect)
         total += side * (side / aspect if aspect >= 1 else side * aspect)
     return rate * total / 1e6

@@ -106,6 +106,7 @@ def test_integrated_gradients_matches_captum_and_completeness(cnn, x, baseline):
         gap = float(cnn(x)[0, 2] - cnn(base)[0, 2])
     assert abs(sal.raw.sum() - gap) <= abs(sal.meta["delta"]) + TOL
     assert abs(sal.meta["delta"]) < 0.01 * abs(gap) + TOL  # 40 Gauss–Legendre nodes converge
+    assert sal.completeness_error == pytest.approx(abs(float(delta)) / abs(gap), rel=1e-3, abs=1e-6)
 
 
 class SineScore(nn.Module):

@@ -136,7 +136,7 @@ def show_words(line: DeltaGenerator, words: tuple[str, ...]) -> None:
 def show_done(line: DeltaGenerator, result: CaptionResult | str) -> None:
     """A model's finished caption while the others run; its maps are drawn when the job is over."""
     if isinstance(result, str):
-        line.warning(result, icon="⚠️")
+        line.warning(plain(result), icon="⚠️")
     else:
         line.markdown(f"> {plain(result.caption) or '(empty caption)'}  \n*maps ready: shown when all are done*")
 

@@ -38,7 +38,7 @@ def map_caption(result: SaliencyMap, passes: str) -> str:
     note = f"{result.seconds:.2f} s · {passes}"
     if "delta" in result.meta:
         delta, gap = float(result.meta["delta"]), float(result.meta["score_gap"])
-        error = f"{abs(delta) / abs(gap):.1%}" if gap else "n/a (the baseline scores the same)"
+        error = "n/a (the baseline scores the same)" if (e := result.completeness_error) is None else f"{e:.1%}"
         note += f" · {result.meta['steps']:.0f} steps · completeness error {error} (Δ = {delta:+.3g} of {gap:.3g})"
     if "layer" in result.meta:
         note += f" · layer {result.meta['layer']}"

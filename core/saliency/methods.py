@@ -42,6 +42,14 @@ class SaliencyMap:
     seconds: float
     meta: dict[str, float | str] = field(default_factory=dict)
 
+    @property
+    def completeness_error(self) -> float | None:
+        """|Σ attributions − score gap| as a fraction of the gap (Integrated Gradients' ``meta``); ``None`` for
+        other methods, or when the baseline scores the same as the input (no gap to be a fraction of)."""
+        if "delta" not in self.meta or not (gap := float(self.meta["score_gap"])):
+            return None
+        return abs(float(self.meta["delta"])) / abs(gap)
+
 
 def score(logits: torch.Tensor, target: Target) -> torch.Tensor:
     """Per-sample score being explained: a logit, or the difference of two logits."""
