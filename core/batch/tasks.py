@@ -6,9 +6,11 @@ A :class:`JobSpec` is small and picklable (it crosses to Ray actors); :func:`bui
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from PIL import Image
 
 from .inputs import Item
 from .schema import TaskName
@@ -26,8 +28,9 @@ class JobSpec:
 
 
 class Runner(Protocol):
-    """A built job: models loaded once; :meth:`rows` never raises for a bad image (it returns an error row)."""
+    """A built job with its models loaded once. :meth:`rows` computes one decoded image's rows; the engines
+    open the images and turn anything raised into that image's error row, so a bad image never ends a job."""
 
     spec: JobSpec
 
-    def rows(self, items: Sequence[Item]) -> list[Row]: ...
+    def rows(self, item: Item, image: Image.Image) -> list[Row]: ...
