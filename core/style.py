@@ -490,11 +490,12 @@ def benchmark(extractor: FeatureExtractor, layers: Collection[str], side: int = 
     return (time.perf_counter() - began) / repeats / (side * side / 1e6)
 
 
-def estimate_seconds(rate: float, config: StyleConfig, aspect: float, steps: int) -> float:
-    """Expected CPU time for the first ``steps`` of a run of ``config`` on an image of ``aspect`` = w/h: each
-    stage's steps cost in proportion to its pixels."""
+def estimate_seconds(rate: float, config: StyleConfig, aspect: float, steps: int, start: int = 0) -> float:
+    """Expected CPU time for ``steps`` steps from step ``start`` of a run of ``config`` on an image of ``aspect``
+    = w/h: each stage's steps cost in proportion to its pixels (so *Continue* after the coarse stages costs
+    full-size steps)."""
     total = 0.0
-    for step in range(steps):
+    for step in range(start, start + steps):
         side = config.side_of(config.stage_of(step), aspect)
         total += side * (side / aspect if aspect >= 1 else side * aspect)
     return rate * total / 1e6

@@ -145,6 +145,9 @@ stop_clicked = b2.button("Stop", key="stop", icon="⏹️")
 more = int(b4.number_input("More steps", 1, 2000, 50, 10, key="more"))
 rec = record()
 continue_clicked = b3.button("Continue", key="continue", icon="⏩")
+if rec is not None:
+    more_eta = estimate_seconds(rate, config, aspect, more, start=rec.state.step)
+    b4.caption(f"**Continue**: ~{more_eta:.0f} s for {more} more steps from step {rec.state.step}.")
 
 if rec is not None and rec.running and not (start_clicked or continue_clicked):
     rec.running = False  # the loop was interrupted by this rerun; everything up to the last step is saved

@@ -232,6 +232,9 @@ def test_time_estimate_scales_with_pixels_and_steps_of_each_stage():
     staged = replace(plain, coarse=(S.Stage(0.25, 4), S.Stage(0.5, 2)))
     full = 2.0 * 400 * 200 / 1e6
     assert S.estimate_seconds(2.0, staged, 2.0, 10) == pytest.approx(full * (4 / 16 + 2 / 4 + 4))
+    # Continue: the same steps later in the run cost what their stages cost, here all at full size.
+    assert S.estimate_seconds(2.0, staged, 2.0, 5, start=6) == pytest.approx(full * 5)
+    assert S.estimate_seconds(2.0, staged, 2.0, 3, start=3) == pytest.approx(full * (1 / 16 + 2 / 4))
 
 
 # -- VGG19 through the registry ---------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def test_continue_resumes_and_extends_the_curve(app):
     assert not app.exception
     spec = json.loads(app.get("plotly_chart")[-1].proto.spec)
     assert len(spec["data"][0]["x"]) == 5
+    assert any("for 2 more steps from step 3" in c.value for c in app.caption), "Continue has its own estimate"
     assert not any("Settings changed" in i.value for i in app.info)
     app.select_slider(key="sw").set_value(1e7)
     app.number_input(key="more").set_value(1)
