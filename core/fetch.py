@@ -32,7 +32,6 @@ IPAddress = IPv4Address | IPv6Address
 #: Longest link accepted (the same bound as a URL value of the app).
 MAX_URL_CHARS = 2000
 REDIRECTS = {301, 302, 303, 307, 308}
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _CHUNK = 64 * 1024
 
@@ -78,16 +77,15 @@ def _embedded_v4(ip: IPv6Address) -> IPv4Address | None:
 
 
 def _public(ip: IPAddress) -> bool:
-    """Whether ``ip`` is an ordinary internet address. ``is_global`` alone is not enough (multicast and, on some
-    Python versions, CGNAT and NAT64 count as global), so every other class is refused explicitly."""
+    """Whether ``ip`` is an ordinary internet address. ``is_global`` (which excludes private ranges and CGNAT) is
+    not enough: multicast, site-local and IPv4 carried in IPv6 (6to4, NAT64) count as global, so they are judged
+    explicitly, the carried IPv4 address like the real one."""
     if isinstance(ip, IPv6Address):
         inner = _embedded_v4(ip)
         if inner is not None:
             return _public(inner)
         if ip.is_site_local:
             return False
-    elif ip in _CGNAT:
-        return False
     odd = ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
     return ip.is_global and not odd and not ip.is_unspecified
 
