@@ -64,13 +64,11 @@ class Fetched:
 
 
 def _embedded_v4(ip: IPv6Address) -> IPv4Address | None:
-    """The IPv4 address an IPv6 form carries (mapped, 6to4, Teredo client, NAT64), judged like the real one."""
+    """The IPv4 address an IPv6 form carries (mapped, 6to4, NAT64; Teredo is inside 2001::/23, private), judged like the real one."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
     if any(ip in net for net in _NAT64):
         return IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
