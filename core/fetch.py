@@ -64,7 +64,9 @@ class Fetched:
 
 
 def _embedded_v4(ip: IPv6Address) -> IPv4Address | None:
-    """The IPv4 address an IPv6 form carries (mapped, 6to4, NAT64; Teredo is inside 2001::/23, private), judged like the real one."""
+    """The IPv4 address an IPv6 form carries (mapped, 6to4, NAT64), to be judged like the real one.
+
+    Teredo needs no case: 2001::/32 is inside 2001::/23, which ``is_private`` already refuses."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
