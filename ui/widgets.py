@@ -86,7 +86,7 @@ def image_picker(
             return None
         return _decoded(box, key, upload, upload.name, "upload")
     if source == "Camera":
-        shot = box.camera_input(f"Take a photo ({label.lower()})", key=f"{key}_camera")
+        shot = box.camera_input(f"Take a photo ({label.lower()})", key=f"{key}_camera", resolution="720p")
         if shot is None:
             box.info("Allow this site to use your camera, then take a photo.")
             return None
