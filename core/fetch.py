@@ -226,7 +226,10 @@ def _answer(
 ) -> tuple[str | None, bytes]:
     location = response.headers.get("Location")
     if response.status in REDIRECTS and location:
-        return urljoin(url, location), b""
+        try:
+            return urljoin(url, location), b""
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise LinkError("The link redirects to an address that is not valid.") from None
     if response.status != 200:
         raise LinkError(f"The link answered with HTTP {response.status} instead of an image.")
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()

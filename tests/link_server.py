@@ -1,5 +1,5 @@
 """A small web server on 127.0.0.1 serving what links can lead to: images, redirects, pages, oversized and slow
-answers. Used by the link tests (unit, AppTest, browser): every request's path and Host header is recorded."""
+answers, drips. Used by the link tests (unit, AppTest, browser): every request's path and Host header is recorded."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def _handler(state: LinkServer) -> type[BaseHTTPRequestHandler]:
                 self._head(200, "image/jpeg", 10**12)
             elif path == "/endless":
                 self._endless()
+            elif path == "/drip":  # a little every 0.2 s: each read is quick, the whole never ends in time
+                self._endless(pause=0.2)
             elif path in state.files:
                 kind, body = state.files[path]
                 self._head(200, kind, len(body))
@@ -66,13 +68,17 @@ def _handler(state: LinkServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
 
-        def _endless(self) -> None:
+        def _endless(self, pause: float = 0.0) -> None:
             self._head(200, "image/jpeg", None)
-            chunk = b"\xff" * 65536
+            chunk = b"\xff" * (16 if pause else 65536)
+            limit = 100 * len(chunk) if pause else 2**30  # a drip ends after 20 s, so a broken deadline fails, not hangs
             try:
-                while state.streamed < 2**30:
+                for _ in range(limit // len(chunk)):
+                    if pause and state.release.wait(pause):
+                        break
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     state.streamed += len(chunk)
+                self.wfile.write(b"0\r\n\r\n")
             except OSError:  # the client hung up: what the cap is for
                 self.close_connection = True
 

@@ -31,7 +31,12 @@ def server() -> Iterator[LinkServer]:
             "/bomb.png": ("image/png", CASES["bomb_zlib.png"].data),
             "/text.jpg": ("image/jpeg", CASES["page.jpg"].data),
         },
-        redirects={"/to-private": "http://10.0.0.1/sample.jpg", "/to-sample": "/sample.jpg", "/loop": "/loop"},
+        redirects={
+            "/to-private": "http://10.0.0.1/sample.jpg",
+            "/to-sample": "/sample.jpg",
+            "/loop": "/loop",
+            "/to-nowhere": "http://[::1/",
+        },
     )
     with link_server(state) as served:
         yield served
@@ -95,6 +100,8 @@ def test_redirects_are_followed_and_each_hop_checked(server, connections):
     assert {host for host, _ in connections} == {"127.0.0.1"}, "the private hop must never be connected to"
     with pytest.raises(LinkError, match="redirects more than 3 times"):
         fetch_bytes(f"{server.url}/loop", TEST)
+    with pytest.raises(LinkError, match="redirects to an address that is not valid"):
+        fetch_bytes(f"{server.url}/to-nowhere", TEST)
 
 
 # -- where a link may lead ---------------------------------------------------------------------------------
@@ -193,6 +200,11 @@ def test_what_is_not_an_image_is_refused(server, path, message):
 def test_a_server_that_does_not_answer_times_out(server):
     with pytest.raises(LinkError, match="did not answer in time"):
         fetch_bytes(f"{server.url}/slow", LinkPolicy(allow_loopback=True, read_s=0.5))
+
+
+def test_a_download_that_never_ends_is_cut_at_the_overall_deadline(server):
+    with pytest.raises(LinkError, match="took longer than 1 seconds"):
+        fetch_bytes(f"{server.url}/drip", LinkPolicy(allow_loopback=True, deadline_s=1))
 
 
 def test_https_verifies_the_certificate_on_the_host_name_while_connecting_to_the_pinned_address(
