@@ -71,9 +71,9 @@ def _handler(state: LinkServer) -> type[BaseHTTPRequestHandler]:
         def _endless(self, pause: float = 0.0) -> None:
             self._head(200, "image/jpeg", None)
             chunk = b"\xff" * (16 if pause else 65536)
-            limit = 100 * len(chunk) if pause else 2**30  # a drip ends after 20 s, so a broken deadline fails, not hangs
+            pieces = 100 if pause else 2**30 // len(chunk)  # a drip ends after 20 s: a broken deadline fails, not hangs
             try:
-                for _ in range(limit // len(chunk)):
+                for _ in range(pieces):
                     if pause and state.release.wait(pause):
                         break
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
