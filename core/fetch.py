@@ -77,17 +77,16 @@ def _embedded_v4(ip: IPv6Address) -> IPv4Address | None:
 
 
 def _public(ip: IPAddress) -> bool:
-    """Whether ``ip`` is an ordinary internet address. ``is_global`` (which excludes private ranges and CGNAT) is
-    not enough: multicast, site-local and IPv4 carried in IPv6 (6to4, NAT64) count as global, so they are judged
-    explicitly, the carried IPv4 address like the real one."""
+    """Whether ``ip`` is an ordinary internet address. ``is_global`` refuses private, loopback, link-local,
+    unspecified and CGNAT addresses, but not multicast, reserved (e.g. IPv4-compatible ``::7f00:1``), site-local
+    or IPv4 carried in IPv6 (6to4, NAT64): those are judged here, the carried IPv4 address like the real one."""
     if isinstance(ip, IPv6Address):
         inner = _embedded_v4(ip)
         if inner is not None:
             return _public(inner)
         if ip.is_site_local:
             return False
-    odd = ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-    return ip.is_global and not odd and not ip.is_unspecified
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
 def check_address(ip: IPAddress, policy: LinkPolicy) -> None:
