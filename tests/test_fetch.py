@@ -128,8 +128,11 @@ def test_non_public_addresses_are_refused_even_with_the_test_setting(address):
         check_address(ipaddress.ip_address(address), TEST)
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+)
 def test_public_addresses_pass(address):
+    """Including a public IPv4 address through NAT64 (an IPv6-only server's DNS64 answers look like this)."""
     check_address(ipaddress.ip_address(address), LinkPolicy())
 
 
