@@ -3,6 +3,8 @@
 ``local`` keeps a laptop's freedom (any hub model, no download cap). ``shared`` is what a public server
 (e.g. Streamlit Community Cloud, one process for everyone with the link) needs: only catalogue models are
 downloaded, up to a cap, and visitors may add only folders the owner put in the models folder.
+Images from links (``core.fetch``) are on in both: their safety rules do not depend on the profile, and an
+owner who wants no outbound requests for visitors switches them off with ``VISIONLAB_LINKS=off``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ ENV_DOWNLOADS = "VISIONLAB_DOWNLOADS"
 ENV_MAX_DOWNLOAD_MB = "VISIONLAB_MAX_DOWNLOAD_MB"
 ENV_MAX_JOBS = "VISIONLAB_MAX_JOBS"
 ENV_SESSION_RESULTS_MB = "VISIONLAB_SESSION_RESULTS_MB"
+ENV_LINKS = "VISIONLAB_LINKS"
+#: For tests only: lets "image from a link" reach the test's own server on 127.0.0.1/::1 (local profile only).
+ENV_TEST_LINKS_LOOPBACK = "VISIONLAB_TEST_LINKS_LOOPBACK"
 
 #: Per profile: (download cap in MB or None, stored results per session in MB, what users may add).
 _DEFAULTS: dict[ProfileName, tuple[float | None, float, UserModels]] = {
@@ -27,6 +32,13 @@ _DEFAULTS: dict[ProfileName, tuple[float | None, float, UserModels]] = {
     "shared": (1000.0, 200.0, "folders"),
 }
 _SWITCH = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
+
+
+def _switch(env: Mapping[str, str], name: str, default: str) -> bool:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in _SWITCH:
+        raise ValueError(f"{name} must be 'on' or 'off', not {env.get(name)!r}.")
+    return _SWITCH[raw]
 
 
 def _number(env: Mapping[str, str], name: str, default: float | None) -> float | None:
@@ -52,6 +64,8 @@ class Profile:
     user_models: UserModels = "any"
     max_jobs: int = 1
     session_results_mb: float = 1000.0
+    links: bool = True
+    links_loopback: bool = False
 
     @property
     def shared(self) -> bool:
@@ -65,19 +79,21 @@ class Profile:
             raise ValueError(f"{ENV_PROFILE} must be 'local' or 'shared', not {env.get(ENV_PROFILE)!r}.")
         name: ProfileName = "shared" if raw == "shared" else "local"
         cap, results_mb, user_models = _DEFAULTS[name]
-        switch = env.get(ENV_DOWNLOADS, "").strip().lower() or "on"
-        if switch not in _SWITCH:
-            raise ValueError(f"{ENV_DOWNLOADS} must be 'on' or 'off', not {env.get(ENV_DOWNLOADS)!r}.")
+        loopback = _switch(env, ENV_TEST_LINKS_LOOPBACK, "off")
+        if loopback and name == "shared":
+            raise ValueError(f"{ENV_TEST_LINKS_LOOPBACK} is for tests and cannot be used with the shared profile.")
         jobs_raw = env.get(ENV_MAX_JOBS, "").strip()
         if jobs_raw and not (jobs_raw.isdigit() and int(jobs_raw) > 0):
             raise ValueError(f"{ENV_MAX_JOBS} must be a whole number of at least 1, not {jobs_raw!r}.")
         return cls(
             name=name,
-            downloads=_SWITCH[switch],
+            downloads=_switch(env, ENV_DOWNLOADS, "on"),
             max_download_mb=_number(env, ENV_MAX_DOWNLOAD_MB, cap),
             user_models=user_models,
             max_jobs=int(jobs_raw) if jobs_raw else os.cpu_count() or 1,
             session_results_mb=_number(env, ENV_SESSION_RESULTS_MB, results_mb) or results_mb,
+            links=_switch(env, ENV_LINKS, "on"),
+            links_loopback=loopback,
         )
 
     def download_refusal(self, what: str, size_mb: float | None, *, catalogue: bool) -> str | None:
@@ -116,6 +132,11 @@ class Profile:
             "You may add captioners from folders inside the models folder, for your session only."
             if self.user_models == "folders"
             else "You may add captioners by hub id or from folders inside the models folder, for your session only."
+        )
+        lines.append(
+            "Images can be opened from links to public web addresses."
+            if self.links
+            else "Images cannot be opened from links on this server."
         )
         lines.append(
             f"At most {self.max_jobs} heavy job(s) run at once; your stored results are kept up to "

@@ -44,6 +44,7 @@ def test_settings_override_the_profile_defaults():
     [
         ({"VISIONLAB_PROFILE": "public"}, "VISIONLAB_PROFILE"),
         ({"VISIONLAB_DOWNLOADS": "maybe"}, "VISIONLAB_DOWNLOADS"),
+        ({"VISIONLAB_LINKS": "maybe"}, "VISIONLAB_LINKS"),
         ({"VISIONLAB_MAX_DOWNLOAD_MB": "1 GB"}, "VISIONLAB_MAX_DOWNLOAD_MB"),
         ({"VISIONLAB_MAX_DOWNLOAD_MB": "-5"}, "VISIONLAB_MAX_DOWNLOAD_MB"),
         ({"VISIONLAB_MAX_JOBS": "0"}, "VISIONLAB_MAX_JOBS"),
@@ -61,5 +62,6 @@ def test_home_sentences_say_what_the_profile_allows():
     assert "shared server" in shared and "up to 1,000 MB each" in shared
     assert "folders inside the models folder, for your session only" in shared and "hub id" not in shared
     assert "At most 2 heavy job(s)" in shared
-    off = " ".join(Profile.from_env({"VISIONLAB_DOWNLOADS": "off"}).describe())
-    assert "not downloaded here" in off and "hub id" in off
+    assert "opened from links to public web addresses" in shared
+    off = " ".join(Profile.from_env({"VISIONLAB_DOWNLOADS": "off", "VISIONLAB_LINKS": "off"}).describe())
+    assert "not downloaded here" in off and "hub id" in off and "cannot be opened from links" in off

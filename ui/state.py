@@ -29,8 +29,11 @@ DROPPED_KEY = "vl_dropped"
 SESSION_KEY = "vl_session"
 
 # -- session keys: the image picker (ui/widgets.py) ---------------------------------------------------------------
-#: The last decoded upload of a picker, as (file id, image), under ``UPLOAD_DECODED_KEY.format(picker key)``.
+#: The last decoded upload or camera photo of a picker, as (file id, name, image), under
+#: ``UPLOAD_DECODED_KEY.format(picker key)``.
 UPLOAD_DECODED_KEY = "{}_decoded"
+#: The last image a picker fetched from a link, as (the typed link, ``core.fetch.Fetched``).
+LINK_FETCHED_KEY = "{}_fetched"
 
 # -- session keys: style transfer (ui/style_run.py, pages/4_Style_Transfer.py) -------------------------------------
 STYLE_RUN_KEY = "style_run"

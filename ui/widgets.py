@@ -1,7 +1,8 @@
-"""Shared widgets: the image picker (sample / upload / tray), the model picker and its readiness panel."""
+"""Shared widgets: the image picker (sample, upload, camera, link, tray), the model picker and its readiness panel."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,15 +10,16 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
-from core.images import ImageInputError, load_image_with_info
+from core.fetch import MAX_URL_CHARS, Fetched, LinkPolicy, fetch_image
+from core.images import ImageInfo, ImageInputError, load_image_with_info
 from core.models import ModelError, Registry, Status, Task
 from core.samples import sample_names
-from ui.resources import progress_to, registry, sample_image
-from ui.state import UPLOAD_DECODED_KEY, add_to_tray, tray
+from ui.resources import profile, progress_to, registry, sample_image
+from ui.state import LINK_FETCHED_KEY, UPLOAD_DECODED_KEY, add_to_tray, tray
 from ui.text import plain
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
-SOURCES = ["Sample", "Upload", "Tray"]
+SOURCES = ["Sample", "Upload", "Camera", "Link", "Tray"]
 STATUS_ICON = {Status.READY: "🟢", Status.DOWNLOADABLE: "⬇️", Status.UNAVAILABLE: "⚪"}
 STATUS_LABEL = {Status.READY: "ready", Status.DOWNLOADABLE: "downloadable", Status.UNAVAILABLE: "not available offline"}
 #: Home's status for a model over the memory budget (it would never load, whatever is on disk).
@@ -68,13 +70,29 @@ def image_picker(
     default: str = "sample.jpg",
     container: Any = None,
 ) -> PickedImage | None:
-    """Pick an image; bad uploads show a message and return ``None`` (never a traceback)."""
+    """Pick an image; bad uploads, photos and links show one sentence and return ``None`` (never a traceback).
+
+    Only the source is in the URL: a link is fetched when its button is pressed, never on opening a page.
+    """
     box = container if container is not None else st.sidebar
+    sources = SOURCES if profile().links else [s for s in SOURCES if s != "Link"]
     source = box.segmented_control(
-        f"{label} source", SOURCES, default="Sample", required=True, key=f"{key}_src", bind="query-params"
+        f"{label} source", sources, default="Sample", required=True, key=f"{key}_src", bind="query-params"
     )
     if source == "Upload":
-        return _upload(box, key, label)
+        upload = box.file_uploader(f"Upload {label.lower()}", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=25)
+        if upload is None:
+            box.info("Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file (25 MB at most).")
+            return None
+        return _decoded(box, key, upload, upload.name, "upload")
+    if source == "Camera":
+        shot = box.camera_input(f"Take a photo ({label.lower()})", key=f"{key}_camera", resolution="720p")
+        if shot is None:
+            box.info("Allow this site to use your camera, then take a photo.")
+            return None
+        return _decoded(box, key, shot, time.strftime("camera-%H%M%S.jpg"), "camera")
+    if source == "Link":
+        return _link(box, key, label)
     if source == "Tray":
         items = tray()
         if not items:
@@ -91,29 +109,56 @@ def image_picker(
     return PickedImage(name, sample_image(name), "sample")
 
 
-def _upload(box: Any, key: str, label: str) -> PickedImage | None:
-    upload = box.file_uploader(f"Upload {label.lower()}", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=25)
-    if upload is None:
-        box.info("Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file (25 MB at most).")
-        return None
-    cache_key = UPLOAD_DECODED_KEY.format(key)
-    cached = st.session_state.get(cache_key)
-    if cached is not None and cached[0] == upload.file_id:
-        return PickedImage(upload.name, cached[1], "upload")
-    try:
-        image, info = load_image_with_info(upload.getvalue())
-    except ImageInputError as err:
-        box.error(f"**{plain(upload.name)}**: {err}")
-        return None
+def _note(info: ImageInfo) -> str:
+    """What the decoder found, e.g. ``JPEG RGB 640×480, EXIF rotation applied``."""
     note = f"{info.format} {info.mode} {info.size[0]}×{info.size[1]}"
     if info.frames > 1:
         note += f", first of {info.frames} frames"
     if info.exif_rotated:
         note += ", EXIF rotation applied"
-    box.caption(note)
-    st.session_state[cache_key] = (upload.file_id, image)
-    add_to_tray(upload.name, image, "upload")
-    return PickedImage(upload.name, image, "upload")
+    return note
+
+
+def _decoded(box: Any, key: str, file: Any, name: str, source: str) -> PickedImage | None:
+    """An uploaded file or camera photo, decoded once per file (kept as the picker's last one) and put in the tray."""
+    cache_key = UPLOAD_DECODED_KEY.format(key)
+    cached = st.session_state.get(cache_key)
+    if cached is not None and cached[0] == file.file_id:
+        return PickedImage(cached[1], cached[2], source)
+    try:
+        image, info = load_image_with_info(file.getvalue())
+    except ImageInputError as err:
+        box.error(f"**{plain(name)}**: {err}")
+        return None
+    box.caption(_note(info))
+    st.session_state[cache_key] = (file.file_id, name, image)
+    add_to_tray(name, image, source)
+    return PickedImage(name, image, source)
+
+
+def _link(box: Any, key: str, label: str) -> PickedImage | None:
+    """ "Image from a link": fetched (``core.fetch``: public addresses only, size cap, timeouts) on a button press."""
+    url = box.text_input(
+        f"Link to {label.lower()}", key=f"{key}_link", max_chars=MAX_URL_CHARS, placeholder="https://…/photo.jpg"
+    ).strip()
+    cache_key = LINK_FETCHED_KEY.format(key)
+    if box.button("Open link", key=f"{key}_fetch", disabled=not url):
+        st.session_state.pop(cache_key, None)
+        try:
+            with st.spinner("Fetching the image…"):
+                fetched = fetch_image(url, LinkPolicy(allow_loopback=profile().links_loopback))
+        except ImageInputError as err:
+            box.error(plain(str(err)))
+            return None
+        st.session_state[cache_key] = (url, fetched)
+        add_to_tray(fetched.name, fetched.image, "link")
+    kept: tuple[str, Fetched] | None = st.session_state.get(cache_key)
+    if kept is None or kept[0] != url:
+        box.info("Paste the address of an image (http or https, public sites only), then press **Open link**.")
+        return None
+    fetched = kept[1]
+    box.caption(f"{_note(fetched.info)}, from {plain(fetched.url[:80])}")
+    return PickedImage(fetched.name, fetched.image, "link")
 
 
 def model_picker(

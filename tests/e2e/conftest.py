@@ -30,6 +30,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    # A fake camera (a test pattern), allowed without a prompt: st.camera_input (tests/e2e/test_image_sources.py).
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 
 
@@ -55,7 +58,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0
 
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of the app under test: offline, with an empty models folder of its own."""
+    """Environment of the app under test: offline, with an empty models folder of its own, links to loopback allowed."""
     env = dict(os.environ)
     env.update(
         HF_HUB_OFFLINE="1",
@@ -63,6 +66,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         TRANSFORMERS_OFFLINE="1",
         VISIONLAB_MODELS_DIR=str(tmp_path_factory.mktemp("models")),
         STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+        VISIONLAB_TEST_LINKS_LOOPBACK="1",  # "image from a link" may reach the tests' own web server on 127.0.0.1
     )
     return env
 
