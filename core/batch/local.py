@@ -69,11 +69,11 @@ def _done(parts: Path, meta: Meta, items: Sequence[Item]) -> set[int]:
     paths = {item.index: item.path for item in items}
     done: set[int] = set()
     for f in sorted(parts.glob("part-*.parquet")):
-        _, table = read_results(f)
-        for index, path in zip(table.column("index").to_pylist(), table.column("path").to_pylist(), strict=True):  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType, reportUnknownVariableType]
-            if paths.get(int(index)) != path:  # pyright: ignore[reportUnknownArgumentType]
+        rows: list[Row] = read_results(f)[1].select(["index", "path"]).to_pylist()  # pyright: ignore[reportUnknownMemberType]
+        for row in rows:
+            if paths.get(row["index"]) != row["path"]:
                 raise ResumeError(f"{parts} was written for another listing; delete it or rerun with that listing.")
-            done.add(int(index))  # pyright: ignore[reportUnknownArgumentType]
+            done.add(row["index"])
     return done
 
 
