@@ -17,7 +17,6 @@ from core.batch.results import read_results
 from core.batch.tasks import JobSpec, Row, Runner
 from core.runtime import Cancelled, Reporter
 
-
 SPEC = JobSpec("caption", ("mean", "index"))
 
 
