@@ -77,7 +77,8 @@ def failures(rows: Iterable[Row]) -> list[Failure]:
 
 
 def _ok(rows: Iterable[Row]) -> list[Row]:
-    return [r for r in rows if not r["error"]]
+    """Rows to score: no error, and a model (an error-free row without one is not a job's)."""
+    return [r for r in rows if not r["error"] and r["model"] is not None]
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> Interval:
@@ -130,7 +131,7 @@ class RobustnessSummary:
 
 def robustness(rows: Sequence[Row], worst: int = WORST) -> RobustnessSummary:
     """Curves per (model, attack), and the images flipped by the smallest ε."""
-    ok = [r for r in _ok(rows) if r["correct"] is not None]
+    ok = [r for r in _ok(rows) if r["correct"] is not None and r["attack"] is not None and r["eps255"] is not None]
     counts: dict[tuple[str, str, float], list[int]] = defaultdict(lambda: [0, 0])
     clean: dict[str, dict[int, bool]] = defaultdict(dict)  # model → image → correct at ε = 0 (once per image)
     for r in ok:
@@ -189,7 +190,7 @@ class SaliencySummary:
 
 def saliency(rows: Sequence[Row], seed: int = SEED, worst: int = WORST) -> SaliencySummary:
     """Rank methods per model; the worst cases are each method's highest-deletion-AUC images."""
-    ok = [r for r in _ok(rows) if r["deletion_auc"] is not None and r["insertion_auc"] is not None]
+    ok = [r for r in _ok(rows) if None not in (r["method"], r["deletion_auc"], r["insertion_auc"])]
     by_method: dict[tuple[str, str], list[Row]] = defaultdict(list)
     baseline: dict[str, dict[int, Row]] = defaultdict(dict)  # the random order: once per image and model
     for r in ok:

@@ -1,0 +1,140 @@
+"""The Datasets page under AppTest, on results files written with core.batch.results: the views show what
+core.batch.analysis computes, bad files get one sentence, paths outside the results folder are refused, and a
+row click opens its image on its page through the tray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.batch.analysis import CaptionSummary, RobustnessSummary, SaliencySummary, Summary, summarize
+from core.batch.results import read_results
+from tests.datasets_files import INSIDE, OUTSIDE, write_folder
+from ui.datasets import ENV_RESULTS_DIR, listed_files, open_server_file, row_image
+
+PAGE = "pages/5_Datasets.py"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    write_folder(root)
+    return root
+
+
+@pytest.fixture
+def results(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(ENV_RESULTS_DIR, str(folder))
+    return folder
+
+
+def page(task: str, file: str) -> AppTest:
+    at = AppTest.from_file("../Home.py", default_timeout=120).switch_page(PAGE)
+    for key, value in {"task": task, "source": "Results folder", "file": file}.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def summary_of(path: Path) -> Summary:
+    meta, table = read_results(path)
+    return summarize(meta.task, table)
+
+
+def frame(at: AppTest, key: str) -> pd.DataFrame:
+    """The table keyed ``key`` (clickable ones), else the one with a column ``key`` (read-only tables have no key)."""
+    (found,) = [d.value for d in at.dataframe if d.key == key or (d.key is None and key in d.value.columns)]
+    return found
+
+
+def test_robustness_view_shows_the_analysis(results: Path) -> None:
+    at = page("robustness", "robustness.parquet")
+    assert not at.exception and not at.error
+    summary = summary_of(results / "robustness.parquet")
+    assert isinstance(summary, RobustnessSummary)
+    table = frame(at, "95% low")
+    (curve,) = summary.curves
+    assert list(table["accuracy"]) == [p.accuracy.value for p in curve.points] == [0.75, 0.5, 0.5, 0.25]
+    assert list(table["95% low"]) == pytest.approx([p.accuracy.low for p in curve.points])
+    assert any(c.key == "accuracy" for c in at.get("plotly_chart"))
+    assert list(frame(at, "worst_table")["index"]) == [2, 0, 3]  # flipped at ε 0, 1, 4
+    assert list(frame(at, "error")["error"]) == ["This file is not an image."]
+
+
+def test_saliency_view_ranks_methods(results: Path) -> None:
+    at = page("saliency", "saliency.parquet")
+    assert not at.exception and not at.error
+    summary = summary_of(results / "saliency.parquet")
+    assert isinstance(summary, SaliencySummary)
+    table = frame(at, "deletion AUC ↓")
+    assert list(table["method"]) == ["gradcam", "gradient", "random"]
+    assert list(table["deletion AUC ↓"]) == pytest.approx([0.175, 0.375, 0.5])
+    assert list(table["deletion AUC ↓"])[:2] == [m.deletion.value for m in summary.methods]
+    assert any(c.key == "ranking" for c in at.get("plotly_chart"))
+
+
+def test_caption_view_scores_captioners(results: Path) -> None:
+    at = page("caption", "caption.parquet")
+    assert not at.exception and not at.error
+    summary = summary_of(results / "caption.parquet")
+    assert isinstance(summary, CaptionSummary)
+    (row,) = frame(at, "CIDEr-D").to_dict("records")
+    (score,) = summary.captioners
+    assert (row["BLEU-4"], row["CIDEr-D"]) == (pytest.approx(score.bleu4), pytest.approx(score.cider))
+    assert (row["vocabulary"], row["grounding"]) == (score.vocabulary, pytest.approx(0.75))
+
+
+@pytest.mark.parametrize(
+    ("task", "file", "says"),
+    [
+        ("robustness", "truncated.parquet", "not a readable Parquet file"),
+        ("robustness", "damaged.parquet", "not a readable Parquet file"),
+        ("robustness", "foreign.parquet", "not written by a Vision Lab dataset job"),
+        ("saliency", "robustness.parquet", "holds robustness results, not saliency results"),
+    ],
+)
+def test_bad_files_get_one_sentence(results: Path, task: str, file: str, says: str) -> None:
+    at = page(task, file)
+    assert not at.exception
+    (error,) = at.error
+    assert says in error.value and error.value.count(". ") == 0
+
+
+def test_paths_outside_the_results_folder_are_refused(results: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.parquet"
+    outside.write_bytes((results / "saliency.parquet").read_bytes())
+    link = results / "link.parquet"
+    link.symlink_to(outside)
+    try:
+        assert "link.parquet" not in listed_files(results) and "saliency.parquet" in listed_files(results)
+        for name in ("link.parquet", str(outside), "../" + outside.name):
+            with pytest.raises(ValueError, match="not a results file inside"):
+                open_server_file(results, name, "saliency")
+    finally:
+        link.unlink()
+    assert row_image(INSIDE, results) is not None and row_image("sample.jpg", None) is not None
+    assert row_image(OUTSIDE, results) is None and row_image(str(results / INSIDE), None) is None
+    assert row_image("../" + results.name + "/" + INSIDE, results) is not None  # resolves inside: fine
+
+
+def _click(at: AppTest, key: str, row: int) -> AppTest:
+    at.session_state[key] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    return at.run()
+
+
+def test_row_click_opens_the_image_in_the_tray(results: Path) -> None:
+    at = page("robustness", "robustness.parquet")
+    table = frame(at, "rows_table")
+    outside_row = list(table["path"]).index(OUTSIDE)
+    _click(at, "rows_table", outside_row)
+    assert not at.exception
+    assert any("isn't available on this server" in w.value for w in at.warning)
+    assert not at.session_state["vl_tray"] if "vl_tray" in at.session_state else True
+
+    at = page("caption", "caption.parquet")
+    _click(at, "rows_table", 1)  # shapes:1, rendered from its seed with its true caption
+    assert not at.exception
+    assert at.title[0].value.endswith("Captioning")
+    assert at.session_state["img_src"] == "Tray" and at.session_state["img_tray"] == "ShapesWorld 1"
