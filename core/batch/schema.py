@@ -48,6 +48,7 @@ TASK_FIELDS: dict[TaskName, tuple[pa.Field[Any], ...]] = {
         pa.field("grid_w", pa.int32()),
         pa.field("references", pa.list_(pa.string())),  # from the listing (empty when none)
         pa.field("grounding", pa.float64()),  # ShapesWorld only: fraction of object words grounded, else null
+        pa.field("object_words", pa.int32()),  # ShapesWorld only: how many words that fraction is of (pooling)
     ),
     "saliency": (
         pa.field("label", pa.int64()),  # from the listing, else null
