@@ -138,6 +138,7 @@ def _cap(index: int, model: str, caption: str, refs: list[str], probs: list[floa
         "word_probs": probs,
         "references": refs,
         "grounding": grounding,
+        "object_words": None if grounding is None else 2,
     }
 
 

@@ -9,7 +9,6 @@ from their seed) are ever opened; any other path is "not available on this serve
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ import streamlit as st
 from PIL import Image
 
 from core.batch.analysis import Case, Failure, Summary, rows_of, summarize
+from core.batch.inputs import shapes_scene
 from core.batch.results import read_results
 from core.batch.schema import Meta, ResultsFileError, TaskName
-from core.captioning.shapes import SPLITS, render_scene
 from core.images import ImageInputError, load_image
 from core.paths import inside
 from core.samples import SAMPLES_DIR, load_sample, sample_names
@@ -50,7 +49,6 @@ TASK_PAGES: dict[TaskName, str] = {
     "robustness": "pages/3_Adversarial.py",
 }
 TASK_LABELS: dict[TaskName, str] = {"robustness": "Robustness", "saliency": "Saliency", "caption": "Captions"}
-_SHAPES = re.compile(r"shapes:(?:(?P<split>[a-z]+):)?(?P<seed>\d{1,9})")
 
 
 @dataclass(frozen=True)
@@ -121,10 +119,9 @@ def open_server_file(root: Path, name: str, task: TaskName) -> Opened:
 def row_image(path: str, root: Path | None) -> Image.Image | None:
     """The image a row names, if this server may show it: a ShapesWorld scene, a sample, or a file inside the
     results folder (relative paths are taken relative to it). ``None`` otherwise, or when it cannot be read."""
-    scene = _SHAPES.fullmatch(path)
+    scene = shapes_scene(path)
     if scene is not None:
-        split = scene["split"] or "test"
-        return render_scene(int(scene["seed"]), split).image if split in SPLITS else None  # pyright: ignore[reportArgumentType]
+        return scene.image
     where = Path(path)
     if where.name in sample_names("all") and where.parent.name in ("", SAMPLES_DIR.name):
         return load_sample(where.name)  # bundled: the listing's name, never the file's path
@@ -140,9 +137,9 @@ def row_image(path: str, root: Path | None) -> Image.Image | None:
 def open_on_page(task: TaskName, index: int, path: str) -> bool:
     """Put the row's image in the tray and pick it on the task's page's image picker; False when this server
     may not show that image."""
-    scene = _SHAPES.fullmatch(path)
-    if task == "caption" and scene is not None and (scene["split"] or "test") == "test":
-        add_scene(int(scene["seed"]))  # with its masks and true caption, as the captioning page's own scenes
+    scene = shapes_scene(path)
+    if task == "caption" and scene is not None:
+        add_scene(scene.seed)  # with its masks and true caption, as the captioning page's own scenes
         st.session_state[CAPTION_FIRST_RUN] = True
         return True
     image = row_image(path, results_dir())

@@ -4,7 +4,7 @@ Robustness: accuracy vs ε per model and attack with **Wilson** 95 % score inter
 never outside [0, 1], unlike the normal approximation). Saliency: methods ranked by mean deletion / insertion AUC
 with seeded **percentile-bootstrap** 95 % intervals over images, next to the random-order baseline (the AUCs
 are not proportions, so Wilson does not apply). Captions: corpus BLEU-4 and CIDEr-D with corpus IDF through
-:mod:`core.captioning.metrics` (the project's own evaluation), caption length, vocabulary and grounding.
+:mod:`core.captioning.metrics` (the project's own evaluation), caption length, vocabulary and pooled grounding.
 Error rows are never scored; they are counted and listed.
 """
 
@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from core.captioning.metrics import cider_d, corpus_bleu, tokenize
+from core.captioning.metrics import cider_d, tokenize
 
 from .schema import TaskName
+from .tasks import caption_figures
 
 #: Two-sided 95 % normal quantile.
 Z95 = 1.959963984540054
@@ -219,7 +220,8 @@ def _score(model: str, method: str, group: list[Row], prefix: str, seed: int) ->
 @dataclass(frozen=True)
 class CaptionerScore:
     """One captioner over the set. BLEU-4 and CIDEr-D (corpus IDF) over the images with references (``scored``
-    of ``n``), ``None`` when none has any; ``grounding`` is the mean over ShapesWorld rows, else ``None``."""
+    of ``n``), ``None`` when none has any; ``grounding`` is pooled over ShapesWorld rows' object words, else
+    ``None``."""
 
     model: str
     n: int
@@ -240,49 +242,41 @@ class CaptionSummary:
 
 
 def captions(rows: Sequence[Row], worst: int = WORST) -> CaptionSummary:
-    """Score each captioner; worst cases: lowest mean word probability and (with references) lowest CIDEr-D."""
+    """Score each captioner; worst cases: lowest mean word probability and (with references) lowest CIDEr-D.
+
+    BLEU-4 and pooled grounding are :func:`core.batch.tasks.caption_figures`, the figures the CLI prints."""
     by_model: dict[str, list[Row]] = defaultdict(list)
     for r in _ok(rows):
         if r["caption"] is not None:
             by_model[r["model"]].append(r)
+    figures = {f.model: f for f in caption_figures([r for group in by_model.values() for r in group])}
     scores: list[CaptionerScore] = []
     cases: list[Case] = []
     for model, group in sorted(by_model.items()):
-        score, per_image = _captioner(model, group)
-        scores.append(score)
-        confidence = [(r, _mean(r["word_probs"])) for r in group if r["word_probs"]]
-        for r, p in sorted(confidence, key=lambda pair: (pair[1], pair[0]["index"]))[:worst]:
-            cases.append(Case(r["index"], r["path"], model, "lowest mean word probability", p, r["caption"]))
-        for r, c in sorted(per_image, key=lambda pair: (pair[1], pair[0]["index"]))[:worst]:
-            cases.append(Case(r["index"], r["path"], model, "lowest CIDEr-D", c, r["caption"]))
+        referenced = [r for r in group if r["references"]]
+        refs = [r["references"] for r in referenced]
+        per_image = (
+            list(zip(referenced, cider_d([r["caption"] for r in referenced], refs), strict=True)) if refs else []
+        )
+        words = [tokenize(r["caption"]) for r in group]
+        probs = [(r, _mean(r["word_probs"])) for r in group if r["word_probs"]]
+        scores.append(
+            CaptionerScore(
+                model=model,
+                n=len(group),
+                scored=len(referenced),
+                bleu4=figures[model].bleu4,
+                cider=_mean([c for _, c in per_image]) if per_image else None,
+                mean_length=_mean([len(w) for w in words]),
+                vocabulary=len({w for ws in words for w in ws}),
+                mean_word_prob=_mean([p for _, p in probs]) if probs else None,
+                grounding=figures[model].grounding,
+            )
+        )
+        for label, scored in (("lowest mean word probability", probs), ("lowest CIDEr-D", per_image)):
+            for r, value in sorted(scored, key=lambda pair: (pair[1], pair[0]["index"]))[:worst]:
+                cases.append(Case(r["index"], r["path"], model, label, value, r["caption"]))
     return CaptionSummary(tuple(scores), tuple(cases), tuple(failures(rows)))
-
-
-def _captioner(model: str, group: list[Row]) -> tuple[CaptionerScore, list[tuple[Row, float]]]:
-    """The captioner's score, and each referenced image's CIDEr-D (their mean is the corpus CIDEr-D)."""
-    words = [tokenize(r["caption"]) for r in group]
-    referenced = [r for r in group if any(tokenize(ref) for ref in r["references"] or ())]
-    bleu = cider = None
-    per_image: list[tuple[Row, float]] = []
-    if referenced:
-        refs = [[ref for ref in r["references"] if tokenize(ref)] for r in referenced]
-        bleu = corpus_bleu([[tokenize(x) for x in rs] for rs in refs], [tokenize(r["caption"]) for r in referenced])
-        per_image = list(zip(referenced, cider_d([r["caption"] for r in referenced], refs), strict=True))
-        cider = _mean([c for _, c in per_image])
-    probs = [_mean(r["word_probs"]) for r in group if r["word_probs"]]
-    grounded = [r["grounding"] for r in group if r["grounding"] is not None]
-    score = CaptionerScore(
-        model=model,
-        n=len(group),
-        scored=len(referenced),
-        bleu4=bleu,
-        cider=cider,
-        mean_length=_mean([len(w) for w in words]),
-        vocabulary=len({w for ws in words for w in ws}),
-        mean_word_prob=_mean(probs) if probs else None,
-        grounding=_mean(grounded) if grounded else None,
-    )
-    return score, per_image
 
 
 def _mean(values: Sequence[float]) -> float:
