@@ -67,7 +67,7 @@ def caption_rows() -> list[dict[str, object]]:
             {
                 "index": index, "path": path, "error": "", "model": "sat-shapes", "seconds": 0.1, "caption": caption,
                 "words": words, "word_probs": [0.9 - 0.2 * index] * len(words), "references": [reference],
-                "grounding": 1.0 - 0.25 * index,
+                "grounding": 1.0 - 0.25 * index, "object_words": 4,
             }
         )  # fmt: skip
     return rows
