@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from core.batch.analysis import CaptionSummary, RobustnessSummary, SaliencySummary
-from core.batch.schema import ResultsFileError, TaskName
+from core.batch.schema import ResultsFileError, TaskName, decode_meta
 from ui.datasets import (
     MAX_TABLE_ROWS,
     MAX_UPLOAD_MB,
@@ -17,12 +18,14 @@ from ui.datasets import (
     failures_frame,
     listed_files,
     open_server_file,
+    open_table,
     open_upload,
     results_dir,
     row_image,
     rows_frame,
 )
 from ui.datasets_figures import accuracy_figure, ranking_figure
+from ui.datasets_job import job_section, parquet_bytes
 from ui.jobs import open_page
 from ui.text import plain
 
@@ -54,29 +57,39 @@ task: TaskName = side.segmented_control(
     bind="query-params",
 )
 root = results_dir()
-sources = ["Upload", "Results folder"] if root is not None else ["Upload"]
-source = side.radio("Results file", sources, key="source", horizontal=True)
+SOURCES = ["Upload", "Results folder", "Run a job here"] if root is not None else ["Upload", "Run a job here"]
+source = side.radio("Results", SOURCES, key="source")
 
 
-def _opened() -> Opened | None:
+def _opened() -> tuple[Opened | None, dict[int, Image.Image] | None]:
+    """The results to show, and a page job's images by row index (None: rows name their images)."""
+    if source == "Run a job here":
+        job = job_section(task)
+        if job is None or job.table is None:
+            return None, None
+        st.download_button(
+            "Download the results (.parquet)", parquet_bytes(job.table), f"{task}-results.parquet", key="download"
+        )
+        meta = decode_meta(job.table.schema.metadata)
+        return open_table("This session's job", meta, job.table, task), job.images
     if source == "Results folder" and root is not None:
         names = listed_files(root)
         if not names:
             st.info("The results folder has no `.parquet` files yet.")
-            return None
+            return None, None
         name = side.selectbox("File", names, key="file")
-        return open_server_file(root, name, task)
+        return open_server_file(root, name, task), None
     upload = side.file_uploader(
-        "Results file (.parquet)", type=["parquet"], key="upload", max_upload_size=MAX_UPLOAD_MB
+        "Results file (.parquet)", type=["parquet"], key="results_upload", max_upload_size=MAX_UPLOAD_MB
     )
     if upload is None:
         st.info(f"Upload a results file written by `python -m core.batch` ({MAX_UPLOAD_MB} MB at most).")
-        return None
-    return open_upload(upload.name, upload.file_id, upload.getvalue(), task)
+        return None, None
+    return open_upload(upload.name, upload.file_id, upload.getvalue(), task), None
 
 
 try:
-    opened = _opened()
+    opened, images = _opened()
 except ResultsFileError as err:
     st.error(str(err))
     st.stop()
@@ -180,13 +193,13 @@ if summary.worst:
     chosen = tuple(c for c in summary.worst if (c.model, c.group) == group)
     cells = st.columns(4)
     for i, case in enumerate(chosen[:GALLERY]):
-        image = row_image(case.path, results_dir())
+        image = (images or {}).get(case.index) or row_image(case.path, root)
         with cells[i % 4]:
             if image is None:
                 st.caption(plain(f"#{case.index} {case.path}: not available on this server"))
             else:
                 st.image(image, caption=f"#{case.index} · {case.value:.3g}", width="stretch")
-    clickable_table(cases_frame(chosen, worst_value), "worst_table", opened.meta.task)
+    clickable_table(cases_frame(chosen, worst_value), "worst_table", opened.meta.task, images)
 else:
     st.caption("No worst cases to show.")
 
@@ -196,4 +209,4 @@ if summary.failures:
 
 st.markdown("#### Rows")
 st.caption(f"The first {MAX_TABLE_ROWS:,} rows of the file; click one to open its image on its page.")
-clickable_table(rows_frame(opened.rows), "rows_table", opened.meta.task)
+clickable_table(rows_frame(opened.rows), "rows_table", opened.meta.task, images)

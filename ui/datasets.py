@@ -9,7 +9,7 @@ from their seed) are ever opened; any other path is "not available on this serve
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from ui.state import (
 )
 
 ENV_RESULTS_DIR = "VISIONLAB_RESULTS_DIR"
-MAX_UPLOAD_MB = 50
+MAX_UPLOAD_MB = 25  # the server's per-file ceiling (.streamlit/config.toml)
 #: Files listed from the results folder, and rows shown in the table (the summaries use every row).
 MAX_LISTED = 500
 MAX_TABLE_ROWS = 1000
@@ -134,15 +134,15 @@ def row_image(path: str, root: Path | None) -> Image.Image | None:
         return None
 
 
-def open_on_page(task: TaskName, index: int, path: str) -> bool:
-    """Put the row's image in the tray and pick it on the task's page's image picker; False when this server
-    may not show that image."""
+def open_on_page(task: TaskName, index: int, path: str, image: Image.Image | None = None) -> bool:
+    """Put the row's image (``image``: a page job's, else the one ``path`` names) in the tray and pick it on the
+    task's page's image picker; False when this server may not show that image."""
     scene = shapes_scene(path)
     if task == "caption" and scene is not None:
         add_scene(scene.seed)  # with its masks and true caption, as the captioning page's own scenes
         st.session_state[CAPTION_FIRST_RUN] = True
         return True
-    image = row_image(path, results_dir())
+    image = image or row_image(path, results_dir())
     if image is None:
         return False
     name = add_to_tray(f"{Path(path).name} (#{index})", image, "results file")
@@ -153,7 +153,9 @@ def open_on_page(task: TaskName, index: int, path: str) -> bool:
     return True
 
 
-def clickable_table(frame: pd.DataFrame, key: str, task: TaskName) -> None:
+def clickable_table(
+    frame: pd.DataFrame, key: str, task: TaskName, images: Mapping[int, Image.Image] | None = None
+) -> None:
     """A table whose row click opens that row's image on the task's page (through the tray).
 
     The click is acted on once: coming back to this page with the same row still selected does not bounce."""
@@ -165,7 +167,7 @@ def clickable_table(frame: pd.DataFrame, key: str, task: TaskName) -> None:
         return
     st.session_state[done] = rows
     index, path = frame.iloc[rows[0]][["index", "path"]]
-    if open_on_page(task, int(index), str(path)):
+    if open_on_page(task, int(index), str(path), (images or {}).get(int(index))):
         st.switch_page(TASK_PAGES[task], query_params={})  # `{}`: a plain switch keeps this page's parameters
     st.warning(
         "That image isn't available on this server: only images inside its results folder, the sample images "
