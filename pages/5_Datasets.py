@@ -10,7 +10,6 @@ from core.batch.analysis import CaptionSummary, RobustnessSummary, SaliencySumma
 from core.batch.schema import ResultsFileError, TaskName, decode_meta
 from ui.datasets import (
     MAX_TABLE_ROWS,
-    MAX_UPLOAD_MB,
     TASK_LABELS,
     Opened,
     cases_frame,
@@ -79,11 +78,9 @@ def _opened() -> tuple[Opened | None, dict[int, Image.Image] | None]:
             return None, None
         name = side.selectbox("File", names, key="file")
         return open_server_file(root, name, task), None
-    upload = side.file_uploader(
-        "Results file (.parquet)", type=["parquet"], key="results_upload", max_upload_size=MAX_UPLOAD_MB
-    )
+    upload = side.file_uploader("Results file (.parquet)", type=["parquet"], key="results_upload", max_upload_size=25)
     if upload is None:
-        st.info(f"Upload a results file written by `python -m core.batch` ({MAX_UPLOAD_MB} MB at most).")
+        st.info("Upload a results file written by `python -m core.batch` (25 MB at most).")
         return None, None
     return open_upload(upload.name, upload.file_id, upload.getvalue(), task), None
 

@@ -38,7 +38,6 @@ from ui.state import (
 )
 
 ENV_RESULTS_DIR = "VISIONLAB_RESULTS_DIR"
-MAX_UPLOAD_MB = 25  # the server's per-file ceiling (.streamlit/config.toml)
 #: Files listed from the results folder, and rows shown in the table (the summaries use every row).
 MAX_LISTED = 500
 MAX_TABLE_ROWS = 1000
