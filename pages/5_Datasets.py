@@ -82,13 +82,16 @@ def _opened() -> tuple[Opened | None, dict[int, Image.Image] | None]:
     if upload is None:
         st.info("Upload a results file written by `python -m core.batch` (25 MB at most).")
         return None, None
-    return open_upload(upload.name, upload.file_id, upload.getvalue(), task), None
+    try:
+        return open_upload(upload.name, upload.file_id, upload.getvalue(), task), None
+    except ResultsFileError as err:
+        raise ResultsFileError(f"{upload.name}: {err}") from err
 
 
 try:
     opened, images = _opened()
 except ResultsFileError as err:
-    st.error(str(err))
+    st.error(plain(str(err)))  # an uploaded file's name is the visitor's text
     st.stop()
 if opened is None:
     st.stop()

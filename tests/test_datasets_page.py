@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core.batch.analysis import CaptionSummary, RobustnessSummary, SaliencySummary, Summary, summarize
 from core.batch.results import read_results
 from tests.datasets_files import INSIDE, OUTSIDE, write_folder
+from tests.markdown import shown
 from ui.datasets import ENV_RESULTS_DIR, listed_files, open_server_file, row_image
 
 PAGE = "pages/5_Datasets.py"
@@ -99,7 +100,8 @@ def test_bad_files_get_one_sentence(results: Path, task: str, file: str, says: s
     at = page(task, file)
     assert not at.exception
     (error,) = at.error
-    assert says in error.value and error.value.count(". ") == 0
+    text = shown(error.value)
+    assert says in text and text.count(". ") == 0 and text.endswith(".")
 
 
 def test_paths_outside_the_results_folder_are_refused(results: Path, tmp_path: Path) -> None:
