@@ -4,6 +4,8 @@ row click opens its image on its page through the tray."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.batch.analysis import CaptionSummary, RobustnessSummary, SaliencySummary, Summary, summarize
 from core.batch.results import read_results
+from core.captioning.metrics import cider_d, corpus_bleu, tokenize
 from tests.datasets_files import INSIDE, OUTSIDE, write_folder
 from tests.markdown import shown
+from tests.reliability import ROOT
 from ui.datasets import ENV_RESULTS_DIR, listed_files, open_server_file, row_image
 
 PAGE = "pages/5_Datasets.py"
@@ -140,3 +144,57 @@ def test_row_click_opens_the_image_in_the_tray(results: Path) -> None:
     assert not at.exception
     assert at.title[0].value.endswith("Captioning")
     assert at.session_state["img_src"] == "Tray" and at.session_state["img_tray"] == "ShapesWorld 1"
+
+
+def test_an_upload_opens_and_a_foreign_one_gets_a_sentence(results: Path) -> None:
+    at = AppTest.from_file("../Home.py", default_timeout=120).switch_page(PAGE)
+    at.session_state["task"] = "caption"
+    at.run()
+    at.file_uploader(key="results_upload").upload("mine.parquet", (results / "caption.parquet").read_bytes()).run()
+    assert not at.exception and not at.error
+    assert frame(at, "CIDEr-D")["captioner"].tolist() == ["sat-shapes"]
+    at.file_uploader(key="results_upload").upload("x.parquet", (results / "foreign.parquet").read_bytes()).run()
+    (error,) = at.error
+    assert shown(error.value) == "x.parquet: This Parquet file was not written by a Vision Lab dataset job."
+
+
+@pytest.mark.slow
+def test_a_small_job_runs_here_and_shows_its_rows(results: Path) -> None:
+    at = AppTest.from_file("../Home.py", default_timeout=300).switch_page(PAGE)
+    state = {"task": "robustness", "source": "Run a job here", "job_samples": ["rocket.jpg"], "job_eps": [0.0, 8.0]}
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.get("plotly_chart"), "a job waits for its button"
+    at.button(key="run_dataset_job").click().run()
+    assert not at.exception and not at.error
+    table = frame(at, "95% low")
+    assert table["ε (/255)"].tolist() == [0.0, 8.0] and table["images"].tolist() == [1, 1]
+    assert table["accuracy"].tolist()[0] == 1.0  # the clean prediction is the label attacked
+    assert frame(at, "rows_table")["path"].tolist() == ["rocket.jpg", "rocket.jpg"]
+    assert at.get("download_button")
+
+
+@pytest.fixture(scope="session")
+def cli_captions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three held-out ShapesWorld scenes captioned by the job CLI, in a subprocess, as a user would."""
+    out = tmp_path_factory.mktemp("cli") / "shapes.parquet"
+    command = [sys.executable, "-m", "core.batch", "caption", "--images", "shapes:3", "--out", str(out)]
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, timeout=600)
+    return out
+
+
+@pytest.mark.slow
+def test_a_file_made_by_the_cli_shows_its_corpus_scores(cli_captions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_RESULTS_DIR, str(cli_captions.parent))
+    at = page("caption", cli_captions.name)
+    assert not at.exception and not at.error
+    _, table = read_results(cli_captions)
+    rows = table.to_pylist()
+    refs = [[tokenize(r) for r in row["references"]] for row in rows]
+    bleu = corpus_bleu(refs, [tokenize(row["caption"]) for row in rows])
+    cider = sum(cider_d([row["caption"] for row in rows], [row["references"] for row in rows])) / len(rows)
+    (shown_row,) = frame(at, "CIDEr-D").to_dict("records")
+    assert shown_row["captioner"] == "sat-shapes" and shown_row["images"] == 3
+    assert (shown_row["BLEU-4"], shown_row["CIDEr-D"]) == (pytest.approx(bleu), pytest.approx(cider))
+    assert frame(at, "rows_table")["path"].tolist() == ["shapes:0", "shapes:1", "shapes:2"]
