@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def test_uploaded_results_show_the_curve_and_bad_files_a_sentence(page, app_url):
     data = parquet_bytes(to_table(robustness_rows(), Meta("robustness", {}, (MODEL,))))
-    page.goto(f"{app_url}/Datasets?task=robustness")
+    page.goto(f"{app_url}/Datasets?task=Robustness")
     wait_for_idle(page)
     upload(page, "results_upload", [("robustness.parquet", data)])
     page.get_by_text("Accuracy against ε").first.wait_for(timeout=60_000)
