@@ -66,11 +66,11 @@ def results_dir() -> Path | None:
 
 
 def listed_files(root: Path) -> list[str]:
-    """The ``*.parquet`` files inside ``root`` (relative names, sorted); links leading out are left out."""
+    """The ``*.parquet`` files directly in ``root`` (sorted names); links leading out are left out. One level
+    only: a results folder may also hold the image sets, and every rerun lists it."""
     if not root.is_dir():
         return []
-    found = (p for p in root.rglob("*.parquet") if inside(root, p) is not None and p.is_file())
-    return sorted(p.relative_to(root).as_posix() for p in found)[:MAX_LISTED]
+    return sorted(p.name for p in root.glob("*.parquet") if inside(root, p) is not None and p.is_file())[:MAX_LISTED]
 
 
 def open_table(name: str, meta: Meta, table: pa.Table, expected: TaskName) -> Opened:

@@ -27,6 +27,7 @@ def accuracy_figure(curves: tuple[AccuracyCurve, ...]) -> go.Figure:
         fig.add_scatter(
             x=eps + eps[::-1],
             y=[p.accuracy.high for p in curve.points] + [p.accuracy.low for p in curve.points][::-1],
+            mode="lines",
             fill="toself",
             fillcolor=_rgba(colour, 0.18),
             line={"width": 0},
