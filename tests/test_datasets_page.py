@@ -9,16 +9,19 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.batch.analysis import CaptionSummary, RobustnessSummary, SaliencySummary, Summary, summarize
 from core.batch.results import read_results
+from core.batch.schema import Meta, schema
 from core.captioning.metrics import cider_d, corpus_bleu, tokenize
 from tests.datasets_files import INSIDE, OUTSIDE, write_folder
 from tests.markdown import shown
 from tests.reliability import ROOT
 from ui.datasets import ENV_RESULTS_DIR, listed_files, open_server_file, row_image
+from ui.datasets_job import parquet_bytes
 
 PAGE = "pages/5_Datasets.py"
 
@@ -156,6 +159,18 @@ def test_an_upload_opens_and_a_foreign_one_gets_a_sentence(results: Path) -> Non
     at.file_uploader(key="results_upload").upload("x.parquet", (results / "foreign.parquet").read_bytes()).run()
     (error,) = at.error
     assert shown(error.value) == "x.parquet: This Parquet file was not written by a Vision Lab dataset job."
+    at.session_state["task"] = "robustness"
+    at.file_uploader(key="results_upload").upload("typed.parquet", _wrongly_typed()).run()
+    (error,) = at.error
+    assert shown(error.value) == "typed.parquet: This file's columns are not those of a Vision Lab results file."
+
+
+def _wrongly_typed() -> bytes:
+    """A robustness file by its header and column names, with text where ε should be a number."""
+    target = schema("robustness")
+    columns = {name: [None] for name in target.names} | {"index": [0], "path": ["a.jpg"], "error": [""]}
+    table = pa.table(columns | {"eps255": ["wide"]}).replace_schema_metadata(Meta("robustness").encode())
+    return parquet_bytes(table)
 
 
 @pytest.mark.slow
