@@ -159,8 +159,8 @@ def _files(paths: Iterable[Path], what: str) -> Listing:
 
 
 def list_images(spec: str, limit: int | None = None) -> Listing:
-    """Read a listing: a folder (recursive, sorted), a glob, a CSV or Parquet file with a ``path`` column, a
-    COCO-style captions JSON, or ``shapes:N``; keep the first ``limit`` items."""
+    """Read a listing: a folder (recursive, sorted), a glob, one image file, a CSV or Parquet file with a
+    ``path`` column, a COCO-style captions JSON, or ``shapes:N``; keep the first ``limit`` items."""
     if spec.startswith(SHAPES_PREFIX):
         listing = _shapes(spec[len(SHAPES_PREFIX) :])
     elif any(c in spec for c in "*?["):
@@ -171,6 +171,8 @@ def list_images(spec: str, limit: int | None = None) -> Listing:
         try:
             if path.is_dir():
                 listing = _files(path.rglob("*"), f"the folder {spec}")
+            elif path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():  # one image: a set of one
+                listing = _files([path], spec)
             elif path.suffix.lower() in readers:
                 listing = readers[path.suffix.lower()](path)
             elif path.exists():
