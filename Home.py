@@ -39,6 +39,12 @@ AREAS = [
         "🎨",
         "Gatys et al. style transfer with a loss curve that updates while it optimizes.",
     ),
+    (
+        "pages/5_Datasets.py",
+        "Datasets",
+        "🗂️",
+        "Whole image sets: accuracy vs ε, saliency rankings and captioner scores from dataset jobs.",
+    ),
 ]
 
 st.title("🔬 Vision Lab")

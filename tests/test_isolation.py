@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.batch.results import to_table
+from core.batch.schema import Meta
 from core.images import ImageInputError
 from core.samples import load_sample
 from tests.corpus import corpus
+from tests.datasets_files import MODEL, robustness_rows
 from tests.reliability import (
     APP_FILES,
     CODE_DIRS,
@@ -31,8 +34,10 @@ from tests.reliability import (
     python_files,
     watch_files,
 )
+from ui.datasets_job import parquet_bytes
 
 OK_PNG = next(c for c in corpus() if c.name == "ok.png").data
+RESULTS_FILE = parquet_bytes(to_table(robustness_rows(), Meta("robustness", {}, (MODEL,))))
 HOSTILE_NAMES = [
     "../../etc/passwd",
     "/etc/passwd",
@@ -90,6 +95,9 @@ def test_a_page_session_with_uploads_writes_nothing_to_disk(page, private_tmp):
         if page.name == "2_Saliency.py":
             at.multiselect(key="m").set_value(["gradient"])  # one cheap method: the test is about disk
         uploaders = [f"{k}_upload" for k in keys] if keys else ["home_upload"]
+        if page.name == "5_Datasets.py":  # a results file, not an image: its views are drawn from it in memory
+            uploaders = []
+            at.file_uploader(key="results_upload").upload("results.parquet", RESULTS_FILE)
         for key in uploaders:
             at.file_uploader(key=key).upload(f"{key}.png", OK_PNG)
         at.run()
@@ -107,6 +115,9 @@ def test_a_page_session_with_uploads_writes_nothing_to_disk(page, private_tmp):
     assert _tree(private_tmp) == {}, "files appeared in the temp dir"
     if keys:
         assert at.get("plotly_chart") or at.get("image"), "the uploaded image must have been used"
+    if page.name == "5_Datasets.py":
+        assert any(c.key == "accuracy" for c in at.get("plotly_chart")), "the uploaded results must have been used"
+        return
     tray = at.session_state["vl_tray"]
     assert {f"{k}.png" for k in uploaders} <= set(tray), "uploads live in this session's tray"
 

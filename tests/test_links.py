@@ -53,6 +53,7 @@ VGG16 = "VGG16 (torchvision)"  # bound pickers carry display names; an id such a
         ("1_Captioning", {"models": "blip-base"}, {"models": ["blip-base"]}),
         ("1_Captioning", {"models": "sat-shapes", "max": "40"}, {"models": ["sat-shapes"], "max": 40}),
         ("2_Saliency", {"m": "SmoothGrad", "sg_n": "64", "ig_steps": "128"}, {"m": ["smoothgrad"]}),
+        ("5_Datasets", {"task": "Captions"}, {"task": "caption"}),  # bound by its label
     ],
 )
 def test_links_open_no_download_and_start_no_job(calls, page, params, expected):
@@ -88,6 +89,7 @@ def test_a_held_job_runs_through_the_gate_after_its_button(calls):
         ),
         ("4_Style_Transfer", {"n": "-inf", "sw": "1e400", "cl": "x" * 5000}, {"n": FINE_STEPS, "sw": 1e6}),
         ("1_Captioning", {"seed": "inf", "layer": "1e400", "max": "99", "beams": "-1"}, {"seed": 0, "layer": 1}),
+        ("5_Datasets", {"task": "x" * 5000}, {"task": "robustness"}),
     ],
 )
 def test_url_values_out_of_range_fall_back_to_defaults(calls, page, params, expected):

@@ -99,3 +99,7 @@ IMAGE_TRAY_KEY = "image_tray"
 #: with (a new scene or captioner fills in a new one; a typed target stays until then).
 CAPTION_ATTACK_TARGET = "cap_target"
 CAPTION_ATTACK_PREFILL = "cap_target_prefill"
+
+# -- Datasets page (pages/5_Datasets.py, ui/datasets.py) -------------------------------------------------------
+#: After a clickable table's key: the selection already acted on (a row click opens its image once).
+DATASETS_CLICKED_SUFFIX = "_clicked"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.models.registry import ENV_MODELS_DIR, ModelError, Registry
 from core.models.spec import ModelSpec, Source
+from core.paths import inside
 
 from .families import LOADER, family_for, read_config
 
@@ -40,9 +41,8 @@ def models_subfolder(models_dir: Path | None, ref: str) -> Path | None:
         return None
     if any(p in (".", "..") for p in parts):
         return None
-    root = models_dir.resolve()
-    folder = (root / ref).resolve()
-    return folder if folder.is_dir() and folder.is_relative_to(root) and folder != root else None
+    folder = inside(models_dir, ref)
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def _hub_config(ref: str) -> tuple[Path, float | None]:

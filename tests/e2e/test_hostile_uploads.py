@@ -62,13 +62,24 @@ def _refuse(page, key: str, case: Case) -> None:
     assert_no_exception(page)
 
 
-def _too_big(page, key: str) -> None:
+def _too_big(page, key: str, name: str = OVERSIZE[0]) -> None:
     """The browser refuses files over the widget's ``max_upload_size`` before anything reaches the server."""
-    upload(page, key, [OVERSIZE])
-    chip = page.locator(f".st-key-{key} [data-testid='stFileChip']", has_text=OVERSIZE[0])
+    upload(page, key, [(name, OVERSIZE[1])])
+    chip = page.locator(f".st-key-{key} [data-testid='stFileChip']", has_text=name)
     chip.locator("[data-testid='stFileChipIconError']").wait_for()
     assert "25" in chip.inner_text(), chip.inner_text()
     assert_no_exception(page)
+
+
+def _results_files(page) -> None:
+    """The Datasets page's results uploader takes Parquet files: each kind of refused file, named ``.parquet``,
+    gets the one sentence; a 26 MB one is refused by the browser."""
+    for case in (c for c in REFUSED if c.name in KINDS):
+        name = f"{case.name}.parquet"
+        upload(page, "results_upload", [(name, case.data)])
+        assert "not a readable Parquet file" in alert_with(page, name), name
+        assert_no_exception(page)
+    _too_big(page, "results_upload", "huge.parquet")
 
 
 def _accept_on_picker(page, key: str, case: Case) -> None:
@@ -112,6 +123,10 @@ def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_fi
         query += "&tab=Batch"  # the batch uploader lives in a tab, shown once the picked image is captioned
     page.goto(f"{app_url}/{page_url_path(app_file)}?{query}")
     wait_for_idle(page)
+    if 'key="results_upload"' in app_file.read_text():  # the Datasets page: results files, not images
+        _results_files(page)
+        assert healthy(app_url)
+        return
     uploaders = [f"{k}_upload" for k in keys] or ["home_upload"]
     with track_rss(server) as rss:
         for case in REFUSED:

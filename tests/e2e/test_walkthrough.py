@@ -30,6 +30,7 @@ TOUR = [
     ),
     ("adversarial", "Adversarial?eps=4", r"Minimal flipping ε", None, "Prediction:"),
     ("style_transfer", "Style_Transfer?res=192&n=30", "Filmstrip", "^Start$", "Estimated time"),
+    ("datasets", "Datasets?task=Robustness", "Upload a results file", None, None),  # files: tests/e2e/test_datasets.py
 ]
 
 
