@@ -105,7 +105,7 @@ def maps_npz(maps: Mapping[str, np.ndarray], *, explained: str, model_id: str, s
     arrays |= {
         "explained": np.array(explained),
         "model_id": np.array(model_id),
-        "settings": np.array(json.dumps(settings, sort_keys=True)),
+        "settings": np.array(json.dumps(settings, sort_keys=True, default=str)),
     }
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
@@ -180,7 +180,9 @@ def zip_bundle(items: Sequence[Bundled], max_bytes: int) -> bytes:
     manifest: dict[str, list[str]] = {"included": [], "left_out": []}
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for item in items:
-            archive.writestr(f"{item.folder}/settings.json", json.dumps(item.settings, indent=2, sort_keys=True))
+            archive.writestr(
+                f"{item.folder}/settings.json", json.dumps(item.settings, indent=2, sort_keys=True, default=str)
+            )
             for name, make in item.files.items():
                 data = make()
                 raw = data.encode() if isinstance(data, str) else data
