@@ -18,11 +18,11 @@ from tests.e2e.reliability import upload
 pytestmark = pytest.mark.e2e
 
 
-def _prediction(page, eps: str) -> tuple[str, str]:
-    """(clean, adversarial) top-1 labels from the prediction panel, once it shows ‖δ‖∞ = ``eps``."""
+def _prediction(page, shows: str) -> tuple[str, str]:
+    """(clean, adversarial) top-1 labels from the prediction panel, once it shows ``shows``."""
     panel = page.locator(".st-key-adv_prediction")
     page.wait_for_function(
-        "t => document.querySelector('.st-key-adv_prediction')?.innerText.includes(t)", arg=eps, timeout=120_000
+        "t => document.querySelector('.st-key-adv_prediction')?.innerText.includes(t)", arg=shows, timeout=120_000
     )
     wait_for_idle(page)
     found = re.search(r"Prediction:\s*(.+?) \([\d.]+%\) → (.+?) \([\d.]+%\)", panel.inner_text())
@@ -37,8 +37,9 @@ def _download(page, name: str) -> tuple[str, bytes]:
 
 
 def test_adversarial_png_round_trip_curve_csv_and_session_zip(page, app_url):
-    page.goto(f"{app_url}/Adversarial?eps=16")
-    clean, fooled = _prediction(page, "16.00/255")
+    page.goto(f"{app_url}/Adversarial?attack=PGD&eps=2&steps=3&alpha=1")
+    page.get_by_role("button", name="Run PGD").click()  # a link sets the attack up without running it
+    clean, fooled = _prediction(page, "✅ fooled")
     assert clean == "espresso" and fooled != clean
     name, png = _download(page, "Adversarial image (lossless PNG)")
     assert name == "sample-adversarial.png" and png.startswith(b"\x89PNG")
@@ -54,7 +55,7 @@ def test_adversarial_png_round_trip_curve_csv_and_session_zip(page, app_url):
     name, bundle = _download(page, "Download this session's results")
     archive = zipfile.ZipFile(io.BytesIO(bundle))
     assert name == "vision-lab-session.zip" and archive.read("adversarial/sample-adversarial.png") == png
-    assert json.loads(archive.read("adversarial/settings.json"))["eps_255"] == 16
+    assert json.loads(archive.read("adversarial/settings.json"))["eps_255"] == 2
 
     # the downloaded file, uploaded through the page's own picker with ε = 0: the model reads it the same
     page.goto(f"{app_url}/Adversarial?image_src=Upload&eps=0")
