@@ -119,3 +119,12 @@ def test_zip_bundle_holds_each_item_with_its_settings_and_stays_within_its_bound
 def test_png_bytes_is_lossless():
     pixels = np.random.default_rng(1).integers(0, 256, (9, 11, 3), dtype=np.uint8)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(Image.fromarray(pixels))))), pixels)
+
+
+def test_a_classifier_reads_a_png_at_its_input_size_as_exactly_those_pixels():
+    from core.models import Registry
+
+    model = Registry.from_env().load("efficientnet-lite0")
+    side = model.input_size
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(model.preprocess(load_image(tensor_png(x))), quantized(x))  # no second resize and crop
