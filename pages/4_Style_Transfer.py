@@ -189,7 +189,7 @@ if rec is not None and rec.frames and not rec.running:
     strip = rec.strip()
     f2.image([img for _, img in strip], caption=[f"step {s}" for s, _ in strip], width=96)
     d1, d2 = st.columns(2)
-    done = rec  # the record as it is now (a later run replaces the session's record, not this one)
+    done = rec  # this run's record: Start makes a new one, Continue extends it (the files are built on click)
     style_files = [
         Download("Download PNG", "style_transfer.png", "image/png", done.png),
         Download(
