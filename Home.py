@@ -7,6 +7,7 @@ import streamlit as st
 from core.images import ImageInputError, load_image
 from core.models import ModelError, Status
 from core.samples import sample_names
+from ui.exports import session_download
 from ui.resources import job_gate, profile, progress_to, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
@@ -136,3 +137,6 @@ if items:
         tray_cols[i % 4].image(item.image, caption=f"{item.name} ({item.origin})", width="stretch")
 else:
     st.info("The tray is empty.")
+
+st.header("Take it away")
+session_download()

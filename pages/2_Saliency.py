@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
+from core.export import maps_npz
 from core.images import to_pil
 from core.models import ModelError
 from core.saliency import BASELINES, METHODS, SUBSTRATES, removed
-from ui.figures import image_figure
+from ui.exports import Download, button, keep
+from ui.figures import image_figure, plot_config
 from ui.jobs import open_page, run_job
 from ui.resources import load_classifier, tensor_key
 from ui.saliency import SaliencyJobs, rankings
@@ -20,6 +24,7 @@ from ui.saliency_figures import (
     map_caption,
     predictions_figure,
     saliency_figure,
+    saliency_png,
     sanity_figure,
     sanity_maps_figure,
     signed_view,
@@ -91,8 +96,8 @@ preds = model.predict(x)
 labels = model.labels
 
 left, right = st.columns([1, 2])
-left.plotly_chart(image_figure(view_img, "Input"))
-right.plotly_chart(predictions_figure(preds))
+left.plotly_chart(image_figure(view_img, "Input"), config=plot_config("saliency-input"))
+right.plotly_chart(predictions_figure(preds), config=plot_config("saliency-top5"))
 top = [p.index for p in preds]
 options = top + sorted(set(range(len(labels))) - set(top), key=lambda i: labels[i])
 c1, c2, c3 = st.columns([2, 1, 2])
@@ -142,15 +147,33 @@ if maps is None:
 shown = {m: signed_view(s.values, sign) for m, s in maps.items()}
 common = colour_range(list(shown.values()), sign)
 per_row = min(len(methods), 4)
+files: list[Download] = []
 for start in range(0, len(methods), per_row):
     for col, method in zip(st.columns(per_row), methods[start : start + per_row], strict=False):
         result = maps[method]
         zrange = common if shared else colour_range([shown[method]], sign)
         fig = saliency_figure(view_img, shown[method], view=view, sign=sign, zrange=zrange, title=LABELS[method])
-        col.plotly_chart(fig, key=f"map_{method}")
+        col.plotly_chart(fig, key=f"map_{method}", config=plot_config(f"saliency-{method}"))
         col.caption(map_caption(result, METHODS[method].passes))
+        png = partial(saliency_png, view_img, shown[method], view=view, sign=sign, zrange=zrange)
+        files.append(Download(f"{LABELS[method]} (PNG)", f"saliency-{method}.png", "image/png", png))
+        button(files[-1], f"dl_map_{method}", col)
 if shared:
     st.caption("One colour scale compares raw values: meaningful among methods with the same units.")
+settings = {
+    "model_id": model_id,
+    "image": picked.name,
+    "explained": title,
+    "methods": methods,
+    "sign": sign,
+    "view": view,
+    "one_colour_scale": shared,
+    "method_settings": {m: PARAMS.get(m, {}) for m in methods},
+}
+npz = partial(maps_npz, {m: maps[m].values for m in methods}, explained=title, model_id=model_id, settings=settings)
+files.append(Download("All maps (.npz)", "saliency-maps.npz", "application/octet-stream", npz))
+button(files[-1], "dl_maps_npz")
+keep("saliency", settings, files)
 
 st.subheader("Faithfulness: deletion and insertion")
 st.caption(
@@ -174,7 +197,9 @@ if measure:
         done="Deletion and insertion curves ready",
     )
     if results is not None:
-        f2.plotly_chart(curves_figure(results, LABELS, k), key="curves")
+        f2.plotly_chart(
+            curves_figure(results, LABELS, k), key="curves", config=plot_config("saliency-deletion-insertion")
+        )
         table = pd.DataFrame(
             {
                 "method": [LABELS.get(c.name, "random order") for c in results],
@@ -204,8 +229,8 @@ sanity = run_job(
     slug="sanity",
 )
 if sanity is not None:
-    st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity")
-    st.plotly_chart(sanity_maps_figure(sanity, LABELS), key="sanity_maps")
+    st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity", config=plot_config("saliency-sanity"))
+    st.plotly_chart(sanity_maps_figure(sanity, LABELS), key="sanity_maps", config=plot_config("saliency-sanity-maps"))
     for method in sanity.flagged:
         st.warning(f"**{LABELS[method]}** barely changes while the model's weights are destroyed: it does not pass.")
     passed = [LABELS[m] for m in sanity.spearman if m not in sanity.flagged]

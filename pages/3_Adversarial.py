@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -11,6 +13,8 @@ from PIL import Image
 
 from core import attacks
 from core.attacks import Goal, IterativeConfig, Norm
+from core.captioning.export import file_stem
+from core.export import quantized, sweeps_csv, tensor_png
 from core.images import to_pil
 from core.models import ImageClassifier, ModelError, imagenet_labels
 from core.runtime import Reporter
@@ -19,7 +23,8 @@ from core.samples import expected_labels
 from ui.adv_captions import handoff_section
 from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, robustness_figure, topk_figure
 from ui.caption_attack import caption_attack_section
-from ui.figures import image_figure, overlay_figure
+from ui.exports import Download, button, keep
+from ui.figures import image_figure, overlay_figure, plot_config
 from ui.jobs import open_page, run_job
 from ui.resources import fgsm_direction, fgsm_noise_sweeps, load_classifier, sample_image, tensor_key
 from ui.state import ADV_OPEN_SALIENCY_KEY, IMAGE_SOURCE_KEY, IMAGE_TRAY_KEY, add_to_tray
@@ -169,13 +174,19 @@ if result is None:
     st.stop()
 
 cols = st.columns(3)
-cols[0].plotly_chart(image_figure(to_pil(x), "Clean", exact=True), key="img_clean")
+cols[0].plotly_chart(
+    image_figure(to_pil(x), "Clean", exact=True), key="img_clean", config=plot_config("adversarial-clean")
+)
 cols[1].plotly_chart(
-    image_figure(to_pil(result.adversarial), f"{result.method}, {eps_text}", exact=True), key="img_adv"
+    image_figure(to_pil(result.adversarial), f"{result.method}, {eps_text}", exact=True),
+    key="img_adv",
+    config=plot_config("adversarial-image"),
 )
 delta = result.adversarial - x
 cols[2].plotly_chart(
-    image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified", exact=True), key="img_delta"
+    image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified", exact=True),
+    key="img_delta",
+    config=plot_config("adversarial-delta"),
 )
 
 with st.container(key="adv_prediction", border=True):
@@ -183,13 +194,48 @@ with st.container(key="adv_prediction", border=True):
     verdict = "✅ fooled" if result.success else "🛡️ not fooled"
     clean, adv = f"{plain(before.label)} ({before.prob:.1%})", f"**{plain(after.label)}** ({after.prob:.1%})"
     st.markdown(f"**Prediction:** {clean} → {adv} · {verdict}")
-    st.plotly_chart(topk_figure(result.clean_top5, result.adv_top5), key="topk")
+    st.plotly_chart(topk_figure(result.clean_top5, result.adv_top5), key="topk", config=plot_config("adversarial-top5"))
     m = st.columns(5)
     m[0].metric("‖δ‖∞", f"{result.delta_linf * 255:.2f}/255")
     m[1].metric("‖δ‖₂", f"{result.delta_l2:.3f}")
     m[2].metric("PSNR", f"{result.psnr:.1f} dB")
     m[3].metric("SSIM", f"{result.ssim:.4f}")
     m[4].metric("Time", f"{result.seconds:.2f} s")
+
+# -- downloads: exactly the attacked pixels, rounded to 8 bits, and whether the model still reads them the same --
+stem = file_stem(Path(picked.name).stem)
+settings = {
+    "model_id": model_id,
+    "image": picked.name,
+    "attack": result.method,
+    "eps": eps,
+    "eps_255": eps255,
+    "goal": goal_choice,
+    "target": None if target is None else LABELS[target],
+    "attacked_class": LABELS[label],
+    **({"pgd": asdict(cfg), "random_start": random_start} if attack == "PGD" else {}),
+}
+adv_files = [
+    Download(
+        "Adversarial image (lossless PNG)",
+        f"{stem}-adversarial.png",
+        "image/png",
+        partial(tensor_png, result.adversarial),
+    ),
+    Download(
+        "δ amplified (PNG)", f"{stem}-delta-amplified.png", "image/png", partial(tensor_png, attacks.amplified(delta))
+    ),
+]
+dl = st.columns([1, 1, 2])
+for i, download in enumerate(adv_files):
+    button(download, ("dl_adv", "dl_delta")[i], dl[i])
+keep("adversarial", settings, adv_files)
+as_png = model.predict(quantized(result.adversarial), k=1)[0]
+png_read = f"**{plain(as_png.label)}** ({as_png.prob:.1%})"
+if as_png.index == after.index:
+    dl[2].caption(f"The PNG holds these pixels rounded to 8 bits; uploaded again it still reads {png_read}.")
+else:
+    dl[2].warning(f"Rounded to 8 bits for the PNG, the image reads {png_read}: the rounding undoes this attack.")
 
 tray_name = f"{Path(picked.name).stem} {result.method} {eps_text}.png"
 tray_args = (tray_name, to_pil(result.adversarial), f"adversarial: {result.method} on {model_id}")
@@ -206,11 +252,16 @@ if st.toggle("Saliency: clean vs adversarial", key="sal", bind="query-params"):
         (sal[1], result.adversarial, after, "Adversarial"),
     ):
         smap = explain(model, img, pred.index, "gradient")
-        col.plotly_chart(overlay_figure(to_pil(img), smap.values, title=f"{title}: gradient for {pred.label}"))
+        col.plotly_chart(
+            overlay_figure(to_pil(img), smap.values, title=f"{title}: gradient for {pred.label}"),
+            config=plot_config(f"adversarial-{title}-gradient"),
+        )
 
 if result.history is not None:
     classes = [label, after.index] + ([target] if target is not None else [])
-    st.plotly_chart(pgd_steps_figure(result.history, classes), key="pgd_steps")
+    st.plotly_chart(
+        pgd_steps_figure(result.history, classes), key="pgd_steps", config=plot_config("adversarial-pgd-steps")
+    )
 
 if (Path(__file__).parents[1] / CAPTIONING_PAGE).exists():
     clean_name = f"{Path(picked.name).stem} clean crop.png"
@@ -238,8 +289,11 @@ with here:
         models=[model_id],
     )
     sweeps = [fgsm_sweep, noise_sweep] + ([pgd.sweep] if pgd else [])
-    st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve")
-    st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon")
+    st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve", config=plot_config("adversarial-robustness"))
+    st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon", config=plot_config("adversarial-labels"))
+    curve = Download("Curve data (CSV)", f"{stem}-robustness.csv", "text/csv", partial(sweeps_csv, sweeps, LABELS))
+    button(curve, "dl_curve")
+    keep("robustness", {**settings, "curves": [s.method for s in sweeps]}, [curve])
     found = [("FGSM", fgsm_min)] + ([(f"PGD-{k}", pgd.minimal_eps)] if pgd else [])
     st.markdown(
         "**Minimal flipping ε** (bisection): "
@@ -256,5 +310,5 @@ with labelled:
 
     curves = run_job("accuracy curves", ("accuracy", model_id), accuracy, auto=False, models=[model_id])
     if curves:
-        st.plotly_chart(accuracy_figure(curves, eps255), key="accuracy")
+        st.plotly_chart(accuracy_figure(curves, eps255), key="accuracy", config=plot_config("adversarial-accuracy"))
     st.caption(f"Photos: {', '.join(names)} (labels in sample_images/labels.json). PGD here is PGD-5.")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import get_args
 
 import streamlit as st
 
+from core.export import filmstrip_gif, losses_csv
 from core.models import ModelError, Status
 from core.samples import sample_names
 from core.style import COARSE_TO_FINE, FINE_STEPS, Colour, Init, Optimizer, StyleConfig, StyleProblem, estimate_seconds
+from ui.exports import Download, button, keep
 from ui.jobs import open_page, recall, remember, run_gated
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
 from ui.state import STYLE_GRID_KEY, add_to_tray
@@ -186,7 +189,28 @@ if rec is not None and rec.frames and not rec.running:
     strip = rec.strip()
     f2.image([img for _, img in strip], caption=[f"step {s}" for s, _ in strip], width=96)
     d1, d2 = st.columns(2)
-    d1.download_button("Download PNG", rec.png(), "style_transfer.png", "image/png", key="download", icon="⬇️")
+    done = rec  # this run's record: Start makes a new one, Continue extends it (the files are built on click)
+    style_files = [
+        Download("Download PNG", "style_transfer.png", "image/png", done.png),
+        Download(
+            "Filmstrip (GIF)",
+            "style_transfer-filmstrip.gif",
+            "image/gif",
+            lambda: filmstrip_gif([f for _, f in done.frames]),
+        ),
+        Download(
+            "Loss history (CSV)", "style_transfer-losses.csv", "text/csv", lambda: losses_csv(done.history, done.sides)
+        ),
+    ]
+    for download, key in zip(style_files, ("download", "download_gif", "download_csv"), strict=True):
+        button(download, key, d1)
+    style_settings = {
+        "model_id": done.model_id,
+        "inputs": done.inputs,
+        "config": asdict(done.config),
+        "steps": done.state.step,
+    }
+    keep("style", style_settings, style_files)
     if d2.button("Send to the image tray", key="tray") and (image := rec.result()) is not None:
         add_to_tray(f"style step {rec.state.step}.png", image, "style transfer")
         st.toast("Added to the image tray.")

@@ -25,7 +25,7 @@ from core.runtime import Reporter
 from ui.adv_captions import marked
 from ui.attack_figures import caption_attack_figure
 from ui.captioning import image_digest, load_captioner
-from ui.figures import image_figure
+from ui.figures import image_figure, plot_config
 from ui.jobs import run_job
 from ui.resources import registry
 from ui.state import CAPTION_ATTACK_PREFILL, CAPTION_ATTACK_TARGET, add_to_tray
@@ -56,7 +56,11 @@ def _live(chart: Any, line: Any, target: str) -> Any:
     def on_step(step: CaptionStep) -> None:
         seen.append(step)
         if time.monotonic() - drawn[0] >= DRAW_EVERY_S or step.reached:
-            chart.plotly_chart(caption_attack_figure(seen, target), key=f"cap_attack_live_{len(seen)}")
+            chart.plotly_chart(
+                caption_attack_figure(seen, target),
+                key=f"cap_attack_live_{len(seen)}",
+                config=plot_config("caption-attack"),
+            )
             line.markdown(f"Step {step.step}: “{plain(step.caption)}”")
             drawn[0] = time.monotonic()
 
@@ -108,7 +112,11 @@ def caption_attack_section(picked: PickedImage | None) -> None:
     )
     chart, line = st.empty(), st.empty()
     preview = st.columns(3)[0].empty()  # the image until a result shows it beside the adversarial one
-    preview.plotly_chart(image_figure(image, plot_text(name), exact=True), key="cap_img_preview")
+    preview.plotly_chart(
+        image_figure(image, plot_text(name), exact=True),
+        key="cap_img_preview",
+        config=plot_config("caption-attack-image"),
+    )
 
     def work(reporter: Reporter) -> CaptionAttackResult | str:
         try:
@@ -129,7 +137,11 @@ def caption_attack_section(picked: PickedImage | None) -> None:
 
 
 def _show(result: CaptionAttackResult, chart: Any, line: Any, name: str) -> None:
-    chart.plotly_chart(caption_attack_figure(result.history, result.target), key="cap_attack_curve")
+    chart.plotly_chart(
+        caption_attack_figure(result.history, result.target),
+        key="cap_attack_curve",
+        config=plot_config("caption-attack"),
+    )
     clean, final = result.history[0], result.final
     diff = word_diff(tokenize(clean.caption), tokenize(final.caption))
     with line.container(key="cap_attack_result", border=True):
@@ -145,11 +157,19 @@ def _show(result: CaptionAttackResult, chart: Any, line: Any, name: str) -> None
         m[2].metric("Steps", f"{final.step}")
         m[3].metric("Time", f"{result.seconds:.1f} s")
     cols = st.columns(3)
-    cols[0].plotly_chart(image_figure(result.clean, "Clean", exact=True), key="cap_img_clean")
-    cols[1].plotly_chart(image_figure(result.adversarial, "Adversarial", exact=True), key="cap_img_adv")
+    cols[0].plotly_chart(
+        image_figure(result.clean, "Clean", exact=True), key="cap_img_clean", config=plot_config("caption-attack-clean")
+    )
+    cols[1].plotly_chart(
+        image_figure(result.adversarial, "Adversarial", exact=True),
+        key="cap_img_adv",
+        config=plot_config("caption-attack-adversarial"),
+    )
     delta = to_tensor(result.adversarial) - to_tensor(result.clean)
     cols[2].plotly_chart(
-        image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified", exact=True), key="cap_img_delta"
+        image_figure(to_pil(attacks.amplified(delta)), "Perturbation δ, amplified", exact=True),
+        key="cap_img_delta",
+        config=plot_config("caption-attack-delta"),
     )
     with st.expander("Caption after each step"):
         rows = [{"step": s.step, "log p(target)": s.log_prob, "caption": s.caption} for s in result.history]

@@ -16,8 +16,9 @@ DIVERGING_SCALE = "RdBu_r"
 
 
 def plot_config(name: str) -> dict[str, object]:
-    """The one Plotly config of the captioning figures: the modebar keeps only "Download plot as PNG"
-    (zoom stays on drag, reset on double-click), saved as ``name``.png at twice the on-screen size."""
+    """The one Plotly config of every figure of the app: the modebar keeps only "Download plot as PNG"
+    (zoom stays on drag, reset on double-click), saved as ``name``.png at twice the on-screen size (drawn by
+    the browser: no server-side image export)."""
     return {
         "displaylogo": False,
         "modeBarButtons": [["toImage"]],

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from core.export import INFERNO, RDBU_R, overlay_png, png_bytes
 from core.models import Prediction
 from core.saliency import Curves, SaliencyMap, SanityResult
 from ui.figures import DIVERGING_SCALE, HEAT_SCALE, _frame, heatmap_trace, image_figure, overlay_figure
@@ -58,6 +59,14 @@ def saliency_figure(
         fig = go.Figure(heatmap_trace(heat, img.size, opacity=1.0, colorscale=scale, zmin=zrange[0], zmax=zrange[1]))
         _frame(fig, img.size[0], img.size[1], title)
     return fig.update_traces(colorbar={"thickness": 10, "len": 0.8}, selector={"type": "heatmap"})
+
+
+def saliency_png(img: Image.Image, heat: np.ndarray, *, view: str, sign: str, zrange: tuple[float, float]) -> bytes:
+    """:func:`saliency_figure`'s picture as a PNG at the model's input size: the same view, scale and range."""
+    if view == "original":
+        return png_bytes(img)
+    stops = RDBU_R if sign == "signed" else INFERNO
+    return overlay_png(img, heat, zrange, stops=stops, opacity=0.55 if view == "overlay" else 1.0)
 
 
 def predictions_figure(preds: Sequence[Prediction]) -> go.Figure:

@@ -28,6 +28,10 @@ HOLD_KEY = "vl_link_hold"
 DROPPED_KEY = "vl_dropped"
 SESSION_KEY = "vl_session"
 
+# -- session keys: downloads (ui/exports.py) ---------------------------------------------------------------------
+#: Folder → ``core.export.Bundled``: each page's latest result for Home's session zip.
+EXPORTS_KEY = "vl_exports"
+
 # -- session keys: the image picker (ui/widgets.py) ---------------------------------------------------------------
 #: The last decoded upload or camera photo of a picker, as (file id, name, image), under
 #: ``UPLOAD_DECODED_KEY.format(picker key)``.

@@ -32,7 +32,7 @@ from core.style import (
     start,
     weight_grid,
 )
-from ui.figures import loss_figure
+from ui.figures import loss_figure, plot_config
 from ui.jobs import run_gated
 from ui.state import STYLE_RATES_KEY, STYLE_RUN_KEY
 
@@ -57,6 +57,7 @@ class RunRecord:
     config: StyleConfig
     state: StyleState
     history: list[dict[str, float]] = field(default_factory=list)
+    sides: list[int] = field(default_factory=list)  # the image's longest side at each evaluation (its stage)
     frames: list[tuple[int, Image.Image]] = field(default_factory=list)
     image: torch.Tensor | None = None
     goal: int = 0
@@ -128,7 +129,9 @@ def calibrated_rate(model_id: str) -> float | None:
 def draw(rec: RunRecord, chart: Any, picture: Any) -> None:
     """Loss curve and current image into their placeholders (unique keys: redrawn many times per run)."""
     if rec.history:
-        chart.plotly_chart(loss_figure(rec.history), key=f"style_loss_{len(rec.history)}")
+        chart.plotly_chart(
+            loss_figure(rec.history), key=f"style_loss_{len(rec.history)}", config=plot_config("style-losses")
+        )
     if rec.image is not None:
         picture.image(to_pil(rec.image), caption=f"step {rec.state.step}", width="stretch")
 
@@ -161,6 +164,7 @@ def drive(problem: StyleProblem, rec: RunRecord, steps: int, chart: Any, picture
                     break
                 rec.state, rec.image = item.state, item.image
                 rec.history.append(item.losses)
+                rec.sides.append(max(item.image.shape[-2:]))
                 _keep_frame(rec, item, every)
                 if len(same := timed.setdefault(item.image[0, 0].numel(), [])) < 8:
                     same.append(item)

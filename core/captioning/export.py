@@ -17,6 +17,8 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core.export import INFERNO, lut
+
 from .types import CaptionResult
 
 #: PNG grid layout: panels per row, panel width (its height follows the view's aspect), title strip, gap (px).
@@ -26,19 +28,6 @@ TITLE = 22
 GAP = 4
 #: The heatmap over the view, as on the page's default opacity.
 OPACITY = 0.55
-#: Plotly's "Inferno" (the page's heat scale), so a downloaded grid reads like the figure it came from.
-_INFERNO = (
-    "#000004",
-    "#1b0c41",
-    "#4a0c6b",
-    "#781c6d",
-    "#a52c60",
-    "#cf4446",
-    "#ed6925",
-    "#fb9b06",
-    "#f7d13d",
-    "#fcffa4",
-)
 
 
 def file_stem(model_id: str) -> str:
@@ -108,15 +97,6 @@ def png_size(n_words: int, view_size: tuple[int, int]) -> tuple[int, int]:
 
 
 @cache
-def _lut() -> np.ndarray:
-    """:data:`_INFERNO` interpolated to 256 RGB rows."""
-    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in _INFERNO], dtype=np.float64)
-    at = np.linspace(0.0, 1.0, len(stops))
-    levels = np.linspace(0.0, 1.0, 256)
-    return np.stack([np.interp(levels, at, stops[:, k]) for k in range(3)], axis=1).round().astype(np.uint8)
-
-
-@cache
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=13)
 
@@ -150,7 +130,7 @@ def maps_png(result: CaptionResult, maps: np.ndarray, view: Image.Image | None =
         y = (i // COLUMNS) * (TITLE + panel[1] + GAP)
         scaled = Image.fromarray((heat / top if top > 0 else heat).astype(np.float32))
         levels = np.asarray(scaled.resize(panel, Image.Resampling.BILINEAR))
-        colour = Image.fromarray(_lut()[np.clip(np.round(levels * 255), 0, 255).astype(np.uint8)])
+        colour = Image.fromarray(lut(INFERNO)[np.clip(np.round(levels * 255), 0, 255).astype(np.uint8)])
         sheet.paste(Image.blend(base, colour, OPACITY) if base is not None else colour, (x, y + TITLE))
         _title(draw, f"{i + 1}. {word} ({float(prob):.0%})", (x, y))
     buffer = io.BytesIO()

@@ -76,7 +76,13 @@ class ImageClassifier(nn.Module):
         return inference_copy(self, probe.to(self.mean.device))
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
-        """The ImageNet evaluation transform, stopping before normalization: (1, 3, S, S) in [0, 1]."""
+        """The ImageNet evaluation transform, stopping before normalization: (1, 3, S, S) in [0, 1].
+
+        An image already S × S is the model's own view (a downloaded adversarial PNG, a tray image from another
+        page) and is taken as it is: resizing it again would change the very pixels an attack chose.
+        """
+        if img.size == (self.input_size, self.input_size):
+            return to_tensor(img)
         return to_tensor(center_crop_resize(img, self.input_size))
 
     @torch.inference_mode()
