@@ -91,10 +91,7 @@ def _open(key: tuple[object, ...], name: str, read: Callable[[], tuple[Meta, pa.
     """Read and summarize once per session (kept like every result, within the session's limit)."""
     opened = recall((*key, task))
     if opened is None:
-        try:
-            meta, table = read()
-        except pa.ArrowException as err:  # columns of the right names but types no cast can reach
-            raise ResultsFileError("This file's columns are not those of a Vision Lab results file.") from err
+        meta, table = read()
         opened = open_table(name, meta, table, task)
         remember((*key, task), opened)
     return opened

@@ -37,4 +37,7 @@ def read_results(source: Path | pa.NativeFile) -> tuple[Meta, pa.Table]:
     missing = [name for name in expected.names if name not in table.schema.names]
     if missing:
         raise ResultsFileError(f"This {meta.task} results file lacks the columns {', '.join(missing)}.")
-    return meta, table.select(expected.names).cast(expected.with_metadata(table.schema.metadata))  # pyright: ignore[reportUnknownMemberType]
+    try:
+        return meta, table.select(expected.names).cast(expected.with_metadata(table.schema.metadata))  # pyright: ignore[reportUnknownMemberType]
+    except pa.ArrowException as err:  # the right names, but types no cast can reach
+        raise ResultsFileError("This file's columns are not those of a Vision Lab results file.") from err
