@@ -80,3 +80,6 @@ def test_a_tour_opens_ready_and_shows_what_it_promises(tour: Tour):
         assert key in at.session_state, f"{key} is not a widget of {tour.page}"
         assert _kept(at, key, value), f"{tour.page} dropped {key}={value}"
     assert tour.expect in _page_text(at)
+    for table in at.dataframe:  # the faithfulness table: each map's deletion AUC beats the random order's
+        scores = table.value.set_index("method")["deletion AUC ↓"]
+        assert (scores.drop("random order") < scores["random order"]).all()

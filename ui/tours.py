@@ -53,9 +53,9 @@ TOURS: tuple[Tour, ...] = (
         "🎲",
         "pages/3_Adversarial.py",
         {"attack": "Noise", "eps": "8.0"},
-        press="Nothing to press: random ±8/255 noise leaves the espresso standing (🛡️ not fooled).",
-        look="Now switch **Attack** to FGSM: one gradient step of the same size fools it, and the robustness "
-        "curves below show that gap at every ε.",
+        press="Nothing to press: the page adds random ±8/255 noise, four times the first tour's budget.",
+        look="The espresso stands (🛡️ not fooled, still about 93%): what fools a model is the direction of the "
+        "change, which an attack takes from the gradient, not its size.",
         buttons=(),
         expect="🛡️ not fooled",
     ),
@@ -85,7 +85,7 @@ TOURS: tuple[Tour, ...] = (
         "What the captioner looked at for each word",
         "📝",
         "pages/1_Captioning.py",
-        {"agg": "head-mean", "op": "0.6"},
+        {"op": "0.7"},
         press="Press **Caption**.",
         look="Drag the slider under the caption: each word's heatmap shows where the captioner looked while writing "
         "it (offline: our LSTM on a ShapesWorld scene, where ✓ marks a word whose peak lies on the object it names).",
@@ -96,7 +96,7 @@ TOURS: tuple[Tour, ...] = (
         "Style versus content",
         "🎨",
         "pages/4_Style_Transfer.py",
-        {"res": "128", "sw": "1e6"},
+        {"res": "128"},
         press="Press **Render the weight grid**.",
         look="Short runs from a low to a high style weight: the photo's shapes give way to the style's texture; "
         "press **Use** under the one you like, then **Start** a full run.",
