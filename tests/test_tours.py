@@ -28,7 +28,8 @@ def _kept(at: AppTest, key: str, value: str | list[str]) -> bool:
     except a value equal to its default, which leaves the URL while the widget holds it."""
     values = [value] if isinstance(value, str) else value
     if key in at.query_params:
-        return at.query_params.get_all(key) == values
+        kept = at.query_params[key]
+        return ([kept] if isinstance(kept, str) else list(kept)) == values
     state = at.session_state[key]
     try:
         return float(values[0]) == float(state)
