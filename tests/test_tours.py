@@ -58,14 +58,16 @@ def test_tours_are_on_home_as_links_with_their_parameters():
 
 
 @pytest.fixture
-def no_stored_maps():
+def fresh_server(monkeypatch):
     """Saliency results are shared by every session of the process: start each tour as on a fresh server, where
-    the page's Run buttons are the ones the tour names."""
+    the page's Run buttons are the ones the tour names. The weight grid's cells take 2 steps instead of 10 (what
+    is checked is that the grid appears)."""
     _saliency_store.clear()
+    monkeypatch.setattr("ui.style_run.GRID_STEPS", 2)
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_stored_maps")
+@pytest.mark.usefixtures("fresh_server")
 @pytest.mark.parametrize("tour", TOURS, ids=[t.title for t in TOURS])
 def test_a_tour_opens_ready_and_shows_what_it_promises(tour: Tour):
     at = _opened(tour)
