@@ -79,7 +79,7 @@ TOURS: tuple[Tour, ...] = (
         look="Deleting the regions Grad-CAM ranks first makes the espresso's probability fall faster than deleting "
         "them in random order: Grad-CAM's deletion AUC in the table is lower than the random order's.",
         buttons=("run_maps",),
-        expect="deletion AUC",
+        expect="deletion AUC ↓",  # the table's header
     ),
     Tour(
         "What the captioner looked at for each word",
