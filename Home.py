@@ -11,6 +11,7 @@ from ui.exports import session_download
 from ui.resources import job_gate, profile, progress_to, registry, sample_image, torch_info
 from ui.state import add_to_tray, tray
 from ui.text import plain
+from ui.tours import tour_cards
 from ui.widgets import IMAGE_TYPES, STATUS_ICON, STATUS_LABEL, TOO_BIG_LABEL, markdown_table
 
 st.set_page_config(page_title="Vision Lab", page_icon="🔬", layout="wide")
@@ -60,6 +61,8 @@ for col, (path, title, icon, blurb) in zip(cols, AREAS, strict=True):
     with col.container(border=True):
         st.page_link(path, label=title, icon=icon)
         st.caption(blurb)
+
+tour_cards()
 
 st.header("This server")
 st.markdown("\n".join(f"- {line}" for line in profile().describe()))

@@ -40,7 +40,7 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
 
 def _mark_eps(fig: go.Figure, eps255: float | None) -> None:
     if eps255 is not None:
-        fig.add_vline(x=eps255, line_dash="dot", line_color="black", annotation_text=f"ε = {eps255:g}/255")
+        fig.add_vline(x=eps255, line_dash="dot", line_color="grey", annotation_text=f"ε = {eps255:g}/255")
 
 
 def topk_figure(clean: Sequence[Prediction], adversarial: Sequence[Prediction]) -> go.Figure:
@@ -120,7 +120,7 @@ def pgd_steps_figure(history: PGDHistory, classes: Sequence[int]) -> go.Figure:
     """Attacker's loss and the probabilities of a few classes at each PGD iterate."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Attacker's loss", "Class probabilities"))
     steps = np.arange(len(history.loss))
-    fig.add_trace(go.Scatter(x=steps, y=history.loss, name="loss", line={"color": "black"}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=steps, y=history.loss, name="loss", line={"color": "grey"}), row=1, col=1)
     names = imagenet_labels()
     for c in dict.fromkeys(classes):
         fig.add_trace(

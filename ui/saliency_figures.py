@@ -106,7 +106,7 @@ def curves_figure(results: Sequence[Curves], labels: Mapping[str, str], k: float
                 col=col,
             )
     if k is not None:
-        fig.add_vline(x=k, line_dash="dot", line_color="black")
+        fig.add_vline(x=k, line_dash="dot", line_color="grey")
     fig.update_xaxes(title_text="% of image removed / restored", ticksuffix="%")
     fig.update_yaxes(title_text="target probability", range=[0, 1], col=1)
     fig.update_layout(height=360, margin={"l": 0, "r": 0, "t": 40, "b": 0}, legend={"orientation": "h", "y": -0.3})
