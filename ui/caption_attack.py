@@ -25,6 +25,7 @@ from core.runtime import Reporter
 from ui.adv_captions import marked
 from ui.attack_figures import caption_attack_figure
 from ui.captioning import image_digest, load_captioner
+from ui.explain import HELP
 from ui.figures import image_figure
 from ui.jobs import run_job
 from ui.resources import registry
@@ -78,9 +79,9 @@ def caption_attack_section(picked: PickedImage | None) -> None:
     shapes = reg.get(model_id).family == "sat"
     source = side.radio("Attack on", [SCENE, PICKED], index=0 if shapes else 1, key="cap_src", bind="query-params")
     seed = side.number_input("Scene seed", 0, 10_000, DEMO_SEED, key="cap_scene", bind="query-params")
-    eps255 = side.slider("ε (/255)", 1, 16, 2, key="cap_eps", bind="query-params", help="Largest change of any pixel.")
-    steps = side.slider("Steps", 1, 100, 30, key="cap_steps", bind="query-params")
-    alpha255 = side.slider("Step size α (/255)", 1, 4, 1, key="cap_alpha", bind="query-params")
+    eps255 = side.slider("ε (/255)", 1, 16, 2, key="cap_eps", bind="query-params", help=HELP["epsilon"])
+    steps = side.slider("Steps", 1, 100, 30, key="cap_steps", bind="query-params", help=HELP["steps"])
+    alpha255 = side.slider("Step size α (/255)", 1, 4, 1, key="cap_alpha", bind="query-params", help=HELP["alpha"])
     if source == SCENE:
         scene = render_scene(int(seed))
         name, image, default = f"ShapesWorld {seed}", scene.image, recoloured(scene.caption)
