@@ -29,8 +29,8 @@ HELP: Final[Mapping[str, str]] = {
     "clipped back to at most ε.",
     "time": "Seconds this took on this server (shared with other visitors, so only a rough guide).",
     # -- captioning ------------------------------------------------------------------------------------------
-    "captioners": "Captioning models that describe the same image side by side; 🟢 ones are ready, the others "
-    "offer a download.",
+    "captioners": "Captioning models that describe the same image side by side, so their words and maps can be "
+    "compared.",
     "scene_seed": "Which synthetic scene to draw: each number gives another arrangement of shapes.",
     "strategy": "How the next word is chosen at each step.",
     "beams": "How many partial captions beam search keeps at each step: more searches wider for a more likely "
