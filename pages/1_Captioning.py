@@ -141,9 +141,7 @@ with st.sidebar:
         "Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="rep", bind="query-params", help=HELP["repetition_penalty"]
     )
     st.subheader("Attention view")
-    method = st.selectbox(
-        "Aggregation", AGGREGATIONS, key="agg", bind="query-params", help=choices("aggregation", AGG_LABELS)
-    )
+    method = st.selectbox("Aggregation", AGGREGATIONS, key="agg", bind="query-params", help=choices("aggregation"))
     st.caption(AGG_LABELS[method])
     attention_box = st.container()  # layer, head and k: bounded by the captioned models' counts, filled below
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="op", bind="query-params", help=HELP["opacity"])
