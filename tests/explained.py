@@ -23,7 +23,7 @@ KINDS = (
     "metric",
 )
 #: Shared pickers (ui.widgets) choose an input, not a method: the image source, sample and tray, and the model.
-PICKERS = frozenset({"image_src", "image", "image_tray", "img_src", "img", "img_tray", "model", "net"})
+PICKERS = frozenset({"image_src", "image", "image_tray", "img_src", "img", "img_tray", "model", "net", "cap_model"})
 PICKERS |= {f"{k}{s}" for k in ("content", "style") for s in ("", "_src", "_tray")}
 
 

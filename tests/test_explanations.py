@@ -83,7 +83,8 @@ def test_adversarial_page_explains_every_control_and_chart(attack):
 
 def test_caption_attack_reuses_the_same_epsilon_text():
     at = _adversarial(mode="Attack a captioner")
-    assert not at.exception, at.exception
+    assert_explained(at, "adversarial", minimum=5)
+    assert at.number_input(key="cap_scene").help == HELP["scene_seed"]  # the captioning page's scene seed text
     assert at.slider(key="cap_eps").help == HELP["epsilon"]
     assert at.slider(key="cap_alpha").help == HELP["alpha"]
 

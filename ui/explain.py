@@ -132,6 +132,11 @@ HELP: Final[Mapping[str, str]] = {
     "minimal_eps": "Minimal flipping ε: the smallest ε at which the attack changes the top-1, found by halving the "
     "interval between the last ε that did not and the first that did; lower means easier to fool.",
     "accuracy_curve": "The share of the labelled sample photos still classified correctly at each ε, per attack.",
+    "attack_source": "Attack a synthetic ShapesWorld scene (what the built-in captioner knows) or the image picked "
+    "above.",
+    "log_p_target": "How likely the captioner finds the target caption for the attacked image (log probability: 0 "
+    "would be certain; the small number is the change from the clean image, higher is closer to the target).",
+    "steps_done": "How many steps the attack ran.",
     # -- style transfer ---------------------------------------------------------------------------------------
     "second_style": "Mix in a second style image: the style target (its Gram matrices, which features occur "
     "together) is a weighted mix of both.",
