@@ -85,8 +85,8 @@ HELP: Final[Mapping[str, str]] = {
     "so evidence shared by both cancels out.",
     "class_b": "The class to contrast with (when **…rather than** is on).",
     "predictions": "The classifier's five most likely classes for this image and their probabilities.",
-    "maps": "Strong colour marks the pixels a method found most important for the class; the line under a map "
-    "gives its time and cost.",
+    "maps": "Strong colour marks the pixels a method found most important for the class (with Sign = signed, one "
+    "colour is for it and the other against); the line under a map gives its time and cost.",
     "measure": "Run the deletion and insertion test on every map (22 altered images through the model per map).",
     "deletion": "Deletion: the image's 32×32 regions are replaced by the substrate, most important first by the "
     "map as drawn, and the class's probability is tracked; its AUC (area under the curve, 0 to 1): lower is "
@@ -127,7 +127,7 @@ HELP: Final[Mapping[str, str]] = {
     "class, the new top-1 and any target (right).",
     "robustness_curve": "The attacked class's probability as ε grows, per attack (filled marker: still the top-1, "
     "open: fooled); the dotted line is the sidebar's ε; a curve that drops at small ε means the model is easy "
-    "to fool, and Noise should stay high.",
+    "to fool, while Noise usually stays high.",
     "ribbon": "The winning class at each ε, one row per attack: where the colour changes, the prediction flipped.",
     "minimal_eps": "Minimal flipping ε: the smallest ε at which the attack changes the top-1, found by halving the "
     "interval between the last ε that did not and the first that did; lower means easier to fool.",
@@ -194,8 +194,8 @@ CHOICES: Final[Mapping[str, Mapping[str, str]]] = {
         "smoothgrad": "the gradient averaged over noisy copies of the image: less speckle.",
         "integrated_gradients": "gradients summed along a path from a baseline picture to the image; the values add "
         "up to the score change, for and against the class.",
-        "guided_backprop": "gradients with negative parts cut at every layer: crisp edges, but often the same for "
-        "any model (see the sanity check).",
+        "guided_backprop": "gradients with negative parts cut at every ReLU (the on/off switches): crisp edges, "
+        "but often the same for any model (see the sanity check).",
         "gradcam": "one layer's activations weighted by their average gradient: a coarse blob where the class's "
         "evidence is.",
         "gradcam_pp": "Grad-CAM with pixel-wise weights of positive gradients: better when the class appears "
@@ -218,7 +218,7 @@ CHOICES: Final[Mapping[str, Mapping[str, str]]] = {
         "mean": "the image's average colour.",
     },
     "attack": {
-        "FGSM": "one step of size ε in the direction that most raises the model's error (the gradient's sign).",
+        "FGSM": "one step of size ε in the direction that most helps the goal (the sign of the gradient).",
         "PGD": "many small steps, each kept within ε: stronger than one step.",
         "Noise": "random ±ε on every pixel, no gradient: the control that shows direction matters, not size.",
     },
