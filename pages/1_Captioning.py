@@ -45,6 +45,7 @@ from ui.captioning import (
     run_captions,
     with_gradients,
 )
+from ui.explain import HELP, choices, how_to_read
 from ui.figures import plot_config
 from ui.jobs import open_page, run_job
 from ui.resources import registry
@@ -59,6 +60,7 @@ st.caption(
     "Each word's heatmap is recomputed with one teacher-forced pass over the final caption, so it is the "
     "attention of the very step that produced the word — for greedy, beam and sampled captions alike."
 )
+how_to_read("captioning")
 
 reg = registry()
 AGG_LABELS = {
@@ -75,7 +77,7 @@ open_on_scene(reg)
 
 # -- sidebar: image, models, decoding, view ---------------------------------------------------------
 with st.sidebar, st.expander("ShapesWorld scene"):  # the synthetic scenes our LSTM was trained on
-    seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene")
+    seed = st.number_input("Scene seed", 0, 10_000, 0, key="scene", help=HELP["scene_seed"])
     if st.button("Generate scene", help="A synthetic scene the built-in LSTM captioner was trained on."):
         add_scene(int(seed))
         st.rerun()
@@ -87,7 +89,9 @@ statuses = {i: reg.status(i).status for i in ids}
 default_models = [i for i in ids if statuses[i].value == "ready"][:3] or ids[:1]
 with st.sidebar:
     # Bound widgets put their *labels* in the URL: plain ids keep links short and stable.
-    chosen = st.multiselect("Captioners", ids, default=default_models, key=CAPTION_MODELS, bind="query-params")
+    chosen = st.multiselect(
+        "Captioners", ids, default=default_models, key=CAPTION_MODELS, bind="query-params", help=HELP["captioners"]
+    )
     st.caption(" · ".join(f"{STATUS_ICON[statuses[i]]} {i}" for i in ids))
     with st.expander("Add a model (hub id, or a folder in the models folder)"):
         ref = st.text_input("e.g. Salesforce/blip-image-captioning-base or my-blip", key="add_ref")
@@ -108,21 +112,39 @@ with st.sidebar:
     st.subheader("Decoding")
     strategy = cast(  # Streamlit types the choice as str; it is one of the literal options
         Strategy,
-        st.segmented_control("Strategy", STRATEGIES, default="greedy", required=True, key="dec", bind="query-params"),
+        st.segmented_control(
+            "Strategy",
+            STRATEGIES,
+            default="greedy",
+            required=True,
+            key="dec",
+            bind="query-params",
+            help=choices("strategy"),
+        ),
     )
-    beams = st.slider("Beams", 2, 8, 3, key="beams", bind="query-params", disabled=strategy != "beam")
-    top_p = st.slider("top-p", 0.1, 1.0, 0.9, 0.05, key="p", bind="query-params", disabled=strategy != "sample")
+    beams = st.slider(
+        "Beams", 2, 8, 3, key="beams", bind="query-params", disabled=strategy != "beam", help=HELP["beams"]
+    )
+    top_p = st.slider(
+        "top-p", 0.1, 1.0, 0.9, 0.05, key="p", bind="query-params", disabled=strategy != "sample", help=HELP["top_p"]
+    )
     temperature = st.slider(
-        "Temperature", 0.1, 2.0, 1.0, 0.1, key="temp", bind="query-params", disabled=strategy != "sample"
+        "Temperature", 0.1, 2.0, 1.0, 0.1, key="temp", bind="query-params", disabled=strategy != "sample",
+        help=HELP["temperature"],
+    )  # fmt: skip
+    seed = st.number_input(
+        "Seed", 0, 2**31 - 1, 0, key="seed", bind="query-params", disabled=strategy != "sample",
+        help=HELP["sample_seed"],
+    )  # fmt: skip
+    max_new = st.slider("Max new tokens", 5, 40, 20, key="max", bind="query-params", help=HELP["max_tokens"])
+    penalty = st.slider(
+        "Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="rep", bind="query-params", help=HELP["repetition_penalty"]
     )
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind="query-params", disabled=strategy != "sample")
-    max_new = st.slider("Max new tokens", 5, 40, 20, key="max", bind="query-params")
-    penalty = st.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="rep", bind="query-params")
     st.subheader("Attention view")
-    method = st.selectbox("Aggregation", AGGREGATIONS, key="agg", bind="query-params")
+    method = st.selectbox("Aggregation", AGGREGATIONS, key="agg", bind="query-params", help=choices("aggregation"))
     st.caption(AGG_LABELS[method])
     attention_box = st.container()  # layer, head and k: bounded by the captioned models' counts, filled below
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="op", bind="query-params")
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="op", bind="query-params", help=HELP["opacity"])
 
 config = DecodingConfig(
     strategy=strategy,
@@ -175,9 +197,11 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
         st.markdown(f"> {plain(result.caption) or '(empty caption)'}")
         domain_notice(result, scene)  # first run: a ShapesWorld captioner on a photo
         a, b = st.columns(2)
-        a.metric("Time to caption", f"{result.seconds:.2f} s")
+        a.metric("Time to caption", f"{result.seconds:.2f} s", help=HELP["caption_time"])
         resident = reg.loaded_mb().get(model_id)
-        b.metric("Model size", f"{resident:,.0f} MB" if resident is not None else spec.download_size)
+        b.metric(
+            "Model size", f"{resident:,.0f} MB" if resident is not None else spec.download_size, help=HELP["model_size"]
+        )
         if not result.words:
             continue
         maps, note = shown[model_id]
@@ -186,10 +210,14 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
             key=f"scrub_{model_id}",
             config=plot_config(f"{model_id}-attention"),
         )
-        st.caption(f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words")
+        st.caption(
+            f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words",
+            help=HELP["word_heatmap"],
+        )
         st.plotly_chart(
             token_strip_figure(result), key=f"strip_{model_id}", config=plot_config(f"{model_id}-word-probabilities")
         )
+        st.caption(HELP["token_probability"])
         if scene is not None:  # first run: per word, is the attention peak on the object it names?
             grounding_strip(result, maps, scene)
         # -- exports: the maps shown above and the caption as files --------------------------------------
@@ -220,14 +248,18 @@ if tab_grid.open:
             st.info("The chosen models have a single attention map per word.")
         else:
             a, b = st.columns(2)
-            grid_model = a.selectbox("Model", list(stacks), key="grid_model")
+            grid_model = a.selectbox("Model", list(stacks), key="grid_model", help=HELP["grid_model"])
             words = good[grid_model].words
-            word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word")
+            word = b.selectbox(
+                "Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="grid_word",
+                help=HELP["grid_word"],
+            )  # fmt: skip
             st.plotly_chart(
                 layer_head_figure(layer_head_maps(stacks[grid_model], word), words[word]),
                 key="layer_head",
                 config=plot_config(f"{grid_model}-layers-heads"),
             )
+            st.caption(HELP["layer_head_grid"])
 
 if tab_reverse.open:
     with tab_reverse:
@@ -251,6 +283,7 @@ if tab_reverse.open:
                 values = reverse_view({m: (r, shown[m][0]) for m, r in good.items()}, point)
                 if values:
                     st.plotly_chart(reverse_figure(values), key="reverse_bars", config=plot_config("reverse-view"))
+                    st.caption(HELP["reverse_bars"])
                 else:
                     st.info("That point lies outside every model's centre crop.")
 
@@ -261,10 +294,15 @@ if tab_faith.open:
             "log p(word) drops faster than when hiding as many random patches."
         )
         a, b, c = st.columns(3)
-        faith_model = a.selectbox("Model", list(good), key="faith_model")
+        faith_model = a.selectbox("Model", list(good), key="faith_model", help=HELP["grid_model"])
         words = good[faith_model].words
-        word = b.selectbox("Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word")
-        hide = c.segmented_control("Hide with", MASK_MODES, default="blur", required=True, key="faith_mode")
+        word = b.selectbox(
+            "Word", range(len(words)), format_func=lambda i: f"{i + 1}. {words[i]}", key="faith_word",
+            help=HELP["grid_word"],
+        )  # fmt: skip
+        hide = c.segmented_control(
+            "Hide with", MASK_MODES, default="blur", required=True, key="faith_mode", help=HELP["substrate"]
+        )
         mode: MaskMode = cast(MaskMode, hide)  # Streamlit types the choice as str
         faith_key = (key, faith_model, config, method, int(layer), int(head), int(last_k), word, mode)
         target = dataclasses.replace(good[faith_model], word_maps=shown[faith_model][0])
@@ -291,6 +329,7 @@ if tab_faith.open:
             a.plotly_chart(
                 faithfulness_figure(curve), key="faith_fig", config=plot_config(f"{faith_model}-faithfulness")
             )
+            a.caption(HELP["caption_faithfulness"])
             b.image(curve.masked_image, caption=f"{curve.fractions[-1]:.0%} most-attended patches hidden")
             b.markdown(f"Re-captioned masked image: *{plain(curve.masked_caption) or '(empty caption)'}*")
 

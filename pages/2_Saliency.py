@@ -11,6 +11,7 @@ from core.export import maps_npz
 from core.images import to_pil
 from core.models import ModelError
 from core.saliency import BASELINES, METHODS, SUBSTRATES, removed
+from ui.explain import HELP, choices, how_to_read
 from ui.exports import Download, button, keep
 from ui.figures import image_figure, plot_config
 from ui.jobs import open_page, run_job
@@ -42,19 +43,34 @@ st.caption(
     "Which pixels made the classifier say it? Methods side by side on one image, how faithful each map is "
     "(deletion / insertion), and whether it depends on the model at all (randomization sanity check)."
 )
+how_to_read("saliency")
 
 side = st.sidebar
 picked = image_picker()
 model_id = model_picker("classification", key="model", default="efficientnet-lite0")
 methods = side.multiselect(
-    "Methods", list(METHODS), default=DEFAULT_METHODS, format_func=LABELS.__getitem__, key="m", bind="query-params"
+    "Methods",
+    list(METHODS),
+    default=DEFAULT_METHODS,
+    format_func=LABELS.__getitem__,
+    key="m",
+    bind="query-params",
+    help=choices("methods", LABELS),
 )
-sign = side.segmented_control("Sign", SIGNS, default="positive", required=True, key="sign", bind="query-params")
-view = side.segmented_control("View", VIEWS, default="overlay", required=True, key="view", bind="query-params")
-shared = side.toggle("One colour scale for all maps", value=False, key="shared", bind="query-params")
+sign = side.segmented_control(
+    "Sign", SIGNS, default="positive", required=True, key="sign", bind="query-params", help=choices("sign")
+)
+view = side.segmented_control(
+    "View", VIEWS, default="overlay", required=True, key="view", bind="query-params", help=choices("view")
+)
+shared = side.toggle(
+    "One colour scale for all maps", value=False, key="shared", bind="query-params", help=HELP["shared_scale"]
+)
 with side.expander("Method settings", expanded=False):
-    sg_n = st.slider("SmoothGrad samples", 4, 64, 16, step=4, key="sg_n", bind="query-params")
-    sg_sigma = st.slider("SmoothGrad noise σ (% of input range)", 1, 50, 15, key="sg_sigma", bind="query-params")
+    sg_n = st.slider("SmoothGrad samples", 4, 64, 16, step=4, key="sg_n", bind="query-params", help=HELP["sg_samples"])
+    sg_sigma = st.slider(
+        "SmoothGrad noise σ (% of input range)", 1, 50, 15, key="sg_sigma", bind="query-params", help=HELP["sg_sigma"]
+    )
     ig_tol = st.slider(
         "Integrated Gradients: completeness error wanted (% of the score change)",
         0,
@@ -62,10 +78,21 @@ with side.expander("Method settings", expanded=False):
         5,
         key="ig_tol",
         bind="query-params",
-        help="Nodes are doubled from 8 until the attributions sum to the score change within this; 0: use all steps.",
+        help=HELP["ig_tolerance"],
     )
-    ig_steps = st.slider("Integrated Gradients steps (max)", 4, 128, 32, step=4, key="ig_steps", bind="query-params")
-    ig_base = st.selectbox("Integrated Gradients baseline", BASELINES, key="ig_base", bind="query-params")
+    ig_steps = st.slider(
+        "Integrated Gradients steps (max)",
+        4,
+        128,
+        32,
+        step=4,
+        key="ig_steps",
+        bind="query-params",
+        help=HELP["ig_steps"],
+    )
+    ig_base = st.selectbox(
+        "Integrated Gradients baseline", BASELINES, key="ig_base", bind="query-params", help=choices("ig_baseline")
+    )
 
 if picked is None:
     st.info("Choose an image in the sidebar.")
@@ -82,7 +109,9 @@ model = loaded
 
 layers = list(model.cam_layers)
 with side.expander("Grad-CAM layer", expanded=False):
-    layer = st.selectbox("Target layer", layers, index=len(layers) - 1, key="layer", bind="query-params")
+    layer = st.selectbox(
+        "Target layer", layers, index=len(layers) - 1, key="layer", bind="query-params", help=HELP["cam_layer"]
+    )
 PARAMS: dict[str, dict[str, object]] = {
     "smoothgrad": {"samples": sg_n, "sigma_pct": float(sg_sigma)},
     "integrated_gradients": {"steps": ig_steps, "baseline": ig_base, "tolerance_pct": float(ig_tol)},
@@ -98,6 +127,7 @@ labels = model.labels
 left, right = st.columns([1, 2])
 left.plotly_chart(image_figure(view_img, "Input"), config=plot_config("saliency-input"))
 right.plotly_chart(predictions_figure(preds), config=plot_config("saliency-top5"))
+right.caption(HELP["predictions"])
 top = [p.index for p in preds]
 options = top + sorted(set(range(len(labels))) - set(top), key=lambda i: labels[i])
 c1, c2, c3 = st.columns([2, 1, 2])
@@ -107,8 +137,9 @@ target_a = c1.selectbox(
     format_func=lambda i: labels[i],
     key="cls",
     bind="query-params",
+    help=HELP["explain_class"],
 )
-contrast = c2.toggle("…rather than", key="vs", bind="query-params", help="Map of score(A) − score(B)")
+contrast = c2.toggle("…rather than", key="vs", bind="query-params", help=HELP["contrast"])
 target_b = c3.selectbox(
     "Class B",
     options,
@@ -117,6 +148,7 @@ target_b = c3.selectbox(
     key="cls_b",
     bind="query-params",
     disabled=not contrast,
+    help=HELP["class_b"],
 )
 target = (target_a, target_b) if contrast and target_b != target_a else target_a
 title = f"why {labels[target_a]} rather than {labels[target_b]}" if isinstance(target, tuple) else labels[target_a]
@@ -158,6 +190,7 @@ for start in range(0, len(methods), per_row):
         png = partial(saliency_png, view_img, shown[method], view=view, sign=sign, zrange=zrange)
         files.append(Download(f"{LABELS[method]} (PNG)", f"saliency-{method}.png", "image/png", png))
         button(files[-1], f"dl_map_{method}", col)
+st.caption(HELP["maps"])
 if shared:
     st.caption("One colour scale compares raw values: meaningful among methods with the same units.")
 settings = {
@@ -176,15 +209,13 @@ button(files[-1], "dl_maps_npz")
 keep("saliency", settings, files)
 
 st.subheader("Faithfulness: deletion and insertion")
-st.caption(
-    "Remove the most important 32×32 regions first (deletion) or restore them onto the substrate (insertion) "
-    "and watch the target's probability. A faithful map beats the random order: lower deletion AUC, "
-    "higher insertion AUC. Regions are ranked by the map as drawn (sign setting)."
-)
+st.caption(" ".join((HELP["deletion"], HELP["insertion"], HELP["random_order"])))
 f1, f2 = st.columns([1, 3])
-measure = f1.toggle("Measure", value=True, key="faith", bind="query-params")
-substrate = f1.segmented_control("Substrate", SUBSTRATES, default="blur", required=True, key="sub", bind="query-params")
-k = f1.slider("Scrub: % removed", 0, 100, 20, step=10, key="k", bind="query-params")
+measure = f1.toggle("Measure", value=True, key="faith", bind="query-params", help=HELP["measure"])
+substrate = f1.segmented_control(
+    "Substrate", SUBSTRATES, default="blur", required=True, key="sub", bind="query-params", help=HELP["substrate"]
+)
+k = f1.slider("Scrub: % removed", 0, 100, 20, step=10, key="k", bind="query-params", help=HELP["scrub"])
 if measure:
     ranks = rankings(shown)
     results = run_job(
@@ -207,7 +238,15 @@ if measure:
                 "insertion AUC ↑": [c.insertion_auc for c in results],
             }
         )
-        st.dataframe(table, hide_index=True, key="auc_table")
+        st.dataframe(
+            table,
+            hide_index=True,
+            key="auc_table",
+            column_config={
+                "deletion AUC ↓": st.column_config.NumberColumn(help=HELP["deletion"]),
+                "insertion AUC ↑": st.column_config.NumberColumn(help=HELP["insertion"]),
+            },
+        )
         strip = st.columns(len(ranks))
         for col, (name, rank) in zip(strip, ranks.items(), strict=True):
             col.image(
@@ -230,7 +269,9 @@ sanity = run_job(
 )
 if sanity is not None:
     st.plotly_chart(sanity_figure(sanity, LABELS), key="sanity", config=plot_config("saliency-sanity"))
+    st.caption(HELP["sanity_trend"])
     st.plotly_chart(sanity_maps_figure(sanity, LABELS), key="sanity_maps", config=plot_config("saliency-sanity-maps"))
+    st.caption(HELP["sanity_maps"])
     for method in sanity.flagged:
         st.warning(f"**{LABELS[method]}** barely changes while the model's weights are destroyed: it does not pass.")
     passed = [LABELS[m] for m in sanity.spearman if m not in sanity.flagged]

@@ -23,6 +23,7 @@ from core.samples import expected_labels
 from ui.adv_captions import handoff_section
 from ui.attack_figures import accuracy_figure, pgd_steps_figure, ribbon_figure, robustness_figure, topk_figure
 from ui.caption_attack import caption_attack_section
+from ui.explain import HELP, choices, how_to_read
 from ui.exports import Download, button, keep
 from ui.figures import image_figure, overlay_figure, plot_config
 from ui.jobs import open_page, run_job
@@ -53,6 +54,7 @@ st.caption(
     "the attacker sees its gradients (white box). ε is in /255 units: ε = 2 changes each pixel by at most two of "
     "255 grey levels."
 )
+how_to_read("adversarial")
 
 
 def _send(name: str, image: Image.Image, origin: str, open_saliency: bool = False) -> None:
@@ -70,21 +72,29 @@ if st.session_state.pop(ADV_OPEN_SALIENCY_KEY, False):
     st.switch_page(SALIENCY_PAGE, query_params={})  # `{}`: a plain switch refuses to clear bound parameters
 
 # -- settings (bound to the URL) -----------------------------------------------------------------
-mode = st.sidebar.segmented_control("Mode", MODES, default=MODES[0], required=True, key="mode", bind="query-params")
+mode = st.sidebar.segmented_control(
+    "Mode", MODES, default=MODES[0], required=True, key="mode", bind="query-params", help=HELP["mode"]
+)
 picked = image_picker()
 if mode == MODES[1]:
     caption_attack_section(picked)
     st.stop()
 model_id = model_picker("classification", key="model", default="efficientnet-lite0")
 side = st.sidebar
-attack = side.segmented_control("Attack", ATTACKS, default="FGSM", required=True, key="attack", bind="query-params")
+attack = side.segmented_control(
+    "Attack", ATTACKS, default="FGSM", required=True, key="attack", bind="query-params", help=choices("attack")
+)
 norm: Norm = "linf"
 if attack == "PGD":
     norm = NORMS[
-        side.segmented_control("Norm", list(NORMS), default="L∞", required=True, key="norm", bind="query-params")
+        side.segmented_control(
+            "Norm", list(NORMS), default="L∞", required=True, key="norm", bind="query-params", help=choices("norm")
+        )
     ]
 if norm == "l2":
-    eps = side.slider("ε₂ (L2 radius, pixel units)", 0.0, 3.0, 0.5, 0.05, key="eps2", bind="query-params")
+    eps = side.slider(
+        "ε₂ (L2 radius, pixel units)", 0.0, 3.0, 0.5, 0.05, key="eps2", bind="query-params", help=HELP["epsilon_l2"]
+    )
     eps255 = None  # the curves below are L∞: no current-ε marker for an L2 radius
     eps_text = f"ε₂ = {eps:g}"
 else:
@@ -96,12 +106,12 @@ else:
         0.5,
         key="eps",
         bind="query-params",
-        help="Largest change of any pixel, in grey levels out of 255.",
+        help=HELP["epsilon"],
     )
     eps = attacks.from255(eps255)
     eps_text = f"ε = {eps255:g}/255"
 goal_choice = side.segmented_control(
-    "Goal", GOALS, default="Untargeted", required=True, key="goal", bind="query-params"
+    "Goal", GOALS, default="Untargeted", required=True, key="goal", bind="query-params", help=choices("goal")
 )
 chosen = side.selectbox(
     "Target class",
@@ -110,16 +120,29 @@ chosen = side.selectbox(
     key="target",
     bind="query-params",
     disabled=goal_choice != "Chosen class",
+    help=HELP["target_class"],
 )
 cfg = IterativeConfig(eps=eps, norm=norm)
 random_start = False
 if attack == "PGD":
-    steps = side.slider("Steps", 1, 40, 10, key="steps", bind="query-params")
+    steps = side.slider("Steps", 1, 40, 10, key="steps", bind="query-params", help=HELP["steps"])
     alpha255 = side.slider(
-        "Step size α (/255)", 0.1, 4.0, 0.5, 0.1, key="alpha", bind="query-params", disabled=norm == "l2"
+        "Step size α (/255)",
+        0.1,
+        4.0,
+        0.5,
+        0.1,
+        key="alpha",
+        bind="query-params",
+        disabled=norm == "l2",
+        help=HELP["alpha"],
     )
-    random_start = side.toggle("Random start (PGD; off = BIM)", key="rs", bind="query-params")
-    restarts = side.slider("Restarts", 1, 5, 1, key="restarts", bind="query-params", disabled=not random_start)
+    random_start = side.toggle(
+        "Random start (PGD; off = BIM)", key="rs", bind="query-params", help=HELP["random_start"]
+    )
+    restarts = side.slider(
+        "Restarts", 1, 5, 1, key="restarts", bind="query-params", disabled=not random_start, help=HELP["restarts"]
+    )
     cfg = IterativeConfig(
         eps=eps,
         steps=steps,
@@ -188,6 +211,7 @@ cols[2].plotly_chart(
     key="img_delta",
     config=plot_config("adversarial-delta"),
 )
+st.caption(HELP["attack_images"])
 
 with st.container(key="adv_prediction", border=True):
     before, after = result.clean_top5[0], result.adv_top5[0]
@@ -195,12 +219,13 @@ with st.container(key="adv_prediction", border=True):
     clean, adv = f"{plain(before.label)} ({before.prob:.1%})", f"**{plain(after.label)}** ({after.prob:.1%})"
     st.markdown(f"**Prediction:** {clean} → {adv} · {verdict}")
     st.plotly_chart(topk_figure(result.clean_top5, result.adv_top5), key="topk", config=plot_config("adversarial-top5"))
+    st.caption(HELP["topk"])
     m = st.columns(5)
-    m[0].metric("‖δ‖∞", f"{result.delta_linf * 255:.2f}/255")
-    m[1].metric("‖δ‖₂", f"{result.delta_l2:.3f}")
-    m[2].metric("PSNR", f"{result.psnr:.1f} dB")
-    m[3].metric("SSIM", f"{result.ssim:.4f}")
-    m[4].metric("Time", f"{result.seconds:.2f} s")
+    m[0].metric("‖δ‖∞", f"{result.delta_linf * 255:.2f}/255", help=HELP["delta_linf"])
+    m[1].metric("‖δ‖₂", f"{result.delta_l2:.3f}", help=HELP["delta_l2"])
+    m[2].metric("PSNR", f"{result.psnr:.1f} dB", help=HELP["psnr"])
+    m[3].metric("SSIM", f"{result.ssim:.4f}", help=HELP["ssim"])
+    m[4].metric("Time", f"{result.seconds:.2f} s", help=HELP["time"])
 
 # -- downloads: exactly the attacked pixels, rounded to 8 bits, and whether the model still reads them the same --
 stem = file_stem(Path(picked.name).stem)
@@ -245,7 +270,7 @@ if act[0].button("Send adversarial image to the tray", icon="📥", key="to_tray
 if (Path(__file__).parents[1] / SALIENCY_PAGE).exists():
     act[1].button("Open it on the saliency page", icon="🔥", key="to_saliency", on_click=_send, args=(*tray_args, True))
 
-if st.toggle("Saliency: clean vs adversarial", key="sal", bind="query-params"):
+if st.toggle("Saliency: clean vs adversarial", key="sal", bind="query-params", help=HELP["saliency_toggle"]):
     sal = st.columns(2)
     for col, img, pred, title in (
         (sal[0], x, before, "Clean"),
@@ -262,6 +287,7 @@ if result.history is not None:
     st.plotly_chart(
         pgd_steps_figure(result.history, classes), key="pgd_steps", config=plot_config("adversarial-pgd-steps")
     )
+    st.caption(HELP["pgd_steps"])
 
 if (Path(__file__).parents[1] / CAPTIONING_PAGE).exists():
     clean_name = f"{Path(picked.name).stem} clean crop.png"
@@ -290,14 +316,17 @@ with here:
     )
     sweeps = [fgsm_sweep, noise_sweep] + ([pgd.sweep] if pgd else [])
     st.plotly_chart(robustness_figure(sweeps, truth, eps255), key="curve", config=plot_config("adversarial-robustness"))
+    st.caption(HELP["robustness_curve"])
     st.plotly_chart(ribbon_figure(sweeps, eps255), key="ribbon", config=plot_config("adversarial-labels"))
+    st.caption(HELP["ribbon"])
     curve = Download("Curve data (CSV)", f"{stem}-robustness.csv", "text/csv", partial(sweeps_csv, sweeps, LABELS))
     button(curve, "dl_curve")
     keep("robustness", {**settings, "curves": [s.method for s in sweeps]}, [curve])
     found = [("FGSM", fgsm_min)] + ([(f"PGD-{k}", pgd.minimal_eps)] if pgd else [])
     st.markdown(
         "**Minimal flipping ε** (bisection): "
-        + " · ".join(f"{n}: {'> 16/255' if v is None else f'{v * 255:.2f}/255'}" for n, v in found)
+        + " · ".join(f"{n}: {'> 16/255' if v is None else f'{v * 255:.2f}/255'}" for n, v in found),
+        help=HELP["minimal_eps"],
     )
 
 with labelled:
@@ -311,4 +340,5 @@ with labelled:
     curves = run_job("accuracy curves", ("accuracy", model_id), accuracy, auto=False, models=[model_id])
     if curves:
         st.plotly_chart(accuracy_figure(curves, eps255), key="accuracy", config=plot_config("adversarial-accuracy"))
+        st.caption(HELP["accuracy_curve"])
     st.caption(f"Photos: {', '.join(names)} (labels in sample_images/labels.json). PGD here is PGD-5.")

@@ -11,6 +11,7 @@ from core.export import filmstrip_gif, losses_csv
 from core.models import ModelError, Status
 from core.samples import sample_names
 from core.style import COARSE_TO_FINE, FINE_STEPS, Colour, Init, Optimizer, StyleConfig, StyleProblem, estimate_seconds
+from ui.explain import HELP, how_to_read
 from ui.exports import Download, button, keep
 from ui.jobs import open_page, recall, remember, run_gated
 from ui.resources import load_style_features, registry, sample_image, style_seconds_per_megapixel
@@ -26,6 +27,7 @@ st.caption(
     "feature correlations (Gram matrices) match the style image. Watch every loss term fall as it runs; "
     "stop, adjust the weights and continue."
 )
+how_to_read("style")
 
 NETS = ["vgg19", "efficientnet-lite0"]
 FALLBACK_NOTE = "Using EfficientNet-Lite0's features instead (real ImageNet weights, always available)."
@@ -40,10 +42,12 @@ content = image_picker("content", label="Content image", default="content.jpg")
 style = image_picker("style", label="Style image", kind="style", default="style.jpg")
 styles = sample_names("style")
 second = st.sidebar.selectbox(
-    "Blend with a second style", ["none", *styles], key="style2", bind="query-params", help="Gram targets are mixed."
+    "Blend with a second style", ["none", *styles], key="style2", bind="query-params", help=HELP["second_style"]
 )
 share = (
-    st.sidebar.slider("Share of the second style", 0.0, 1.0, 0.5, 0.05, key="mix", bind="query-params")
+    st.sidebar.slider(
+        "Share of the second style", 0.0, 1.0, 0.5, 0.05, key="mix", bind="query-params", help=HELP["style_share"]
+    )
     if second != "none"
     else 0.0
 )
@@ -65,50 +69,58 @@ if extractor.fallback:
 # -- settings -------------------------------------------------------------------------------------------
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
-    cw = c1.select_slider("Content weight", decades(-2, 2), 1.0, sci, key="cw", bind="query-params")
-    sw = c2.select_slider("Style weight", decades(2, 10), 1e6, sci, key="sw", bind="query-params")
-    tv = c3.select_slider("TV weight (smoothness)", [0.0, *decades(-4, 2)], 1e-2, sci, key="tv", bind="query-params")
+    cw = c1.select_slider(
+        "Content weight", decades(-2, 2), 1.0, sci, key="cw", bind="query-params", help=HELP["content_weight"]
+    )
+    sw = c2.select_slider(
+        "Style weight", decades(2, 10), 1e6, sci, key="sw", bind="query-params", help=HELP["style_weight"]
+    )
+    tv = c3.select_slider(
+        "TV weight (smoothness)", [0.0, *decades(-4, 2)], 1e-2, sci, key="tv", bind="query-params",
+        help=HELP["tv_weight"],
+    )  # fmt: skip
     l1, l2 = st.columns([1, 3])
     layers = list(extractor.layers)
     content_layer = l1.selectbox(
-        "Content layer", layers, layers.index(extractor.default_content), key="cl", bind="query-params"
-    )
+        "Content layer", layers, layers.index(extractor.default_content), key="cl", bind="query-params",
+        help=HELP["content_layer"],
+    )  # fmt: skip
     style_layers = l2.multiselect(
-        "Style layers", layers, list(extractor.default_style), key="sl", bind="query-params"
+        "Style layers", layers, list(extractor.default_style), key="sl", bind="query-params", help=HELP["style_layers"]
     ) or list(extractor.default_style)
     with st.expander("Per-layer style weights"):
         cols = st.columns(min(len(style_layers), 5))
         layer_weights = tuple(
-            cols[i % len(cols)].slider(name, 0.0, 2.0, 1.0, 0.1, key=f"lw_{name}")
+            cols[i % len(cols)].slider(name, 0.0, 2.0, 1.0, 0.1, key=f"lw_{name}", help=HELP["layer_weight"])
             for i, name in enumerate(style_layers)
         )
     o1, o2, o3, o4 = st.columns(4)
-    side = o1.select_slider("Resolution (longest side, px)", SIDES, 256, key="res", bind="query-params")
+    side = o1.select_slider(
+        "Resolution (longest side, px)", SIDES, 256, key="res", bind="query-params", help=HELP["resolution"]
+    )
     steps = int(
         o2.number_input(
             "Steps", 1, 2000, FINE_STEPS, 10, key="n", bind="query-params",
-            help="Loss evaluations at the full size (after the coarse stages, when coarse → fine is on).",
+            help=HELP["style_steps"],
         )
     )  # fmt: skip
     optimizer: Optimizer = o3.segmented_control(
         "Optimizer", OPTIMIZERS, default="lbfgs", required=True, key="opt", bind="query-params",
-        format_func=OPTIMIZER_NAMES.__getitem__,
+        format_func=OPTIMIZER_NAMES.__getitem__, help=HELP["optimizer"],
     )  # fmt: skip
     init: Init = o4.segmented_control(
-        "Start from", INITS, default="content", required=True, key="init", bind="query-params"
+        "Start from", INITS, default="content", required=True, key="init", bind="query-params", help=HELP["init"]
     )
     p1, p2, p3 = st.columns(3)
     colour: Colour = p1.segmented_control(
         "Colour", COLOURS, default="none", required=True, key="col", bind="query-params",
-        help="luminance: transfer only brightness and keep the content's colours; histogram: recolour the style "
-        "images to the content's colour statistics first.",
+        help=HELP["colour"],
     )  # fmt: skip
     multiscale = p2.toggle(
         "Coarse → fine", value=True, key="ms", bind="query-params",
-        help="Settle the picture at a quarter and at half the size first, then sharpen it at full size: "
-        "reaches the same loss several times sooner.",
+        help=HELP["coarse_to_fine"],
     )  # fmt: skip
-    seed = int(p3.number_input("Noise seed", 0, 10_000, 0, key="seed", bind="query-params"))
+    seed = int(p3.number_input("Noise seed", 0, 10_000, 0, key="seed", bind="query-params", help=HELP["noise_seed"]))
 
 config = StyleConfig(
     content_layer=content_layer,
@@ -145,7 +157,7 @@ st.caption(f"Estimated time for {steps} steps at {side} px{coarse_note}: **~{eta
 b1, b2, b3, b4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
 start_clicked = b1.button("Start", type="primary", key="start", icon="▶️")
 stop_clicked = b2.button("Stop", key="stop", icon="⏹️")
-more = int(b4.number_input("More steps", 1, 2000, 50, 10, key="more"))
+more = int(b4.number_input("More steps", 1, 2000, 50, 10, key="more", help=HELP["more_steps"]))
 rec = record()
 continue_clicked = b3.button("Continue", key="continue", icon="⏩")
 if rec is not None:
@@ -159,6 +171,7 @@ if rec is not None and rec.running and not (start_clicked or continue_clicked):
 
 chart_col, image_col = st.columns([3, 2])
 chart, picture = chart_col.empty(), image_col.empty()
+chart_col.caption(HELP["loss_chart"])
 problem = StyleProblem(extractor, content.image, style_inputs, config)
 if start_clicked:
     rec = begin(problem, net, inputs)
@@ -182,7 +195,11 @@ if rec is not None and rec.diverged:
 if rec is not None and rec.frames and not rec.running:
     st.subheader("Filmstrip")
     frame_steps = [s for s, _ in rec.frames]
-    chosen = st.select_slider("Step", frame_steps, frame_steps[-1], key="frame") if len(frame_steps) > 1 else 1
+    chosen = (
+        st.select_slider("Step", frame_steps, frame_steps[-1], key="frame", help=HELP["filmstrip"])
+        if len(frame_steps) > 1
+        else 1
+    )
     frames = dict(rec.frames)
     f1, f2 = st.columns([1, 3])
     f1.image(frames.get(chosen, rec.frames[-1][1]), caption=f"step {chosen}", width="stretch")

@@ -35,6 +35,7 @@ def test_page_explains_espresso_with_two_methods_and_faithfulness():
     assert list(table["method"]) == ["Gradient", "Grad-CAM", "random order"]
     random_auc = table["deletion AUC ↓"].iloc[-1]
     assert (table["deletion AUC ↓"].iloc[:2] < random_auc).all()
+    assert "lower is better" in app.dataframe[0].proto.columns  # the AUC columns' header tooltips (ui.explain)
 
 
 def test_contrast_and_sign_change_the_view():

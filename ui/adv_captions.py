@@ -19,6 +19,7 @@ from core.runtime import Reporter
 from ui.caption_figures import word_map_figure
 from ui.caption_first_run import domain_notice
 from ui.captioning import image_digest, load_captioner, result_key
+from ui.explain import HELP
 from ui.figures import plot_config
 from ui.jobs import recall, remember, run_job
 from ui.resources import registry
@@ -100,7 +101,7 @@ def handoff_section(clean: Named, adversarial: Named, origin: str, captioning_pa
     if not ready:
         st.info("No captioner is ready here: see the captioning page for what to download.")
         return
-    chosen = st.multiselect("Captioners", ready, default=ready[:1], key="adv_cap_models")
+    chosen = st.multiselect("Captioners", ready, default=ready[:1], key="adv_cap_models", help=HELP["captioners"])
     chosen = [m for m in chosen if ensure_ready(m)]
     if not chosen:
         return

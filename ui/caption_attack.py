@@ -25,6 +25,7 @@ from core.runtime import Reporter
 from ui.adv_captions import marked
 from ui.attack_figures import caption_attack_figure
 from ui.captioning import image_digest, load_captioner
+from ui.explain import HELP
 from ui.figures import image_figure, plot_config
 from ui.jobs import run_job
 from ui.resources import registry
@@ -80,11 +81,20 @@ def caption_attack_section(picked: PickedImage | None) -> None:
     side = st.sidebar
     model_id = model_picker("captioning", key="cap_model", label="Captioner", default="sat-shapes")
     shapes = reg.get(model_id).family == "sat"
-    source = side.radio("Attack on", [SCENE, PICKED], index=0 if shapes else 1, key="cap_src", bind="query-params")
-    seed = side.number_input("Scene seed", 0, 10_000, DEMO_SEED, key="cap_scene", bind="query-params")
-    eps255 = side.slider("ε (/255)", 1, 16, 2, key="cap_eps", bind="query-params", help="Largest change of any pixel.")
-    steps = side.slider("Steps", 1, 100, 30, key="cap_steps", bind="query-params")
-    alpha255 = side.slider("Step size α (/255)", 1, 4, 1, key="cap_alpha", bind="query-params")
+    source = side.radio(
+        "Attack on",
+        [SCENE, PICKED],
+        index=0 if shapes else 1,
+        key="cap_src",
+        bind="query-params",
+        help=HELP["attack_source"],
+    )
+    seed = side.number_input(
+        "Scene seed", 0, 10_000, DEMO_SEED, key="cap_scene", bind="query-params", help=HELP["scene_seed"]
+    )
+    eps255 = side.slider("ε (/255)", 1, 16, 2, key="cap_eps", bind="query-params", help=HELP["epsilon"])
+    steps = side.slider("Steps", 1, 100, 30, key="cap_steps", bind="query-params", help=HELP["steps"])
+    alpha255 = side.slider("Step size α (/255)", 1, 4, 1, key="cap_alpha", bind="query-params", help=HELP["alpha"])
     if source == SCENE:
         scene = render_scene(int(seed))
         name, image, default = f"ShapesWorld {seed}", scene.image, recoloured(scene.caption)
@@ -152,10 +162,16 @@ def _show(result: CaptionAttackResult, chart: Any, line: Any, name: str) -> None
         if result.timed_out:
             st.info(f"Ended after {MAX_ATTACK_S // 60} minutes, at step {final.step}: the job slot is shared.")
         m = st.columns(4)
-        m[0].metric("log p(target)", f"{final.log_prob:.2f}", f"{final.log_prob - clean.log_prob:+.2f}")
-        m[1].metric("‖δ‖∞", f"{result.delta_linf * 255:.0f}/255", help=f"ε = {result.eps * 255:.0f}/255")
-        m[2].metric("Steps", f"{final.step}")
-        m[3].metric("Time", f"{result.seconds:.1f} s")
+        m[0].metric(
+            "log p(target)",
+            f"{final.log_prob:.2f}",
+            f"{final.log_prob - clean.log_prob:+.2f}",
+            help=HELP["log_p_target"],
+        )
+        linf_help = f"{HELP['delta_linf']} (ε = {result.eps * 255:.0f}/255)"
+        m[1].metric("‖δ‖∞", f"{result.delta_linf * 255:.0f}/255", help=linf_help)
+        m[2].metric("Steps", f"{final.step}", help=HELP["steps_done"])
+        m[3].metric("Time", f"{result.seconds:.1f} s", help=HELP["time"])
     cols = st.columns(3)
     cols[0].plotly_chart(
         image_figure(result.clean, "Clean", exact=True), key="cap_img_clean", config=plot_config("caption-attack-clean")

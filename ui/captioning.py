@@ -22,6 +22,7 @@ from core.captioning.attention import Aggregation, word_maps
 from core.captioning.types import Captioner, CaptionResult, DecodingConfig, WordStream
 from core.models import ModelError
 from core.runtime import Reporter
+from ui.explain import HELP
 from ui.jobs import recall, remember, run_job
 from ui.resources import load_model, registry
 from ui.text import plain
@@ -197,15 +198,16 @@ def attention_inputs(results: Mapping[str, CaptionResult]) -> tuple[int, int, in
     heads = min((n for _, n in counts.values()), default=_NO_STACK[1])
     each = "; ".join(f"{plain(m)}: {n} layers × {h} heads" for m, (n, h) in counts.items())
     none = "None of the shown models has layers and heads (nothing captioned yet, or one map per word)."
-    layer_help = f"Up to {layers} layers ({each})." if counts else none
-    head_help = f"Up to {heads} heads ({each})." if counts else none
+    layer_counts = f"Up to {layers} layers ({each})." if counts else none
+    layer_help, k_help = f"{HELP['layer']} {layer_counts}", f"{HELP['last_k']} {layer_counts}"
+    head_help = f"{HELP['head']} {f'Up to {heads} heads ({each}).' if counts else none}"
     off = not counts
     layer = st.number_input(
         "Layer (1 = last)", 1, layers, 1, key="layer", bind="query-params", disabled=off, help=layer_help
     )
     head = st.number_input("Head", 1, heads, 1, key="head", bind="query-params", disabled=off, help=head_help)
     last_k = st.number_input(
-        "k (last layers)", 1, layers, min(3, layers), key="k", bind="query-params", disabled=off, help=layer_help
+        "k (last layers)", 1, layers, min(3, layers), key="k", bind="query-params", disabled=off, help=k_help
     )
     if len(set(counts.values())) > 1:
         st.caption(f"Bounded by the smallest shown model: {each}.")
