@@ -144,9 +144,10 @@ def run_ray(
     return Summary(ordered.num_rows, len(items), errors, 0, time.perf_counter() - start)
 
 
-def differences(ours: pa.Table, theirs: pa.Table, atol: float = 1e-6) -> list[str]:
-    """Where two results tables disagree (empty when they hold the same rows): numbers within ``atol``, everything
-    else (captions, words, classes, errors) exactly. ``seconds`` is wall time and not compared."""
+def differences(ours: pa.Table, theirs: pa.Table, tol: float = 1e-6) -> list[str]:
+    """Where two results tables disagree (empty when they hold the same rows): numbers within ``tol`` (relative
+    above 1: float32 work on another thread count moves an entropy of 4 nats by ~1e-6), everything else
+    (captions, words, classes, errors) exactly. ``seconds`` is wall time and not compared."""
     if ours.num_rows != theirs.num_rows or ours.column_names != theirs.column_names:
         return [f"{ours.num_rows} rows of {ours.column_names} vs {theirs.num_rows} rows of {theirs.column_names}"]
     found: list[str] = []
@@ -154,13 +155,13 @@ def differences(ours: pa.Table, theirs: pa.Table, atol: float = 1e-6) -> list[st
         if name == "seconds":
             continue
         pairs = zip(ours.column(name).to_pylist(), theirs.column(name).to_pylist(), strict=True)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType, reportUnknownVariableType]
-        found += [f"row {i}, {name}: {a!r} vs {b!r}" for i, (a, b) in enumerate(pairs) if not _close(a, b, atol)]
+        found += [f"row {i}, {name}: {a!r} vs {b!r}" for i, (a, b) in enumerate(pairs) if not _close(a, b, tol)]
     return found
 
 
-def _close(a: object, b: object, atol: float) -> bool:
+def _close(a: object, b: object, tol: float) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=0, abs_tol=atol) or (math.isnan(a) and math.isnan(b))
+        return math.isclose(a, b, rel_tol=tol, abs_tol=tol) or (math.isnan(a) and math.isnan(b))
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y, atol) for x, y in zip(a, b, strict=True))  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
     return a == b
