@@ -160,8 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         listing = list_images(args.images, args.limit)
         for note in listing.notes:
             print(note)
-        if args.task == "robustness" and not any(item.label is not None for item in listing.items):
-            print("labels: none listed, so each image's clean top-1 prediction is the label attacked")
+        if args.task != "caption" and not any(item.label is not None for item in listing.items):
+            what = "the label attacked" if args.task == "robustness" else "the class explained"
+            print(f"labels: none listed, so each image's clean top-1 prediction is {what}")
         out.parent.mkdir(parents=True, exist_ok=True)
         bar, reporter = _bar(len(listing.items))
         with bar:

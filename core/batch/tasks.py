@@ -224,8 +224,8 @@ class CaptionRunner:
                     "peak_row": rows,
                     "peak_col": cols,
                     "entropy": entropy,
-                    "grid_h": int(result.word_maps.shape[1]) if result.word_maps.ndim == 3 else result.grid[0],
-                    "grid_w": int(result.word_maps.shape[2]) if result.word_maps.ndim == 3 else result.grid[1],
+                    "grid_h": int(result.word_maps.shape[1]),  # (n_words, h, w), also for an empty caption
+                    "grid_w": int(result.word_maps.shape[2]),
                     "references": list(item.references),
                     "grounding": grounding,
                     "object_words": objects,
@@ -372,7 +372,7 @@ def build(spec: JobSpec, registry: Registry | None = None) -> Runner:
     check_options(spec)
     reg = registry or Registry.from_env()
     models: dict[str, Any] = {}
-    ids = spec.models or DEFAULT_MODELS[spec.task]
+    ids = tuple(dict.fromkeys(spec.models)) or DEFAULT_MODELS[spec.task]
     for model_id in ids:
         if model_id not in reg:
             raise ModelError(f"{model_id} is not a model in the catalogue (python -m core.models list).")
