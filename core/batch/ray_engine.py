@@ -30,7 +30,7 @@ from .inputs import Item
 from .local import Summary, meta_of
 from .results import to_table, write_results
 from .schema import Meta
-from .tasks import DEFAULT_MODELS, JobSpec, build, item_rows
+from .tasks import JobSpec, build, item_rows, model_ids
 
 #: Ray's partial annotations, as Any: its use stays in this module.
 _ray = cast(Any, ray)
@@ -115,7 +115,7 @@ def run_ray(
     """Run the job on Ray Data with ``workers`` actors and write one results file at ``out``, its rows sorted
     like the local engine's (by image, then the task's row order); progress is reported as blocks finish."""
     start = time.perf_counter()
-    meta = meta_of(spec, spec.models or DEFAULT_MODELS[spec.task])
+    meta = meta_of(spec, model_ids(spec))
     tables: list[pa.Table] = []
     if items:
         with _cluster(address, workers):
