@@ -23,6 +23,7 @@ from typing import Any, cast
 import pyarrow as pa
 import ray
 import ray.data
+from ray.exceptions import ActorDiedError
 
 from core.runtime import SILENT, Reporter
 
@@ -103,6 +104,12 @@ def _cluster(address: str | None, workers: int) -> Generator[None]:
         _ray.shutdown()
 
 
+def _reason(err: BaseException) -> str:
+    """The worker's own message: the last line of Ray's report (``module.Error: message``), without the type."""
+    last = [line for line in str(err).splitlines() if line.strip()][-1].strip()
+    return last.partition(": ")[2] or last
+
+
 def run_ray(
     spec: JobSpec,
     items: Sequence[Item],
@@ -131,11 +138,14 @@ def run_ray(
                 compute=_data.ActorPoolStrategy(size=workers),
             )
             done: set[int] = set()
-            for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                table = cast(pa.Table, batch)
-                tables.append(table)
-                done.update(cast(list[int], table.column("index").to_pylist()))  # pyright: ignore[reportUnknownMemberType]
-                reporter.step(len(done) / len(items), f"{len(done)}/{len(items)} images")
+            try:
+                for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    table = cast(pa.Table, batch)
+                    tables.append(table)
+                    done.update(cast(list[int], table.column("index").to_pylist()))  # pyright: ignore[reportUnknownMemberType]
+                    reporter.step(len(done) / len(items), f"{len(done)}/{len(items)} images")
+            except ActorDiedError as err:  # only a failed build: a killed actor is restarted
+                raise ValueError(f"The Ray workers could not build the job: {_reason(err)}") from None
     rows = pa.concat_tables(tables) if tables else to_table([], meta)  # pyright: ignore[reportUnknownMemberType]
     # a stable sort: each image's rows keep the task's order
     ordered = rows.sort_by("index")  # pyright: ignore[reportUnknownMemberType]

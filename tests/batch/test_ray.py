@@ -109,3 +109,9 @@ def test_cli_on_hostile_files_writes_error_rows_and_finishes(cluster, tmp_path):
     assert {Path(p).name for p, e in errors.items() if not e} == {c.name for c in cases if c.ok}
     cli_spec = JobSpec("caption", ("sat-shapes",), options_dict(DecodingConfig()))  # the CLI's defaults
     same_as_local(cli_spec, list(list_images(str(folder)).items), out, tmp_path)
+
+
+def test_a_job_the_workers_cannot_build_fails_with_one_sentence(cluster, tmp_path):
+    with pytest.raises(ValueError, match=r"^The Ray workers could not build the job: nope is not a model in the cata"):
+        run_ray(JobSpec("caption", ("nope",)), [Item(0, str(SAMPLES_DIR / "sample.jpg"))], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
