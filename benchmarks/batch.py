@@ -29,7 +29,7 @@ from core.batch.ray_engine import differences, run_ray
 from core.batch.results import read_results
 from core.batch.tasks import JobSpec, SaliencyOptions, options_dict
 from core.runtime import Reporter
-from core.samples import SAMPLES_DIR
+from core.samples import SAMPLES_DIR, sample_names
 
 CPUS = 2
 UNIT = "images/s"
@@ -86,7 +86,7 @@ def task_rows(name: str, spec: JobSpec, items: list[Item], folder: Path) -> tupl
 def main(argv: list[str] | None = None) -> list[Row]:
     args = arguments(__doc__, argv, repeats=1)
     machine = setup(threads=1)
-    photos = sorted(SAMPLES_DIR.glob("*.jpg"))[: 2 if args.quick else None]
+    photos = [SAMPLES_DIR / name for name in sample_names()][: 2 if args.quick else None]
     methods = ("gradient", "integrated_gradients", "gradcam")
     options = SaliencyOptions(methods=methods, curve_steps=2, ig_steps=8) if args.quick else SaliencyOptions(methods)
     saliency = JobSpec("saliency", ("efficientnet-lite0",), options_dict(options))
