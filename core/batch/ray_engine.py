@@ -54,7 +54,7 @@ _LISTING = pa.schema(
 
 
 def _blocks(items: Sequence[Item], workers: int) -> list[pa.Table]:
-    """The listing as Arrow blocks of at most :data:`BLOCK` images, at least two per worker when the set allows."""
+    """The listing as Arrow blocks of at most :data:`BLOCK` images, at least two blocks per worker if the set allows."""
     size = max(1, min(BLOCK, len(items) // (2 * workers)))
     return [
         pa.Table.from_pylist(  # pyright: ignore[reportUnknownMemberType]
