@@ -98,6 +98,17 @@ def test_captioning_times_every_family():
 
 
 @pytest.mark.slow
+def test_batch_engines_give_the_same_rows():
+    pytest.importorskip("ray")  # optional: requirements-batch.txt
+    jobs, scaling = run("batch")
+    tasks = ("saliency", "caption")
+    assert [r["case"].split(" · ")[0] for r in jobs] == [t for t in tasks for _ in range(3)]
+    assert all(r["check"].startswith(("same rows: True", "same rows (1e-5): True")) for r in jobs), jobs
+    assert [r["case"] for r in scaling] == list(tasks)
+    ratios_parse(jobs + scaling)
+
+
+@pytest.mark.slow
 def test_memory_walks_every_page_and_costs_every_model():
     session, models = run("memory")
     steps = [r["case"] for r in session]

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--models", type=_words, default=(), help=f"model ids (default {DEFAULT_MODELS[name][0]})")  # pyright: ignore[reportArgumentType]
         sub.add_argument("--engine", choices=("local", "ray"), default="local")
         sub.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); default: a local Ray")
-        sub.add_argument("--workers", type=int, default=None, help="Ray: actors (default: one per CPU)")
+        sub.add_argument("--workers", type=int, default=None, help="Ray: actors, half a CPU each (default: 2)")
         sub.add_argument("--limit", type=int, default=None, help="only the first N images of the listing")
         subs[name] = sub
     cap = subs["caption"]

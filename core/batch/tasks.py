@@ -363,6 +363,11 @@ def check_options(spec: JobSpec) -> None:
         raise ValueError("The decoding strategy must be greedy, beam or sample.")
 
 
+def model_ids(spec: JobSpec) -> tuple[str, ...]:
+    """The models a job uses: those it names (each once, in order), else the task's defaults."""
+    return tuple(dict.fromkeys(spec.models)) or DEFAULT_MODELS[spec.task]
+
+
 def build(spec: JobSpec, registry: Registry | None = None) -> Runner:
     """The runner for ``spec``, its models loaded once through ``registry`` (default: ``Registry.from_env()``,
     so the memory budget, device and offline rules hold as on the pages). Never downloads. The runner's
@@ -372,7 +377,7 @@ def build(spec: JobSpec, registry: Registry | None = None) -> Runner:
     check_options(spec)
     reg = registry or Registry.from_env()
     models: dict[str, Any] = {}
-    ids = tuple(dict.fromkeys(spec.models)) or DEFAULT_MODELS[spec.task]
+    ids = model_ids(spec)
     for model_id in ids:
         if model_id not in reg:
             raise ModelError(f"{model_id} is not a model in the catalogue (python -m core.models list).")
