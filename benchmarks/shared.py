@@ -11,6 +11,7 @@ status, and its "Time to caption" must not change (a new forward pass would give
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
             idle = view.latencies(args.repeats)
             idle_work = view.work_seen()
             jobs = [start_style_job(browser, url, side, steps, c) for c in ("grace_hopper.jpg", "content.jpg")]
-            time.sleep(5.0)  # both jobs past their model load and into their iterations
+            for job in jobs:  # each past its model load and into its iterations (or queued, with one slot)
+                job.get_by_text(re.compile(r"step \d+ of \d+|in the queue")).first.wait_for(timeout=300_000)
             loaded = view.latencies(args.repeats)
             loaded_work = view.work_seen()
             still = all(running(job) for job in jobs)

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import AppTest, local_script_runner
 
 from core.jobs import JobGate, Ticket
 from ui.resources import job_gate
@@ -59,11 +59,22 @@ def test_a_page_waits_for_a_free_slot_then_runs(full_gate):
 
 
 @pytest.mark.slow
-def test_a_session_stopped_while_waiting_leaves_the_queue(full_gate):
+def test_a_session_stopped_while_waiting_leaves_the_queue(full_gate, monkeypatch):
     gate, _, taken = full_gate
     at = _page(43)
+    time_out = local_script_runner.require_widgets_deltas
+
+    def time_out_once_queued(runner: local_script_runner.LocalScriptRunner, timeout: float = 3) -> None:
+        """AppTest's own time-out (it stops the script run, as Streamlit does on a closed tab), due as soon as
+        the page holds a ticket rather than after a fixed ``timeout``, which stays the bound."""
+        deadline = time.monotonic() + timeout
+        while not taken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time_out(runner, 0)
+
+    monkeypatch.setattr(local_script_runner, "require_widgets_deltas", time_out_once_queued)
     with pytest.raises(RuntimeError, match="timed out"):
-        at.run(timeout=30)  # AppTest stops the script run when it times out, as Streamlit does on a closed tab
+        at.run(timeout=240)
     assert [t.name for t in taken] == ["saliency maps"], "the page got as far as the queue"
     assert gate.stats().waiting == 0 and gate.stats().running == gate.slots, "its place is gone, no slot lost"
 

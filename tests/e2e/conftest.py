@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,19 @@ def streamlit_server(env: dict[str, str], prefix: Sequence[str] = ()) -> Iterato
 def app_url(server_env: dict[str, str]) -> Iterator[str]:
     with streamlit_server(server_env) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def classifier_serial(browser: object, app_url: str) -> dict[str, dict[str, Any]]:
+    """The saliency and attack-sweep areas' results, one session after another, on the suite's server.
+
+    Both run the built-in classifier, which every server has whatever its models folder, and a page's results
+    depend on nothing else: the concurrency tests compare their concurrent passes with this one serial pass
+    instead of each repeating it.
+    """
+    from tests.e2e.reliability import ATTACK_SWEEP, SALIENCY, serial_run
+
+    return serial_run([SALIENCY, ATTACK_SWEEP], browser, app_url)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@
 The models folder holds random-weight twins of BLIP-base, ViT-GPT2 and VGG19 built from the published
 configurations (``benchmarks/twins.py``): they cost the memory and time of the real checkpoints, and their
 captions are random strings, compared here between runs only. The serial pass runs first on an unlimited
-server of its own; the concurrent pass on a fresh one inside the memory group, so no cache of the first
-can help the second. The server must never be OOM-killed, and must draw and write exactly what the serial
-run did.
+server of its own (the built-in classifier's areas on the suite's server: ``classifier_serial``); the
+concurrent pass on a fresh one inside the memory group, so no cache of the first can help the second.
+The server must never be OOM-killed, and must draw and write exactly what the serial run did.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def cloud_env(server_env: dict[str, str]) -> Iterator[dict[str, str]]:
         yield env
 
 
-def test_four_sessions_in_cloud_memory_match_a_serial_run(browser, cloud_env):
-    with streamlit_server(cloud_env) as url:
-        serial = serial_run(AREAS, browser, url)
+def test_four_sessions_in_cloud_memory_match_a_serial_run(browser, cloud_env, classifier_serial):
+    with streamlit_server(cloud_env) as url:  # the twins' areas; the classifier's come from the suite's server
+        serial = {**classifier_serial, **serial_run([CAPTIONING, STYLE], browser, url)}
 
     drop_file_cache(Path(cloud_env["VISIONLAB_MODELS_DIR"]))  # the server in its group pays for reading them
     with memory_cgroup(CLOUD_MB) as group, streamlit_server(cloud_env, prefix=group.prefix()) as url:

@@ -2,8 +2,9 @@
 
 The concurrent pass runs on a server of its own, so nothing it computes can come from a cache the serial
 pass filled (saliency maps and FGSM sweeps are cached process-wide); the serial pass runs on the suite's
-server, one session after another. Compared: every number the pages draw in their charts (losses,
-curves, probabilities; timings excluded) and the captions, to 5 significant digits.
+server, one session after another (the classifier's areas once for both concurrency tests:
+``classifier_serial``). Compared: every number the pages draw in their charts (losses, curves,
+probabilities; timings excluded) and the captions, to 5 significant digits.
 """
 
 from __future__ import annotations
@@ -26,16 +27,12 @@ from tests.e2e.reliability import (
 
 pytestmark = pytest.mark.e2e
 
-AREAS = [
-    Area("captioning", "Captioning?img=rocket.jpg&max=12", "Captions ready", ("^Caption$",)),
-    SALIENCY,
-    ATTACK_SWEEP,
-    STYLE,
-]
+CAPTIONING = Area("captioning", "Captioning?img=rocket.jpg&max=12", "Captions ready", ("^Caption$",))
+AREAS = [CAPTIONING, SALIENCY, ATTACK_SWEEP, STYLE]
 
 
-def test_four_sessions_at_once_match_a_serial_run(browser, app_url, server_env):
-    serial = serial_run(AREAS, browser, app_url)
+def test_four_sessions_at_once_match_a_serial_run(browser, app_url, server_env, classifier_serial):
+    serial = {**classifier_serial, **serial_run([CAPTIONING, STYLE], browser, app_url)}
     with streamlit_server(server_env) as url, track_rss(server_process(url)) as rss:
         concurrent = concurrent_run(AREAS, browser, url)
     assert_same_results(concurrent, serial)

@@ -19,6 +19,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -44,7 +45,7 @@ ACCEPTED = {c.name: c for c in corpus() if c.ok}
 PAGE_ACCEPTED = ["cmyk.jpg", "animated.gif", "exif_rotated.jpg"]
 #: One of each kind of refusal: damaged, bomb, not an image, empty.
 KINDS = ["truncated.png", "bomb_zlib.png", "page.jpg", "empty.jpg"]
-OVERSIZE = ("huge.jpg", b"\xff\xd8\xff\xe0" + bytes(26 * 2**20))
+OVERSIZE = "huge.jpg"
 #: Memory the server may gain while refusing files once warm (one decoded bomb would be 144 MB or more).
 REFUSE_GROWTH_MB = 60.0
 
@@ -62,16 +63,16 @@ def _refuse(page, key: str, case: Case) -> None:
     assert_no_exception(page)
 
 
-def _too_big(page, key: str, name: str = OVERSIZE[0]) -> None:
+def _too_big(page, key: str, huge: Path) -> None:
     """The browser refuses files over the widget's ``max_upload_size`` before anything reaches the server."""
-    upload(page, key, [(name, OVERSIZE[1])])
-    chip = page.locator(f".st-key-{key} [data-testid='stFileChip']", has_text=name)
+    page.locator(f".st-key-{key} input[type=file]").set_input_files(huge)
+    chip = page.locator(f".st-key-{key} [data-testid='stFileChip']", has_text=huge.name)
     chip.locator("[data-testid='stFileChipIconError']").wait_for()
     assert "25" in chip.inner_text(), chip.inner_text()
     assert_no_exception(page)
 
 
-def _results_files(page) -> None:
+def _results_files(page, huge: Path) -> None:
     """The Datasets page's results uploader takes Parquet files: each kind of refused file, named ``.parquet``,
     gets the one sentence; a 26 MB one is refused by the browser."""
     for case in (c for c in REFUSED if c.name in KINDS):
@@ -79,7 +80,7 @@ def _results_files(page) -> None:
         upload(page, "results_upload", [(name, case.data)])
         assert "not a readable Parquet file" in alert_with(page, name), name
         assert_no_exception(page)
-    _too_big(page, "results_upload", "huge.parquet")
+    _too_big(page, "results_upload", huge.with_suffix(".parquet"))
 
 
 def _accept_on_picker(page, key: str, case: Case) -> None:
@@ -113,8 +114,21 @@ def app_url(server_env: dict[str, str]) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 26 MB JPEG on disk, handed to Chromium by path: as bytes, Playwright would send all 26 MB through its
+    driver (base64) for every widget, about 40 s each on 2 busy cores. The same bytes as ``.parquet`` beside it
+    (a hard link) for the Datasets page's results uploader."""
+    path = tmp_path_factory.mktemp("oversize") / OVERSIZE
+    with path.open("wb") as f:
+        f.write(b"\xff\xd8\xff\xe0")
+        f.truncate(26 * 2**20 + 4)
+    path.with_suffix(".parquet").hardlink_to(path)
+    return path
+
+
 @pytest.mark.parametrize("app_file", APP_FILES, ids=lambda p: p.stem)
-def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_file):
+def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_file, huge):
     server = server_process(app_url)
     keys = picker_keys(app_file)
     query = "&".join(f"{k}_src=Upload" for k in keys)
@@ -124,7 +138,7 @@ def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_fi
     page.goto(f"{app_url}/{page_url_path(app_file)}?{query}")
     wait_for_idle(page)
     if 'key="results_upload"' in app_file.read_text():  # the Datasets page: results files, not images
-        _results_files(page)
+        _results_files(page, huge)
         assert healthy(app_url)
         return
     uploaders = [f"{k}_upload" for k in keys] or ["home_upload"]
@@ -135,7 +149,7 @@ def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_fi
         for key in uploaders:
             for case in (c for c in REFUSED if c.name in KINDS):
                 _refuse(page, key, case)
-            _too_big(page, key)
+            _too_big(page, key, huge)
         assert rss.sample() - warm_mb < REFUSE_GROWTH_MB, "refusing files must not hold memory"
         if keys:
             for key in uploaders:
