@@ -92,7 +92,7 @@ class ViewSession:
 def start_style_job(browser: Any, url: str, side: int, steps: int, content: str) -> Any:
     page = browser.new_page()
     page.goto(f"{url}/Style_Transfer?res={side}&n={steps}&content={content}")
-    page.get_by_role("button", name="Start").first.click(timeout=300_000)
+    page.get_by_role("button", name="Start", exact=True).first.click(timeout=300_000)
     return page
 
 

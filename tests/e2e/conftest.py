@@ -147,6 +147,11 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
         context.close()
 
 
+def page_button(page: object, name: str) -> Any:
+    """A button of the page itself: the viewer toolbar has a "Stop" of its own (stop the running script)."""
+    return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name=name, exact=True)  # type: ignore[attr-defined]
+
+
 def wait_for_idle(page: object, timeout: float = 120.0, quiet: float = 1.0) -> None:
     """Wait until the app has rendered and no script run is in progress for ``quiet`` seconds."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)  # type: ignore[attr-defined]

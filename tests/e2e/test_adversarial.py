@@ -38,9 +38,9 @@ def test_eps_slider_updates_prediction_panel(page, app_url):
     page.screenshot(path=str(ARTIFACTS / "adversarial.png"), full_page=True)
 
     # the adversarial image travels through the tray to the saliency page
-    page.get_by_role("button", name="Send adversarial image to the tray").click()
+    page.get_by_role("button", name="Send adversarial image to the tray", exact=True).click()
     page.get_by_text("Added 'sample FGSM ε = 16/255.png'", exact=False).wait_for()
-    page.get_by_role("button", name="Open it on the saliency page").click()
+    page.get_by_role("button", name="Open it on the saliency page", exact=True).click()
     page.wait_for_url("**/Saliency*")
     wait_for_idle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
@@ -56,7 +56,7 @@ def test_caption_attack_and_caption_handoff(page, app_url):
     page.goto(f"{app_url}/Adversarial?mode=Attack+a+captioner")
     wait_for_idle(page)
     assert page.get_by_label("Target caption").input_value() == "a small blue square"  # scene 53, recoloured
-    page.get_by_role("button", name="Run caption attack").click()
+    page.get_by_role("button", name="Run caption attack", exact=True).click()
     result = page.locator(".st-key-cap_attack_result")
     result.get_by_text("says the target from step", exact=False).wait_for(timeout=120_000)
     wait_for_idle(page)
@@ -67,7 +67,7 @@ def test_caption_attack_and_caption_handoff(page, app_url):
 
     page.goto(f"{app_url}/Adversarial?eps=16")
     wait_for_idle(page)
-    page.get_by_role("button", name="Caption clean and adversarial").click()
+    page.get_by_role("button", name="Caption clean and adversarial", exact=True).click()
     panel = page.locator(".st-key-adv_cap_sat-shapes")
     panel.get_by_text("changed word", exact=False).wait_for(timeout=120_000)
     wait_for_idle(page)

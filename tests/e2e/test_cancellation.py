@@ -16,7 +16,7 @@ import pytest
 
 from core.style import COARSE_TO_FINE
 from tests.corpus import gradient
-from tests.e2e.conftest import assert_no_exception, wait_for_idle
+from tests.e2e.conftest import assert_no_exception, page_button, wait_for_idle
 from tests.e2e.reliability import cpu_percent, server_process, upload
 
 pytestmark = pytest.mark.e2e
@@ -51,18 +51,18 @@ def _assert_freed(server, within: float = FREED_WITHIN_S) -> None:
 def _start_style(page, app_url: str) -> None:
     page.goto(f"{app_url}/Style_Transfer?res=384&n=2000")
     wait_for_idle(page)
-    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="Start", exact=True).click()
 
 
 def test_stopping_style_transfer(page, app_url):
     server = server_process(app_url)
     _start_style(page, app_url)
     _wait_running(page, server)
-    page.get_by_role("button", name="Stop").click()
+    page_button(page, "Stop").click()
     _assert_freed(server)
     goal = 2000 + sum(stage.steps for stage in COARSE_TO_FINE)  # the default coarse stages come first
     page.get_by_text(re.compile(rf"Stopped at step \d+ of {goal}")).first.wait_for()
-    page.get_by_role("button", name="Continue").wait_for()  # usable: the run can be resumed
+    page.get_by_role("button", name="Continue", exact=True).wait_for()  # usable: the run can be resumed
     assert_no_exception(page)
 
 
@@ -73,7 +73,7 @@ def test_stopping_a_pgd_sweep(page, app_url):
     run = page.get_by_role("button", name=re.compile(r"Run PGD-\d+ curve"))
     run.click(timeout=300_000)
     _wait_running(page, server)
-    page.get_by_role("button", name="Stop").click()
+    page_button(page, "Stop").click()
     _assert_freed(server)
     page.get_by_text(re.compile(r"PGD-\d+ curve was stopped")).first.wait_for()
     wait_for_idle(page)
@@ -95,7 +95,7 @@ def test_stopping_a_batch_caption_job(page, app_url):
     upload(page, "batch_files", files)
     page.get_by_role("button", name=re.compile(r"Caption 60 file")).click()
     _wait_running(page, server)
-    page.get_by_role("button", name="Stop").last.click()
+    page_button(page, "Stop").last.click()
     _assert_freed(server)
     wait_for_idle(page)
     assert page.get_by_role("button", name=re.compile(r"Caption 60 file")).is_enabled(), "the job can run again"

@@ -86,7 +86,7 @@ def test_exports_download_from_the_browser_and_every_figure_has_its_png_button(p
     page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)
     wait_for_idle(page)
     scrub = _scrubs(page, 1)[0]
-    page.get_by_role("button", name="Export").click()
+    page.get_by_role("button", name="Export", exact=True).click()
     with page.expect_download(timeout=60_000) as info:  # built on click by the server (a deferred download)
         page.get_by_role("button", name="Word maps (.npz", exact=False).click()
     download = info.value
@@ -95,7 +95,7 @@ def test_exports_download_from_the_browser_and_every_figure_has_its_png_button(p
     assert saved["maps"].shape[0] == len(saved["words"]) == scrub["frames"]
     np.testing.assert_allclose(saved["maps"].sum(axis=(1, 2)), 1.0)
     with page.expect_download(timeout=60_000) as info:
-        page.get_by_role("button", name="Caption (CSV)").click()
+        page.get_by_role("button", name="Caption (CSV)", exact=True).click()
     assert info.value.suggested_filename == "blip-base-caption.csv"
     plots = page.locator(".js-plotly-plot").count()
     buttons = page.evaluate("() => [...document.querySelectorAll('.modebar-btn')].map(b => b.dataset.title)")

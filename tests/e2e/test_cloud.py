@@ -65,7 +65,7 @@ class CaptionBatch(Area):
         wait_for_text(page, "^Download CSV$", server)
         wait_for_idle(page, timeout=600)
         with page.expect_download() as download:
-            page.get_by_role("button", name="Download CSV").click()
+            page.get_by_role("button", name="Download CSV", exact=True).click()
         rows = csv.DictReader(io.StringIO(Path(download.value.path()).read_text()))
         # captions only: the table's seconds columns are timings
         found["batch"] = [{k: v for k, v in row.items() if k == "image" or k.endswith(" caption")} for row in rows]

@@ -32,13 +32,13 @@ def _prediction(page, shows: str) -> tuple[str, str]:
 
 def _download(page, name: str) -> tuple[str, bytes]:
     with page.expect_download(timeout=60_000) as info:  # built on click by the server (a deferred download)
-        page.get_by_role("button", name=name).click()
+        page.get_by_role("button", name=name, exact=True).click()
     return info.value.suggested_filename, Path(info.value.path()).read_bytes()
 
 
 def test_adversarial_png_round_trip_curve_csv_and_session_zip(page, app_url):
     page.goto(f"{app_url}/Adversarial?attack=PGD&eps=2&steps=3&alpha=1")
-    page.get_by_role("button", name="Run PGD").click()  # a link sets the attack up without running it
+    page.get_by_role("button", name="Run PGD", exact=True).click()  # a link sets the attack up without running it
     clean, fooled = _prediction(page, "✅ fooled")
     assert clean == "espresso" and fooled != clean
     name, png = _download(page, "Adversarial image (lossless PNG)")
@@ -51,7 +51,7 @@ def test_adversarial_png_round_trip_curve_csv_and_session_zip(page, app_url):
     assert_no_exception(page)
 
     page.locator('[data-testid="stSidebarNav"] a').first.click()  # Home, in the same session
-    page.get_by_role("button", name="Download this session's results").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Download this session's results", exact=True).wait_for(timeout=60_000)
     name, bundle = _download(page, "Download this session's results")
     archive = zipfile.ZipFile(io.BytesIO(bundle))
     assert name == "vision-lab-session.zip" and archive.read("adversarial/sample-adversarial.png") == png

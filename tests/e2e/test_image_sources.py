@@ -51,5 +51,5 @@ def test_camera_and_link_sources(camera_page, app_url):
 
         page.locator(".st-key-style_camera").get_by_role("button", name=re.compile("Take Photo", re.I)).click()
         page.get_by_text(re.compile(r"^JPEG RGB \d+×\d+$")).wait_for()  # the fake camera's frame, decoded
-        page.get_by_text("Press Start").wait_for()  # both pickers hold an image: the page is ready to run
+        page.get_by_text("Press Start: the loss curve").wait_for()  # both pickers hold an image
         assert_no_exception(page)

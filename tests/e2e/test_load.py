@@ -72,7 +72,7 @@ def test_twelve_sessions_queue_for_two_slots(browser, server_env):
             pages = [c.new_page() for c in contexts]
             for i, page in enumerate(pages):  # distinct noise levels: distinct cache keys, real work each
                 page.goto(f"{url}/Saliency?m=SmoothGrad&sg_n=4&sg_sigma={i + 1}&faith=false")
-            buttons = [page.get_by_role("button", name="Run saliency maps") for page in pages]
+            buttons = [page.get_by_role("button", name="Run saliency maps", exact=True) for page in pages]
             for button in buttons:
                 button.wait_for(timeout=300_000)  # opened from a link: waiting for a click, nothing running
             for button in buttons:

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.e2e
 def test_two_methods_side_by_side_from_url(page, app_url):
     page.goto(f"{app_url}/Saliency?m=Gradient&m=Grad-CAM&faith=false")  # URLs carry the shown labels
     page.get_by_text("Opened from a link").first.wait_for(timeout=240_000)
-    page.get_by_role("button", name="Run saliency maps").click()  # a link sets the view up but starts no job
+    # a link sets the view up but starts no job
+    page.get_by_role("button", name="Run saliency maps", exact=True).click()
     wait_for_idle(page, timeout=240)
     page.get_by_text("Saliency for “espresso”").wait_for()
     page.locator(".gtitle", has_text="Grad-CAM").wait_for(timeout=240_000)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from core.style import COARSE_TO_FINE
-from tests.e2e.conftest import ARTIFACTS, assert_no_exception, wait_for_idle
+from tests.e2e.conftest import ARTIFACTS, assert_no_exception, page_button, wait_for_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -27,13 +27,13 @@ def _points_after(page, at_least: int, timeout: float = 120.0) -> int:
 def test_loss_chart_grows_live_and_stop_halts_the_run(page, app_url):
     page.goto(f"{app_url}/Style_Transfer?res=128&n=2000")
     wait_for_idle(page)
-    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="Start", exact=True).click()
     first = _points_after(page, 1)
     later = _points_after(page, first + 3)
     assert later > first, "the chart must grow while the run is in progress"
     page.screenshot(path=str(ARTIFACTS / "style-running.png"), full_page=True)
 
-    page.get_by_role("button", name="Stop").click()
+    page_button(page, "Stop").click()
     wait_for_idle(page)
     goal = 2000 + sum(stage.steps for stage in COARSE_TO_FINE)  # the default coarse stages come first
     message = page.get_by_text(re.compile(rf"Stopped at step \d+ of {goal}")).first
