@@ -55,6 +55,7 @@ def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_mode
     page.screenshot(path=str(ARTIFACTS / "captioning-compare.png"), full_page=True)
 
     rail = page.locator(".js-plotly-plot .slider-rail-touch-rect").first
+    rail.scroll_into_view_if_needed()  # a mouse click outside the viewport lands nowhere
     box = rail.bounding_box()
     # the last step sits at the right end of the rail
     page.mouse.click(box["x"] + box["width"] - 4, box["y"] + box["height"] / 2)
