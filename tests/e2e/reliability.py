@@ -46,7 +46,7 @@ def wait_for_text(page: Any, pattern: str, server: psutil.Process, timeout: floa
     """Wait for text matching ``pattern``; fail at once if the server dies meanwhile (e.g. OOM-killed)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    found = page.get_by_text(re.compile(pattern)).first
+    found = page.get_by_text(re.compile(pattern)).filter(visible=True).first
     deadline = time.monotonic() + timeout
     while True:
         try:
