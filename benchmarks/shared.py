@@ -61,7 +61,7 @@ class ViewSession:
         self.page.set_default_timeout(300_000)
         self.page.goto(f"{url}/{VIEW.format(model=model)}")
         self.page.get_by_role("button", name="Caption", exact=True).click()  # a link starts no job
-        self.page.get_by_text("Captions ready").first.wait_for()
+        self.page.get_by_text("Captions ready").filter(visible=True).first.wait_for()
         wait_for_idle(self.page, timeout=300)
         self.page.evaluate(WATCH)
         self.times = self.page.evaluate(TIMES)
@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
             idle_work = view.work_seen()
             jobs = [start_style_job(browser, url, side, steps, c) for c in ("grace_hopper.jpg", "content.jpg")]
             for job in jobs:  # each past its model load and into its iterations (or queued, with one slot)
-                job.get_by_text(re.compile(r"step \d+ of \d+|in the queue")).first.wait_for(timeout=300_000)
+                shown = job.get_by_text(re.compile(r"step \d+ of \d+|in the queue")).filter(visible=True)
+                shown.first.wait_for(timeout=300_000)
             loaded = view.latencies(args.repeats)
             loaded_work = view.work_seen()
             still = all(running(job) for job in jobs)
