@@ -3,12 +3,14 @@
 Tasks: saliency on EfficientNet-Lite0 with 3 methods (gradient, Integrated Gradients, Grad-CAM) over the sample
 photos, and captioning with our Show-Attend-Tell over held-out ShapesWorld scenes. Every Ray run must give the
 local engine's rows (captions identical, numbers within 1e-6). Two throughputs per run: over the whole job
-(start-up, model loading and Ray's actor start included: what a small set costs) and in steady state (images
-finished between the first and the last progress report, over that time: what a large set costs per image).
-Scaling efficiency = steady 2-worker throughput / (2 × steady 1-worker throughput). Ray's actors run one torch
-thread each (half a CPU reserved per actor), so the baseline is the local engine on one thread too (like with
-like: its rows are the Ray rows to 1e-6); the local engine on 2 threads is shown against it (float32 reductions
-split over 2 threads move attention entropies by ~1e-6, so its check allows 1e-5).
+(start-up, model loading and Ray's actor start included: what a small set costs) and in steady state: workers /
+the per-image compute cost, the sum of the rows' ``seconds`` (each worker's own timing of its work) per image —
+what a large set costs once the actors are up. Progress reports at the driver arrive in bursts (Ray Data hands
+blocks over when it can), so their timestamps cannot measure it. Scaling efficiency = steady 2-worker throughput /
+(2 × steady 1-worker throughput) = 1-worker cost / 2-worker cost: what two workers sharing the machine lose.
+Ray's actors run one torch thread each (half a CPU reserved per actor), so the baseline is the local engine on
+one thread too (like with like: its rows are the Ray rows to 1e-6); the local engine on 2 threads is shown against
+it (float32 reductions split over 2 threads move attention entropies by ~1e-6, so its check allows 1e-5).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from core.batch.local import run_local
 from core.batch.ray_engine import differences, run_ray
 from core.batch.results import read_results
 from core.batch.tasks import JobSpec, SaliencyOptions, options_dict
-from core.runtime import Reporter
+from core.runtime import SILENT
 from core.samples import SAMPLES_DIR, sample_names
 
 CPUS = 2
@@ -39,27 +41,25 @@ UNIT = "images/s"
 class Timed:
     images: int
     seconds: float  # the whole job
-    steady: float  # images per second between the first and the last progress report
+    steady: float  # images per second once started: workers / (compute seconds per image, from the rows)
 
     @property
     def rate(self) -> float:
         return self.images / self.seconds
 
 
-def timed(engine: Callable[[Reporter], object], images: int) -> Timed:
-    """Run ``engine`` with a reporter that notes when each image is reported done."""
-    reports: list[tuple[float, float]] = []
+def timed(engine: Callable[[], object], out: Path, images: int, workers: int = 1) -> Timed:
+    """Run ``engine`` (which writes ``out``); the steady rate comes from the rows' own ``seconds``."""
     start = time.perf_counter()
-    engine(Reporter(lambda fraction, _message: reports.append((time.perf_counter(), fraction))))
+    engine()
     seconds = time.perf_counter() - start
-    (t0, f0), (t1, f1) = reports[0], reports[-1]
-    steady = (f1 - f0) * images / (t1 - t0) if t1 > t0 and f1 > f0 else images / seconds
-    return Timed(images, seconds, steady)
+    busy = sum(s or 0.0 for s in read_results(out)[1].column("seconds").to_pylist())  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+    return Timed(images, seconds, workers * images / busy)
 
 
 def local(spec: JobSpec, items: list[Item], out: Path, threads: int) -> Timed:
     torch.set_num_threads(threads)
-    return timed(lambda r: run_local(spec, items, out, r), len(items))
+    return timed(lambda: run_local(spec, items, out, SILENT), out, len(items))
 
 
 def task_rows(name: str, spec: JobSpec, items: list[Item], folder: Path) -> tuple[list[Row], Row]:
@@ -74,7 +74,9 @@ def task_rows(name: str, spec: JobSpec, items: list[Item], folder: Path) -> tupl
     steady: dict[int, float] = {}
     for workers in (1, 2):
         out = folder / f"{name}-ray{workers}.parquet"
-        run = timed(lambda r, w=workers, o=out: run_ray(spec, items, o, workers=w, reporter=r), len(items))
+        run = timed(
+            lambda w=workers, o=out: run_ray(spec, items, o, workers=w, reporter=SILENT), out, len(items), workers
+        )
         same = not differences(read_results(out)[1], expected)
         steady[workers] = run.steady
         case = f"{name} · Ray, {workers} worker{'s' * (workers > 1)}, {size}"
