@@ -57,7 +57,8 @@ def result_key(key: str, model_id: str, config: DecodingConfig) -> tuple[str, st
 Inputs = tuple[int, int, int]
 #: Their widget keys (and URL parameters).
 LAYER, HEAD, LAST_K = "layer", "head", "k"
-#: Draws one model's result in its column with the maps (and their note) to show: the page's :func:`model_column`.
+#: Draws one model's result in its column with the maps (and their note) to show: :func:`model_column`, bound to
+#: the page's image and settings.
 ColumnDraw = Callable[[CaptionResult, tuple[np.ndarray, str]], None]
 
 
