@@ -17,19 +17,14 @@ from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig, Str
 from core.captioning.user_models import add_user_model
 from core.models import ModelError
 from core.runtime import Reporter
-from ui.caption_exports import export_buttons
 from ui.caption_figures import (
     click_grid_figure,
     faithfulness_figure,
     layer_head_figure,
     reverse_figure,
-    token_scrub_figure,
-    token_strip_figure,
 )
 from ui.caption_first_run import (
     add_scene,
-    domain_notice,
-    grounding_strip,
     open_on_scene,
     photo_captioner_panel,
     picked_scene,
@@ -41,6 +36,7 @@ from ui.captioning import (
     image_digest,
     load_captioner,
     maps_for,
+    model_column,
     model_status_panel,
     run_captions,
     with_gradients,
@@ -172,56 +168,18 @@ if not ready:
 
 image = picked.image
 key = image_digest(picked.name, image)
-job_box, board = st.container(), st.empty()  # the job's progress and Stop above; the columns below
+job_box, board = st.container(), st.empty()  # the job's progress and Stop above; one column per model below
+column = partial(model_column, image=image, scene=scene, opacity=opacity)  # one model's result with its maps
 with job_box:
-    found = run_captions(image, key, ready, config, gradients=method == "gradient", board=board)
-good: dict[str, CaptionResult] = {m: r for m, r in found.items() if isinstance(r, CaptionResult)}
+    captions = run_captions(image, key, ready, config, method=method, board=board, draw=column)
+good: dict[str, CaptionResult] = {m: r for m, r in captions.found.items() if isinstance(r, CaptionResult)}
 if method == "gradient":
     good = {m: with_gradients(image, key, m, config) for m in good}
 # -- attention bounds: the layer and head inputs stop at the shown models' real counts ----------------
 with attention_box:
     layer, head, last_k = attention_inputs(good)
 shown = {m: maps_for(r, method, layer=int(layer), head=int(head), last_k=int(last_k)) for m, r in good.items()}
-
-# -- side by side -----------------------------------------------------------------------------------
-columns = board.container().columns(max(len(found), 1))  # replaces the columns the words streamed into
-for column, (model_id, result) in zip(columns, found.items(), strict=False):
-    spec = reg.get(model_id)
-    with column:
-        st.subheader(plain(spec.display_name))
-        if spec.note:
-            st.caption(spec.note)
-        if isinstance(result, str):
-            st.warning(result, icon="⚠️")
-            continue
-        st.markdown(f"> {plain(result.caption) or '(empty caption)'}")
-        domain_notice(result, scene)  # first run: a ShapesWorld captioner on a photo
-        a, b = st.columns(2)
-        a.metric("Time to caption", f"{result.seconds:.2f} s", help=HELP["caption_time"])
-        resident = reg.loaded_mb().get(model_id)
-        b.metric(
-            "Model size", f"{resident:,.0f} MB" if resident is not None else spec.download_size, help=HELP["model_size"]
-        )
-        if not result.words:
-            continue
-        maps, note = shown[model_id]
-        st.plotly_chart(
-            token_scrub_figure(result.view or image, result, maps, opacity=opacity),
-            key=f"scrub_{model_id}",
-            config=plot_config(f"{model_id}-attention"),
-        )
-        st.caption(
-            f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words",
-            help=HELP["word_heatmap"],
-        )
-        st.plotly_chart(
-            token_strip_figure(result), key=f"strip_{model_id}", config=plot_config(f"{model_id}-word-probabilities")
-        )
-        st.caption(HELP["token_probability"])
-        if scene is not None:  # first run: per word, is the attention peak on the object it names?
-            grounding_strip(result, maps, scene)
-        # -- exports: the maps shown above and the caption as files --------------------------------------
-        export_buttons(result, maps, result.view or image)
+captions.fill(good, shown, (layer, head, last_k), column)  # the stored results' columns (the job drew its own)
 
 if not good:
     st.stop()

@@ -3,14 +3,15 @@
 Results live in this session's state, keyed by (image, model, decoding), so a rerun caused by a
 click (reverse view, faithfulness, references) redraws without recomputing, and a run interrupted by
 Stop or a new setting keeps the models that had already finished. While captions run, each model's
-column shows its words as they are decoded; the page then redraws the columns with the maps.
+column shows its words as they are decoded, then its maps as soon as that model is done, while the next runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -19,10 +20,16 @@ from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
 from core.captioning.attention import Aggregation, word_maps
-from core.captioning.types import Captioner, CaptionResult, DecodingConfig, WordStream
+from core.captioning.shapes import Scene
+from core.captioning.side_by_side import Captioned, caption_side_by_side
+from core.captioning.types import Captioner, CaptionResult, DecodingConfig
 from core.models import ModelError
 from core.runtime import Reporter
+from ui.caption_exports import export_buttons
+from ui.caption_figures import token_scrub_figure, token_strip_figure
+from ui.caption_first_run import domain_notice, grounding_strip
 from ui.explain import HELP
+from ui.figures import plot_config
 from ui.jobs import recall, remember, run_job
 from ui.resources import load_model, registry
 from ui.text import plain
@@ -46,39 +53,88 @@ def result_key(key: str, model_id: str, config: DecodingConfig) -> tuple[str, st
     return ("caption", key, model_id, config)
 
 
+#: The attention view's layer (1 = last), head (from 0) and k inputs, as :func:`attention_inputs` returns them.
+Inputs = tuple[int, int, int]
+#: Their widget keys (and URL parameters).
+LAYER, HEAD, LAST_K = "layer", "head", "k"
+#: Draws one model's result in its column with the maps (and their note) to show: :func:`model_column`, bound to
+#: the page's image and settings.
+ColumnDraw = Callable[[CaptionResult, tuple[np.ndarray, str]], None]
+
+
+@dataclass(frozen=True)
+class Board:
+    """The page's columns, one per model, after :func:`run_captions`.
+
+    ``found`` holds each model's result or error. The job drew the column of each model it captioned as soon as
+    that model was done, with the inputs in ``drawn`` (the inputs are drawn after the job, bounded by every
+    result); ``recalled`` are the columns of stored results, drawn by :meth:`fill` with the page's inputs.
+    """
+
+    found: dict[str, CaptionResult | str]
+    recalled: dict[str, DeltaGenerator]
+    drawn: dict[str, Inputs]
+
+    def fill(
+        self,
+        results: Mapping[str, CaptionResult],
+        shown: Mapping[str, tuple[np.ndarray, str]],
+        inputs: Inputs,
+        draw: ColumnDraw,
+    ) -> None:
+        """Draw the recalled columns; rerun (redrawing from stored results) if the job drew any with other inputs."""
+        if any(used != inputs for used in self.drawn.values()):
+            st.rerun()
+        for model_id, slot in self.recalled.items():
+            found = self.found[model_id]
+            with slot.container():
+                if isinstance(found, str):
+                    st.warning(plain(found), icon="⚠️")
+                else:
+                    draw(results[model_id], shown[model_id])
+
+
 def run_captions(
     image: Image.Image,
     key: str,
     model_ids: list[str],
     config: DecodingConfig,
     *,
-    gradients: bool,
-    board: DeltaGenerator | None = None,
-) -> dict[str, CaptionResult | str]:
-    """Each model's stored result, or its error message; the missing ones are captioned as one gated job.
+    method: Aggregation,
+    board: DeltaGenerator,
+    draw: ColumnDraw,
+) -> Board:
+    """One column per model in ``board``; the models without a stored result are captioned as one gated job.
 
-    Every model's result is kept as soon as it is ready, so a run interrupted by Stop or a new setting
-    keeps the models that had already finished. While the job runs, ``board`` (a placeholder) holds one
-    column per model being captioned, where its words appear as they are decoded (:func:`live_columns`).
+    While the job runs, each model's column shows its words as they are decoded, then its result and maps as soon
+    as its caption and maps pass are done (:func:`caption_side_by_side`), while the next model runs. Every result
+    is kept as soon as it is ready, so a run interrupted by Stop or a new setting keeps the models that had
+    finished, drawn in full; the others say they were not captioned.
     """
     found = {m: recall(result_key(key, m, config)) for m in model_ids}  # recalled: the newest, kept longest
     todo = [m for m, r in found.items() if r is None]
+    slots = model_slots(board, model_ids)
+    drawn: dict[str, Inputs] = {}
+
+    def finished(turn: Captioned) -> None:
+        found[turn.model_id] = turn.result
+        remember(result_key(key, turn.model_id, config), turn.result)
+        with slots[turn.model_id].container():
+            if isinstance(turn.result, str):
+                st.warning(plain(turn.result), icon="⚠️")
+                return
+            inputs = left_inputs(turn.result)
+            if turn.result.attention is not None:
+                drawn[turn.model_id] = inputs
+            draw(turn.result, maps_for(turn.result, method, layer=inputs[0], head=inputs[1], last_k=inputs[2]))
 
     def work(reporter: Reporter) -> bool:
-        lines = live_columns(board, todo, config) if board is not None else {}
-        for i, model_id in enumerate(todo):
-            line = lines.get(model_id)
-            progress = Reporter(
-                lambda f, m, i=i, model_id=model_id: reporter.step((i + f) / len(todo), f"{model_id} {m}")
-            )
-            try:
-                stream = None if line is None else partial(show_words, line)
-                found[model_id] = _caption(model_id, image, config, progress, gradients, stream)
-            except ModelError as err:
-                found[model_id] = str(err)
-            remember(result_key(key, model_id, config), found[model_id])
-            if line is not None:
-                show_done(line, found[model_id])
+        for model_id in todo:
+            slots[model_id].caption(BEAM_WAIT if config.strategy == "beam" else "Waiting…")
+        words, gradients = partial(show_words, slots), method == "gradient"
+        caption_side_by_side(
+            todo, load_captioner, image, config, reporter, gradients=gradients, words=words, done=finished
+        )
         return True
 
     if todo:
@@ -93,53 +149,74 @@ def run_captions(
             done="Captions ready",
             keep=False,
         )
-    return {m: r for m, r in found.items() if r is not None}
+    for model_id in todo:
+        if found[model_id] is None:  # stopped, or waiting for its button
+            slots[model_id].caption("Not captioned yet: press **Caption** above.")
+    kept = {m: r for m, r in found.items() if r is not None}
+    return Board(kept, {m: slots[m] for m in kept if m not in todo}, drawn)
 
 
-def _caption(
-    model_id: str,
-    image: Image.Image,
-    config: DecodingConfig,
-    progress: Reporter,
-    gradients: bool,
-    stream: WordStream | None,
-) -> CaptionResult:
-    """Caption with one model, referenced only meanwhile: a model the registry evicts to make room for the
-    next is then freed before that one loads (a loop variable kept BLIP-base alive while ViT-GPT2 loaded)."""
-    return load_captioner(model_id).caption(image, config, progress, gradients=gradients, stream=stream)
+#: What a model's column says while beam search runs (``generate`` streams no beams).
+BEAM_WAIT = "Beam search: the caption appears when the beams are done, then its maps."
 
 
-def live_columns(board: DeltaGenerator, model_ids: list[str], config: DecodingConfig) -> dict[str, DeltaGenerator]:
-    """One column per model in ``board``, each with a line its words stream into while it decodes.
+def model_slots(board: DeltaGenerator, model_ids: list[str]) -> dict[str, DeltaGenerator]:
+    """One column per model in ``board``: its name and note, then a slot for its words and result.
 
-    The work runs in this script thread, so each update reaches the browser at once. Beam search has no words
-    before its beams finish (``generate`` streams no beams): its columns say so, and show the caption at the end.
+    The job runs in this script thread, so each update of a slot reaches the browser at once.
     """
     reg = registry()
-    lines: dict[str, DeltaGenerator] = {}
+    slots: dict[str, DeltaGenerator] = {}
     with board.container():
-        for column, model_id in zip(st.columns(max(len(model_ids), 1)), model_ids, strict=False):
-            column.subheader(plain(reg.get(model_id).display_name))
-            line = column.empty()
-            if config.strategy == "beam":
-                line.caption("Beam search: the caption appears when the beams are done, then its maps.")
-            else:
-                line.caption("Waiting…")
-            lines[model_id] = line
-    return lines
+        for column, model_id in zip(st.columns(len(model_ids)), model_ids, strict=True):
+            spec = reg.get(model_id)
+            column.subheader(plain(spec.display_name))
+            if spec.note:
+                column.caption(spec.note)
+            slots[model_id] = column.empty()
+    return slots
 
 
-def show_words(line: DeltaGenerator, words: tuple[str, ...]) -> None:
+def show_words(slots: Mapping[str, DeltaGenerator], model_id: str, words: tuple[str, ...]) -> None:
     """A caption while it is decoded: the words so far (the last may still grow by sub-words)."""
-    line.markdown(f"> {plain(' '.join(words))} ▌")
+    slots[model_id].markdown(f"> {plain(' '.join(words))} ▌")
 
 
-def show_done(line: DeltaGenerator, result: CaptionResult | str) -> None:
-    """A model's finished caption while the others run; its maps are drawn when the job is over."""
-    if isinstance(result, str):
-        line.warning(plain(result), icon="⚠️")
-    else:
-        line.markdown(f"> {plain(result.caption) or '(empty caption)'}  \n*maps ready: shown when all are done*")
+def model_column(
+    result: CaptionResult,
+    view: tuple[np.ndarray, str],
+    *,
+    image: Image.Image,
+    scene: Scene | None,
+    opacity: float,
+) -> None:
+    """One model's caption, timings, word scrubber, word probabilities and exports, with the maps ``view`` holds."""
+    model_id = result.model_id
+    st.markdown(f"> {plain(result.caption) or '(empty caption)'}")
+    domain_notice(result, scene)  # first run: a ShapesWorld captioner on a photo
+    a, b = st.columns(2)
+    a.metric("Time to caption", f"{result.seconds:.2f} s", help=HELP["caption_time"])
+    resident = registry().loaded_mb().get(model_id)
+    size = f"{resident:,.0f} MB" if resident is not None else registry().get(model_id).download_size
+    b.metric("Model size", size, help=HELP["model_size"])
+    if not result.words:
+        return
+    maps, note = view
+    st.plotly_chart(
+        token_scrub_figure(result.view or image, result, maps, opacity=opacity),
+        key=f"scrub_{model_id}",
+        config=plot_config(f"{model_id}-attention"),
+    )
+    st.caption(
+        f"{note} · grid {result.grid[0]}×{result.grid[1]} · drag the slider to scrub words", help=HELP["word_heatmap"]
+    )
+    st.plotly_chart(
+        token_strip_figure(result), key=f"strip_{model_id}", config=plot_config(f"{model_id}-word-probabilities")
+    )
+    st.caption(HELP["token_probability"])
+    if scene is not None:  # first run: per word, is the attention peak on the object it names?
+        grounding_strip(result, maps, scene)
+    export_buttons(result, maps, result.view or image)  # the maps shown above and the caption as files
 
 
 def with_gradients(image: Image.Image, key: str, model_id: str, config: DecodingConfig) -> CaptionResult:
@@ -187,7 +264,17 @@ def maps_for(
 _NO_STACK = (48, 32)
 
 
-def attention_inputs(results: Mapping[str, CaptionResult]) -> tuple[int, int, int]:
+def left_inputs(result: CaptionResult) -> Inputs:
+    """The layer, head and k inputs as the visitor left them, for a column drawn while the job runs (the inputs
+    are drawn after it, bounded by every result); a value this model does not have falls back to the default."""
+    layers, heads = result.attention.shape if result.attention is not None else _NO_STACK
+    layer, head = int(st.session_state.get(LAYER, 1)), int(st.session_state.get(HEAD, 1)) - 1
+    default_k = min(3, layers)
+    last_k = int(st.session_state.get(LAST_K, default_k))
+    return (layer if layer <= layers else 1, head if head < heads else 0, last_k if last_k <= layers else default_k)
+
+
+def attention_inputs(results: Mapping[str, CaptionResult]) -> Inputs:
     """The layer (1 = last), head (from 0) and k inputs, bounded by the shown models' real counts.
 
     Models side by side share one setting, so the inputs stop at the smallest model's layers and heads (every
@@ -203,11 +290,11 @@ def attention_inputs(results: Mapping[str, CaptionResult]) -> tuple[int, int, in
     head_help = f"{HELP['head']} {f'Up to {heads} heads ({each}).' if counts else none}"
     off = not counts
     layer = st.number_input(
-        "Layer (1 = last)", 1, layers, 1, key="layer", bind="query-params", disabled=off, help=layer_help
+        "Layer (1 = last)", 1, layers, 1, key=LAYER, bind="query-params", disabled=off, help=layer_help
     )
-    head = st.number_input("Head", 1, heads, 1, key="head", bind="query-params", disabled=off, help=head_help)
+    head = st.number_input("Head", 1, heads, 1, key=HEAD, bind="query-params", disabled=off, help=head_help)
     last_k = st.number_input(
-        "k (last layers)", 1, layers, min(3, layers), key="k", bind="query-params", disabled=off, help=k_help
+        "k (last layers)", 1, layers, min(3, layers), key=LAST_K, bind="query-params", disabled=off, help=k_help
     )
     if len(set(counts.values())) > 1:
         st.caption(f"Bounded by the smallest shown model: {each}.")

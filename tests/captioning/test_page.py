@@ -291,22 +291,38 @@ def test_exports_hold_the_maps_on_screen_and_every_figure_downloads_as_png(page,
         assert config["modeBarButtons"] == [["toImage"]] and config["toImageButtonOptions"]["format"] == "png"
 
 
-def test_the_page_streams_each_models_words_then_shows_its_caption(page, tiny_dir, monkeypatch):
-    """The page hands every captioner a word stream (its column's live line); when the job is over the finished
-    caption replaces the streamed words (no cursor left)."""
+def test_each_models_maps_show_while_the_next_streams_and_a_stop_keeps_them(page, tiny_dir, monkeypatch):
+    """Every captioner gets a word stream (its column's live line). The script is halted while the second model
+    decodes (a Stop or a new setting halts it the same way): the first model's column already holds its maps and
+    the second its streamed words. Stop then keeps the first in full and says the second was not captioned; the
+    Caption button captions only the second, whose finished caption replaces its streamed words."""
+    import streamlit as st
+
     from core.captioning import families
 
     seen: dict[str, list[tuple[str, ...]]] = {}
+    calls: list[str] = []
+    halt = ["blip-base"]
     original = families.HFCaptioner.caption
 
     def caption(self, *args, stream=None, **kwargs):
         assert stream is not None, "the page must stream the words"
+        calls.append(self.model_id)
 
         def spy(words):
             seen.setdefault(self.model_id, []).append(words)
             stream(words)
+            if self.model_id in halt:
+                halt.remove(self.model_id)
+                st.stop()  # ends this script run here, mid-caption, as a rerun request would
 
         return original(self, *args, stream=spy, **kwargs)
+
+    def quotes(at: AppTest) -> list[str]:
+        return [m.value for m in at.markdown if m.value.startswith("> ")]
+
+    def scrubbed(at: AppTest) -> list[str]:
+        return [i for i in _figures(at) if "scrub_" in i and _figures(at)[i].get("frames")]
 
     monkeypatch.setattr(families.HFCaptioner, "caption", caption)
     at = page(tiny_dir)
@@ -314,6 +330,18 @@ def test_the_page_streams_each_models_words_then_shows_its_caption(page, tiny_di
     at.query_params["max"] = "4"
     _caption(at)
     assert not at.exception
-    assert set(seen) == {"vit-gpt2", "blip-base"} and all(seen.values())
-    quotes = [m.value for m in at.markdown if m.value.startswith("> ")]
-    assert len(quotes) == 2 and not any("▌" in q for q in quotes)
+    assert len(seen["blip-base"]) == 1, "halted at blip-base's first word"
+    assert [i for i in scrubbed(at) if "scrub_vit-gpt2" in i] and not [i for i in scrubbed(at) if "blip-base" in i]
+    assert {b.key for b in at.download_button} == {f"export_{k}_vit-gpt2" for k in ("png", "npz", "csv", "json")}
+    assert len(quotes(at)) == 2 and quotes(at)[1].endswith("▌")  # vit-gpt2's caption; blip-base's words so far
+
+    at.button(key="stop_captions").click().run()
+    assert not at.exception
+    assert "captioning was stopped." in [i.value for i in at.info]
+    assert len(scrubbed(at)) == 1 and "Not captioned yet: press **Caption** above." in [c.value for c in at.caption]
+
+    at.button(key="run_captions").click().run()
+    assert not at.exception
+    assert calls == ["vit-gpt2", "blip-base", "blip-base"]  # the first model's result was kept, not recomputed
+    assert len(scrubbed(at)) == 2
+    assert len(quotes(at)) == 2 and not any("▌" in q for q in quotes(at))
