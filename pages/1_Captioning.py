@@ -17,7 +17,7 @@ from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig, Str
 from core.captioning.user_models import add_user_model
 from core.models import ModelError
 from core.runtime import Reporter
-from ui.caption_exports import export_buttons
+from ui.caption_exports import export_buttons, keep_captions
 from ui.caption_figures import (
     click_grid_figure,
     faithfulness_figure,
@@ -225,6 +225,8 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
 
 if not good:
     st.stop()
+settings = {"image": picked.name, "decoding": dataclasses.asdict(config), "aggregation": method}
+keep_captions(good, shown, image, {**settings, "layer": int(layer), "head": int(head), "last_k": int(last_k)})
 
 # -- score your own caption -------------------------------------------------------------------------
 score_section(
@@ -358,8 +360,8 @@ if tab_refs.open:
                     ),
                     hide_index=True,
                     column_config={
-                        "BLEU-4": st.column_config.NumberColumn(format="%.3f"),
-                        "CIDEr-D": st.column_config.NumberColumn(format="%.2f"),
+                        "BLEU-4": st.column_config.NumberColumn(format="%.3f", help=HELP["ref_bleu4"]),
+                        "CIDEr-D": st.column_config.NumberColumn(format="%.2f", help=HELP["ref_cider"]),
                     },
                 )
                 st.caption(

@@ -150,12 +150,20 @@ def open_on_page(task: TaskName, index: int, path: str, image: Image.Image | Non
 
 
 def clickable_table(
-    frame: pd.DataFrame, key: str, task: TaskName, images: Mapping[int, Image.Image] | None = None
+    frame: pd.DataFrame,
+    key: str,
+    task: TaskName,
+    images: Mapping[int, Image.Image] | None = None,
+    column_help: Mapping[str, str] | None = None,
 ) -> None:
-    """A table whose row click opens that row's image on the task's page (through the tray).
+    """A table whose row click opens that row's image on the task's page (through the tray); ``column_help``:
+    header tooltips by column.
 
     The click is acted on once: coming back to this page with the same row still selected does not bounce."""
-    event = st.dataframe(frame, hide_index=True, key=key, on_select="rerun", selection_mode="single-row")
+    config = {name: st.column_config.Column(help=text) for name, text in (column_help or {}).items()}
+    event = st.dataframe(
+        frame, hide_index=True, key=key, on_select="rerun", selection_mode="single-row", column_config=config
+    )
     rows = list(event.selection.rows)
     done = f"{key}{DATASETS_CLICKED_SUFFIX}"
     if not rows or st.session_state.get(done) == rows:

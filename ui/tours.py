@@ -103,6 +103,18 @@ TOURS: tuple[Tour, ...] = (
         buttons=("grid",),
         expect="style/content = ",
     ),
+    Tour(
+        "A whole set, not one photo",
+        "🗂️",
+        "pages/5_Datasets.py",
+        {"task": "robustness", "source": "Run a job here"},
+        press="Press **Run the job**.",
+        look="Three sample photos are attacked with FGSM at ε = 0, 2 and 4/255: the accuracy curve starts at 100% "
+        "(each photo's clean prediction is the label attacked) and falls as ε grows; the shaded Wilson 95% band is "
+        "wide, because three images say little — the CLI runs sets of any size.",
+        buttons=("run_dataset_job",),
+        expect="Accuracy against ε",
+    ),
 )
 
 

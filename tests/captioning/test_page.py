@@ -10,6 +10,7 @@ import io
 import json
 import shutil
 import weakref
+import zipfile
 
 import numpy as np
 from PIL import Image
@@ -289,6 +290,16 @@ def test_exports_hold_the_maps_on_screen_and_every_figure_downloads_as_png(page,
     for chart in charts:
         config = json.loads(chart.proto.config)
         assert config["modeBarButtons"] == [["toImage"]] and config["toImageButtonOptions"]["format"] == "png"
+
+    # the same files, and the settings that made them, in Home's session zip
+    at.switch_page("Home.py").run()
+    assert not at.exception, at.exception
+    archive = zipfile.ZipFile(io.BytesIO(made["vision-lab-session.zip"]()))
+    assert {f"captioning/{n}" for n in names.values()} <= set(archive.namelist())
+    assert archive.read(f"captioning/{names['npz']}") == made[names["npz"]]()
+    settings = json.loads(archive.read("captioning/settings.json"))
+    assert settings["models"] == ["blip-base", "vit-gpt2"] and settings["aggregation"] == "head-max"
+    assert settings["decoding"]["max_new_tokens"] == 4
 
 
 def test_the_page_streams_each_models_words_then_shows_its_caption(page, tiny_dir, monkeypatch):
