@@ -14,8 +14,8 @@ from ui.datasets import (
     Opened,
     cases_frame,
     clickable_table,
+    current_files,
     failures_frame,
-    listed_files,
     open_server_file,
     open_table,
     open_upload,
@@ -75,7 +75,7 @@ def _opened() -> tuple[Opened | None, dict[int, Image.Image] | None]:
         meta = decode_meta(job.table.schema.metadata)
         return open_table("This session's job", meta, job.table, task), job.images
     if source == "Results folder" and root is not None:
-        names = listed_files(root)
+        names = current_files(root)
         if not names:
             st.info("The results folder has no `.parquet` files yet.")
             return None, None

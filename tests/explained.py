@@ -54,6 +54,7 @@ def captions(at: AppTest) -> str:
 
 
 def column_help(at: AppTest, key: str) -> dict[str, str]:
-    """The header tooltips of the table keyed ``key``, by column."""
-    (table,) = [d for d in at.dataframe if d.key == key]
+    """The header tooltips, by column, of the table keyed ``key`` (clickable ones), else of the one with a column
+    ``key`` (AppTest gives read-only tables no key)."""
+    (table,) = [d for d in at.dataframe if d.key == key or (d.key is None and key in d.value.columns)]
     return {name: config["help"] for name, config in json.loads(table.proto.columns).items() if "help" in config}

@@ -112,9 +112,9 @@ def test_datasets_page_explains_every_view_control_and_chart(tmp_path, monkeypat
     at = AppTest.from_file("../Home.py", default_timeout=120).switch_page("pages/5_Datasets.py")
     at.session_state["source"] = "Results folder"
     wanted = {
-        "robustness": (HELP["ds_accuracy"], "accuracy_table", {"95% low": HELP["ds_accuracy_low"]}),
-        "saliency": (HELP["ds_ranking"], "ranking_table", {"deletion AUC ↓": HELP["deletion"]}),
-        "caption": (HELP["ds_captioners"], "captioners", {"CIDEr-D": HELP["cider_d"], "BLEU-4": HELP["bleu4"]}),
+        "robustness": (HELP["ds_accuracy"], "95% low", {"95% low": HELP["ds_accuracy_low"]}),
+        "saliency": (HELP["ds_ranking"], "deletion 95%", {"deletion AUC ↓": HELP["deletion"]}),
+        "caption": (HELP["ds_captioners"], "CIDEr-D", {"CIDEr-D": HELP["cider_d"], "BLEU-4": HELP["bleu4"]}),
     }
     for task, (caption, table, headers) in wanted.items():
         at.session_state["task"], at.session_state["file"] = task, f"{task}.parquet"
@@ -126,7 +126,7 @@ def test_datasets_page_explains_every_view_control_and_chart(tmp_path, monkeypat
         assert {m.help for m in at.markdown} >= {HELP["ds_worst"], HELP["ds_rows"]}
     assert column_help(at, "worst_table") == {"score": HELP["ds_worst_score"]}
     assert "**Run a job here**" in at.radio(key="source").help
-    at.session_state["source"] = "Run a job here"  # the small job's settings, before it runs
+    at.session_state["source"], at.session_state["task"] = "Run a job here", "robustness"  # the job's settings
     at.run()
     assert_explained(at, "datasets", minimum=6)
     assert at.multiselect(key="job_eps").help == HELP["job_eps"]

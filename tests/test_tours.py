@@ -85,10 +85,10 @@ def test_a_tour_opens_ready_and_shows_what_it_promises(tour: Tour):
     assert tour.expect in _page_text(at)
     for table in at.dataframe:
         frame = table.value
-        if "deletion AUC ↓" in frame:  # the faithfulness table: each map's deletion AUC beats the random order's
+        if "deletion AUC ↓" in frame.columns:  # the faithfulness table: each map's deletion AUC beats the random order's
             scores = frame.set_index("method")["deletion AUC ↓"]
             assert (scores.drop("random order") < scores["random order"]).all()
-        if "95% low" in frame:  # the Datasets job's accuracy: 100% at ε = 0, falling as ε grows
+        if "95% low" in frame.columns:  # the Datasets job's accuracy: 100% at ε = 0, falling as ε grows
             accuracy = frame.set_index("ε (/255)")["accuracy"]
             assert list(accuracy.index) == [0.0, 2.0, 4.0] and accuracy[0.0] == 1.0
             assert set(frame["attack"]) == {"FGSM"} and set(frame["images"]) == {3}  # three photos, FGSM

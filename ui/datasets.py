@@ -41,6 +41,8 @@ ENV_RESULTS_DIR = "VISIONLAB_RESULTS_DIR"
 #: Files listed from the results folder, and rows shown in the table (the summaries use every row).
 MAX_LISTED = 500
 MAX_TABLE_ROWS = 1000
+#: This session's last listing of the results folder, in its results (see :func:`current_files`).
+LISTING_KEY = ("datasets-listing",)
 #: The page that shows one image of each task.
 TASK_PAGES: dict[TaskName, str] = {
     "caption": "pages/1_Captioning.py",
@@ -67,10 +69,26 @@ def results_dir() -> Path | None:
 
 def listed_files(root: Path) -> list[str]:
     """The ``*.parquet`` files directly in ``root`` (sorted names); links leading out are left out. One level
-    only: a results folder may also hold the image sets, and every rerun lists it."""
+    only: a results folder may also hold the image sets."""
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.glob("*.parquet") if inside(root, p) is not None and p.is_file())[:MAX_LISTED]
+
+
+def current_files(root: Path) -> list[str]:
+    """:func:`listed_files`, listed again only when the folder changed (its modification time moves when a file is
+    added, removed or renamed in it), else this session's last listing: a rerun costs one ``stat``, however many
+    images the folder also holds. One listing per session, replaced, never accumulated."""
+    try:
+        stamp = root.stat().st_mtime_ns
+    except OSError:
+        return []
+    kept: tuple[str, int, list[str]] | None = recall(LISTING_KEY)
+    if kept is not None and kept[:2] == (str(root), stamp):
+        return kept[2]
+    names = listed_files(root)
+    remember(LISTING_KEY, (str(root), stamp, names))
+    return names
 
 
 def open_table(name: str, meta: Meta, table: pa.Table, expected: TaskName) -> Opened:

@@ -9,7 +9,7 @@ show them as captions; ``tests/test_explanations.py`` checks every control has o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import streamlit as st
 
@@ -169,8 +169,8 @@ HELP: Final[Mapping[str, str]] = {
     "+ style layers + TV): they should fall and flatten, and the largest term dominates the look.",
     "filmstrip": "The picture at saved steps of the run: pick a step to see it large.",
     # -- datasets -----------------------------------------------------------------------------------------------
-    "ds_view": "Which kind of results file to show: each dataset job writes one kind.",
-    "ds_source": "Where the results come from.",
+    "task": "Which kind of results file to show: each dataset job writes one kind.",
+    "source": "Where the results come from.",
     "ds_file": "A results file (.parquet) in this server's results folder.",
     "ds_upload": "A results file written by `python -m core.batch` (or downloaded from this page's own job).",
     "ds_accuracy": "Top-1 accuracy over the set at each ε (in grey levels out of 255), one line per model and attack; "
@@ -377,7 +377,7 @@ GUIDES: Final[Mapping[Page, tuple[str, ...]]] = {
 }
 
 
-def choices(kind: str, labels: Mapping[str, str] | None = None) -> str:
+def choices(kind: str, labels: Mapping[Any, str] | None = None) -> str:  # Any: keys may be a Literal type
     """A setting's tooltip: its sentence, then one line per option (under its shown label)."""
     lines = [f"- **{(labels or {}).get(value, value)}**: {text}" for value, text in CHOICES[kind].items()]
     return "\n".join([HELP[kind], "", *lines])
