@@ -60,10 +60,10 @@ def test_tours_are_on_home_as_links_with_their_parameters():
 @pytest.fixture
 def fresh_server(monkeypatch):
     """Saliency results are shared by every session of the process: start each tour as on a fresh server, where
-    the page's Run buttons are the ones the tour names. The weight grid's cells take 2 steps instead of 10 (what
+    the page's Run buttons are the ones the tour names. The weight grid's cells take 1 step instead of 10 (what
     is checked is that the grid appears)."""
     _saliency_store.clear()
-    monkeypatch.setattr("ui.style_run.GRID_STEPS", 2)
+    monkeypatch.setattr("ui.style_run.GRID_STEPS", 1)
 
 
 @pytest.mark.slow

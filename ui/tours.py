@@ -41,7 +41,7 @@ TOURS: tuple[Tour, ...] = (
         "Two grey levels fool a classifier",
         "🎯",
         "pages/3_Adversarial.py",
-        {"attack": "PGD", "eps": "2.0", "steps": "10", "alpha": "0.5"},
+        {"attack": "PGD", "eps": "2.0", "steps": "5", "alpha": "0.5"},
         press="Press **Run PGD**.",
         look="No pixel of the coffee photo moves by more than 2 of 255 grey levels, yet EfficientNet-Lite0 stops "
         "seeing an espresso: the prediction line ends in ✅ fooled.",
