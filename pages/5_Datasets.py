@@ -16,6 +16,7 @@ from ui.datasets import (
     clickable_table,
     current_files,
     failures_frame,
+    headers,
     open_server_file,
     open_table,
     open_upload,
@@ -129,11 +130,9 @@ if isinstance(summary, RobustnessSummary):
             table,
             hide_index=True,
             key="accuracy_table",
-            column_config={
-                "ε (/255)": st.column_config.NumberColumn(help=HELP["job_eps"]),
-                "95% low": st.column_config.NumberColumn(help=HELP["ds_accuracy_low"]),
-                "95% high": st.column_config.NumberColumn(help=HELP["ds_accuracy_high"]),
-            },
+            column_config=headers(
+                {"ε (/255)": HELP["job_eps"], "95% low": HELP["ds_accuracy_low"], "95% high": HELP["ds_accuracy_high"]}
+            ),
         )
 elif isinstance(summary, SaliencySummary):
     st.markdown("#### Saliency methods ranked by faithfulness")
@@ -165,12 +164,14 @@ elif isinstance(summary, SaliencySummary):
             ),
             hide_index=True,
             key="ranking_table",
-            column_config={
-                "deletion AUC ↓": st.column_config.NumberColumn(help=HELP["deletion"]),
-                "deletion 95%": st.column_config.TextColumn(help=HELP["ds_interval"]),
-                "insertion AUC ↑": st.column_config.NumberColumn(help=HELP["insertion"]),
-                "insertion 95%": st.column_config.TextColumn(help=HELP["ds_interval"]),
-            },
+            column_config=headers(
+                {
+                    "deletion AUC ↓": HELP["deletion"],
+                    "deletion 95%": HELP["ds_interval"],
+                    "insertion AUC ↑": HELP["insertion"],
+                    "insertion 95%": HELP["ds_interval"],
+                }
+            ),
         )
 elif isinstance(summary, CaptionSummary):
     st.markdown("#### Captioners")
@@ -194,12 +195,14 @@ elif isinstance(summary, CaptionSummary):
         ),
         hide_index=True,
         key="captioners",
-        column_config={
-            "BLEU-4": st.column_config.NumberColumn(help=HELP["bleu4"]),
-            "CIDEr-D": st.column_config.NumberColumn(help=HELP["cider_d"]),
-            "mean word probability": st.column_config.NumberColumn(help=HELP["mean_word_prob"]),
-            "grounding": st.column_config.NumberColumn(help=HELP["grounding"]),
-        },
+        column_config=headers(
+            {
+                "BLEU-4": HELP["bleu4"],
+                "CIDEr-D": HELP["cider_d"],
+                "mean word probability": HELP["mean_word_prob"],
+                "grounding": HELP["grounding"],
+            }
+        ),
     )
     if summary.captioners and all(c.scored == 0 for c in summary.captioners):
         st.info("No image in this file has reference captions, so BLEU-4 and CIDEr-D cannot be computed.")

@@ -85,7 +85,7 @@ def test_a_tour_opens_ready_and_shows_what_it_promises(tour: Tour):
     assert tour.expect in _page_text(at)
     for table in at.dataframe:
         frame = table.value
-        if "deletion AUC ↓" in frame.columns:  # the faithfulness table: each map's deletion AUC beats the random order's
+        if "deletion AUC ↓" in frame.columns:  # the faithfulness table: each map beats the random order
             scores = frame.set_index("method")["deletion AUC ↓"]
             assert (scores.drop("random order") < scores["random order"]).all()
         if "95% low" in frame.columns:  # the Datasets job's accuracy: 100% at ε = 0, falling as ε grows

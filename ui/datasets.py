@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 from PIL import Image
+from streamlit.elements.lib.column_types import ColumnConfig
 
 from core.batch.analysis import Case, Failure, Summary, rows_of, summarize
 from core.batch.inputs import shapes_scene
@@ -167,6 +168,11 @@ def open_on_page(task: TaskName, index: int, path: str, image: Image.Image | Non
     return True
 
 
+def headers(column_help: Mapping[str, str]) -> dict[str, ColumnConfig]:
+    """Header tooltips (``ui.explain`` texts) by column, as a table's column configuration."""
+    return {name: st.column_config.Column(help=text) for name, text in column_help.items()}
+
+
 def clickable_table(
     frame: pd.DataFrame,
     key: str,
@@ -178,9 +184,13 @@ def clickable_table(
     header tooltips by column.
 
     The click is acted on once: coming back to this page with the same row still selected does not bounce."""
-    config = {name: st.column_config.Column(help=text) for name, text in (column_help or {}).items()}
     event = st.dataframe(
-        frame, hide_index=True, key=key, on_select="rerun", selection_mode="single-row", column_config=config
+        frame,
+        hide_index=True,
+        key=key,
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config=headers(column_help or {}),
     )
     rows = list(event.selection.rows)
     done = f"{key}{DATASETS_CLICKED_SUFFIX}"
