@@ -9,6 +9,7 @@ from typing import cast
 import pandas as pd
 import streamlit as st
 
+import ui.caption_exports as caption_exports  # keep_captions: this page's captions in Home's session zip
 from core.captioning.analysis import MASK_MODES, FaithfulnessCurve, MaskMode, faithfulness, reverse_view
 from core.captioning.attention import AGGREGATIONS, layer_head_maps
 from core.captioning.batch import caption_batch, read_batch
@@ -17,7 +18,7 @@ from core.captioning.types import STRATEGIES, CaptionResult, DecodingConfig, Str
 from core.captioning.user_models import add_user_model
 from core.models import ModelError
 from core.runtime import Reporter
-from ui.caption_exports import export_buttons, keep_captions
+from ui.caption_exports import export_buttons
 from ui.caption_figures import (
     click_grid_figure,
     faithfulness_figure,
@@ -225,8 +226,8 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
 
 if not good:
     st.stop()
-settings = {"image": picked.name, "decoding": dataclasses.asdict(config), "aggregation": method}
-keep_captions(good, shown, image, {**settings, "layer": int(layer), "head": int(head), "last_k": int(last_k)})
+view_settings = {"aggregation": method, "layer": int(layer), "head": int(head), "last_k": int(last_k)}
+caption_exports.keep_captions(good, shown, image, {"image": picked.name, "decoding": config, **view_settings})
 
 # -- score your own caption -------------------------------------------------------------------------
 score_section(
