@@ -226,8 +226,8 @@ for column, (model_id, result) in zip(columns, found.items(), strict=False):
 
 if not good:
     st.stop()
-view_settings = {"aggregation": method, "layer": int(layer), "head": int(head), "last_k": int(last_k)}
-caption_exports.keep_captions(good, shown, image, {"image": picked.name, "decoding": config, **view_settings})
+made_by = {"decoding": dataclasses.asdict(config), "aggregation": method, "layer": int(layer), "head": int(head)}
+caption_exports.keep_captions(good, shown, image, {"image": picked.name, "last_k": int(last_k), **made_by})
 
 # -- score your own caption -------------------------------------------------------------------------
 score_section(
