@@ -9,6 +9,7 @@ from typing import cast
 import pandas as pd
 import streamlit as st
 
+import ui.caption_exports as caption_exports  # keep_captions: this page's captions in Home's session zip
 from core.captioning.analysis import MASK_MODES, FaithfulnessCurve, MaskMode, faithfulness, reverse_view
 from core.captioning.attention import AGGREGATIONS, layer_head_maps
 from core.captioning.batch import caption_batch, read_batch
@@ -183,6 +184,8 @@ captions.fill(good, shown, (layer, head, last_k), column)  # the stored results'
 
 if not good:
     st.stop()
+made_by = {"decoding": dataclasses.asdict(config), "aggregation": method, "layer": int(layer), "head": int(head)}
+caption_exports.keep_captions(good, shown, image, {"image": picked.name, "last_k": int(last_k), **made_by})
 
 # -- score your own caption -------------------------------------------------------------------------
 score_section(
@@ -316,8 +319,8 @@ if tab_refs.open:
                     ),
                     hide_index=True,
                     column_config={
-                        "BLEU-4": st.column_config.NumberColumn(format="%.3f"),
-                        "CIDEr-D": st.column_config.NumberColumn(format="%.2f"),
+                        "BLEU-4": st.column_config.NumberColumn(format="%.3f", help=HELP["ref_bleu4"]),
+                        "CIDEr-D": st.column_config.NumberColumn(format="%.2f", help=HELP["ref_cider"]),
                     },
                 )
                 st.caption(

@@ -16,7 +16,7 @@ from core.attacks import Goal, IterativeConfig, Norm
 from core.captioning.export import file_stem
 from core.export import quantized, sweeps_csv, tensor_png
 from core.images import to_pil
-from core.models import ImageClassifier, ModelError, imagenet_labels
+from core.models import ImageClassifier, ModelError, Prediction, imagenet_labels
 from core.runtime import Reporter
 from core.saliency import explain
 from core.samples import expected_labels
@@ -178,23 +178,30 @@ st.markdown(
     + "."
 )
 
-# -- the attack at the current ε -----------------------------------------------------------------
+
+def read_as_png(result: attacks.AttackResult) -> tuple[attacks.AttackResult, Prediction]:
+    """The attack with the top-1 of its pixels rounded to 8 bits, as the downloaded PNG holds them."""
+    return result, model.predict(quantized(result.adversarial), k=1)[0]
+
+
+# -- the attack at the current ε, with its PNG's reading: PGD's once, in its job; FGSM and Noise inline ----------
 if attack == "FGSM":
     direction = fgsm_direction(model_id, input_digest, label, target, model, x)
-    result = attacks.FGSM(model, eps, direction).perturb(x, label, goal)
+    attacked = read_as_png(attacks.FGSM(model, eps, direction).perturb(x, label, goal))
 elif attack == "Noise":
-    result = attacks.Noise(model, eps).perturb(x, label)  # the control has no goal: it never looks at the model
+    attacked = read_as_png(attacks.Noise(model, eps).perturb(x, label))  # the control never looks at the model
 else:
     iterative = attacks.PGD if random_start else attacks.BIM
-    result = run_job(
+    attacked = run_job(
         "PGD",
         ("pgd", model_id, input_digest, label, goal, iterative.name, cfg),
-        lambda rep: iterative(model, cfg).perturb(x, label, goal, rep),
+        lambda rep: read_as_png(iterative(model, cfg).perturb(x, label, goal, rep)),
         auto=True,
         models=[model_id],
     )
-if result is None:
+if attacked is None:
     st.stop()
+result, as_png = attacked
 
 cols = st.columns(3)
 cols[0].plotly_chart(
@@ -255,7 +262,6 @@ dl = st.columns([1, 1, 2])
 for i, download in enumerate(adv_files):
     button(download, ("dl_adv", "dl_delta")[i], dl[i])
 keep("adversarial", settings, adv_files)
-as_png = model.predict(quantized(result.adversarial), k=1)[0]
 png_read = f"**{plain(as_png.label)}** ({as_png.prob:.1%})"
 if as_png.index == after.index:
     dl[2].caption(f"The PNG holds these pixels rounded to 8 bits; uploaded again it still reads {png_read}.")

@@ -52,7 +52,13 @@ share = (
     else 0.0
 )
 vgg_ready = registry().status("vgg19").status is Status.READY
-net = model_picker(key="net", label="Feature network", ids=NETS, default="vgg19" if vgg_ready else "efficientnet-lite0")
+net = model_picker(
+    key="net",
+    label="Feature network",
+    ids=NETS,
+    default="vgg19" if vgg_ready else "efficientnet-lite0",
+    tooltip=HELP["feature_net"],
+)
 if not ensure_ready(net):  # the panel says why, or offers the download; meanwhile the fallback
     st.info(FALLBACK_NOTE)
     net = "efficientnet-lite0"

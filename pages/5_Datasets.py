@@ -14,8 +14,9 @@ from ui.datasets import (
     Opened,
     cases_frame,
     clickable_table,
+    current_files,
     failures_frame,
-    listed_files,
+    headers,
     open_server_file,
     open_table,
     open_upload,
@@ -25,17 +26,18 @@ from ui.datasets import (
 )
 from ui.datasets_figures import accuracy_figure, ranking_figure
 from ui.datasets_job import job_section, parquet_bytes
+from ui.explain import HELP, choices, how_to_read
 from ui.jobs import open_page
 from ui.text import plain
 
 st.set_page_config(page_title="Datasets · Vision Lab", page_icon="🗂️", layout="wide")
 open_page()
 GALLERY = 8
-#: Per task: what its worst cases are, and the name of their score column.
-WORST: dict[TaskName, tuple[str, str]] = {
-    "robustness": ("images flipped by the smallest ε", "ε (/255)"),
-    "saliency": ("each method's highest deletion AUC", "deletion AUC"),
-    "caption": ("lowest mean word probability, lowest CIDEr-D", "score"),
+#: Per task: what its worst cases are, the name of their score column and its tooltip.
+WORST: dict[TaskName, tuple[str, str, str]] = {
+    "robustness": ("images flipped by the smallest ε", "ε (/255)", HELP["ds_min_flip"]),
+    "saliency": ("each method's highest deletion AUC", "deletion AUC", HELP["deletion"]),
+    "caption": ("lowest mean word probability, lowest CIDEr-D", "score", HELP["ds_worst_score"]),
 }
 
 st.title("🗂️ Datasets")
@@ -44,6 +46,7 @@ st.caption(
     "methods ranked by faithfulness, captioners compared against references, and where each model fails. "
     "Click a row to open its image on its own page."
 )
+how_to_read("datasets")
 
 side = st.sidebar
 task: TaskName = side.segmented_control(
@@ -54,10 +57,11 @@ task: TaskName = side.segmented_control(
     required=True,
     key="task",
     bind="query-params",
+    help=choices("task", TASK_LABELS),
 )
 root = results_dir()
 SOURCES = ["Upload", "Results folder", "Run a job here"] if root is not None else ["Upload", "Run a job here"]
-source = side.radio("Results", SOURCES, key="source")
+source = side.radio("Results", SOURCES, key="source", bind="query-params", help=choices("source"))
 
 
 def _opened() -> tuple[Opened | None, dict[int, Image.Image] | None]:
@@ -72,13 +76,15 @@ def _opened() -> tuple[Opened | None, dict[int, Image.Image] | None]:
         meta = decode_meta(job.table.schema.metadata)
         return open_table("This session's job", meta, job.table, task), job.images
     if source == "Results folder" and root is not None:
-        names = listed_files(root)
+        names = current_files(root)
         if not names:
             st.info("The results folder has no `.parquet` files yet.")
             return None, None
-        name = side.selectbox("File", names, key="file")
+        name = side.selectbox("File", names, key="file", help=HELP["ds_file"])
         return open_server_file(root, name, task), None
-    upload = side.file_uploader("Results file (.parquet)", type=["parquet"], key="results_upload", max_upload_size=25)
+    upload = side.file_uploader(
+        "Results file (.parquet)", type=["parquet"], key="results_upload", max_upload_size=25, help=HELP["ds_upload"]
+    )
     if upload is None:
         st.info("Upload a results file written by `python -m core.batch` (25 MB at most).")
         return None, None
@@ -102,10 +108,7 @@ st.caption(plain(f"{TASK_LABELS[opened.meta.task]} · models: {models} · {len(s
 
 if isinstance(summary, RobustnessSummary):
     st.markdown("#### Accuracy against ε")
-    st.caption(
-        "Top-1 accuracy over the set at each ε, with Wilson 95 % intervals (shaded); the dotted line is the "
-        "model's clean accuracy. A curve that falls fast means small perturbations flip most images."
-    )
+    st.caption(HELP["ds_accuracy"])
     if summary.curves:
         st.plotly_chart(accuracy_figure(summary.curves), key="accuracy")
         table = pd.DataFrame(
@@ -123,17 +126,24 @@ if isinstance(summary, RobustnessSummary):
                 for p in c.points
             ]
         )
-        st.dataframe(table, hide_index=True, key="accuracy_table")
+        st.dataframe(
+            table,
+            hide_index=True,
+            key="accuracy_table",
+            column_config=headers(
+                {"ε (/255)": HELP["job_eps"], "95% low": HELP["ds_accuracy_low"], "95% high": HELP["ds_accuracy_high"]}
+            ),
+        )
 elif isinstance(summary, SaliencySummary):
     st.markdown("#### Saliency methods ranked by faithfulness")
-    st.caption(
-        "Mean deletion AUC (lower is better: removing the top-ranked regions first kills the score fast) and "
-        "insertion AUC (higher is better), with seeded bootstrap 95 % intervals over images. The dashed line is "
-        "the random order: a method to its wrong side does no better than chance."
-    )
+    st.caption(HELP["ds_ranking"])
     model_ids = sorted({m.model for m in summary.methods})
     if model_ids:
-        model = st.selectbox("Model", model_ids, key="sal_model") if len(model_ids) > 1 else model_ids[0]
+        model = (
+            st.selectbox("Model", model_ids, key="sal_model", help=HELP["ds_model"])
+            if len(model_ids) > 1
+            else model_ids[0]
+        )
         st.plotly_chart(ranking_figure(summary, model), key="ranking")
         st.dataframe(
             pd.DataFrame(
@@ -154,14 +164,18 @@ elif isinstance(summary, SaliencySummary):
             ),
             hide_index=True,
             key="ranking_table",
+            column_config=headers(
+                {
+                    "deletion AUC ↓": HELP["deletion"],
+                    "deletion 95%": HELP["ds_interval"],
+                    "insertion AUC ↑": HELP["insertion"],
+                    "insertion 95%": HELP["ds_interval"],
+                }
+            ),
         )
 elif isinstance(summary, CaptionSummary):
     st.markdown("#### Captioners")
-    st.caption(
-        "Corpus BLEU-4 and CIDEr-D (IDF from this set's references) over the images that have references, "
-        "as the project's own evaluation computes them; mean length and vocabulary over every caption; "
-        "grounding (ShapesWorld only) is the fraction of object words whose attention peak lies on the object."
-    )
+    st.caption(HELP["ds_captioners"])
     st.dataframe(
         pd.DataFrame(
             [
@@ -181,15 +195,25 @@ elif isinstance(summary, CaptionSummary):
         ),
         hide_index=True,
         key="captioners",
+        column_config=headers(
+            {
+                "BLEU-4": HELP["bleu4"],
+                "CIDEr-D": HELP["cider_d"],
+                "mean word probability": HELP["mean_word_prob"],
+                "grounding": HELP["grounding"],
+            }
+        ),
     )
     if summary.captioners and all(c.scored == 0 for c in summary.captioners):
         st.info("No image in this file has reference captions, so BLEU-4 and CIDEr-D cannot be computed.")
 
-worst_label, worst_value = WORST[opened.meta.task]
-st.markdown(f"#### Worst cases: {worst_label}")
+worst_label, worst_value, worst_help = WORST[opened.meta.task]
+st.markdown(f"#### Worst cases: {worst_label}", help=HELP["ds_worst"])
 if summary.worst:
     groups = sorted({(c.model, c.group) for c in summary.worst})
-    group = st.selectbox("Group", groups, format_func=lambda g: f"{g[0]} · {g[1]}", key="worst_group")
+    group = st.selectbox(
+        "Group", groups, format_func=lambda g: f"{g[0]} · {g[1]}", key="worst_group", help=HELP["ds_worst_group"]
+    )
     chosen = tuple(c for c in summary.worst if (c.model, c.group) == group)
     cells = st.columns(4)
     for i, case in enumerate(chosen[:GALLERY]):
@@ -199,14 +223,16 @@ if summary.worst:
                 st.caption(plain(f"#{case.index} {case.path}: not available on this server"))
             else:
                 st.image(image, caption=f"#{case.index} · {case.value:.3g}", width="stretch")
-    clickable_table(cases_frame(chosen, worst_value), "worst_table", opened.meta.task, images)
+    clickable_table(
+        cases_frame(chosen, worst_value), "worst_table", opened.meta.task, images, {worst_value: worst_help}
+    )
 else:
     st.caption("No worst cases to show.")
 
 if summary.failures:
-    st.markdown(f"#### Error rows ({len(summary.failures)})")
+    st.markdown(f"#### Error rows ({len(summary.failures)})", help=HELP["ds_errors"])
     st.dataframe(failures_frame(summary.failures), hide_index=True, key="errors")
 
-st.markdown("#### Rows")
+st.markdown("#### Rows", help=HELP["ds_rows"])
 st.caption(f"The first {MAX_TABLE_ROWS:,} rows of the file; click one to open its image on its page.")
 clickable_table(rows_frame(opened.rows), "rows_table", opened.meta.task, images)

@@ -3,7 +3,7 @@ has its tooltip, and the "How to read this page" expander is there with the page
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
 
 from streamlit.testing.v1 import AppTest
 
@@ -22,18 +22,13 @@ KINDS = (
     "checkbox",
     "metric",
 )
-#: Shared pickers (ui.widgets) choose an input, not a method: the image source, sample and tray, and the model.
-PICKERS = frozenset({"image_src", "image", "image_tray", "img_src", "img", "img_tray", "model", "net", "cap_model"})
-PICKERS |= {f"{k}{s}" for k in ("content", "style") for s in ("", "_src", "_tray")}
 
 
-def unexplained(at: AppTest, exempt: Collection[str] = PICKERS) -> list[str]:
-    """Label (and key) of every shown control without a tooltip, pickers aside."""
+def unexplained(at: AppTest) -> list[str]:
+    """Label (and key) of every shown control without a tooltip, the shared image and model pickers included."""
     missing: list[str] = []
     for kind in KINDS:
         for element in getattr(at, kind):
-            if element.key in exempt:
-                continue
             if not str(element.help).strip():
                 missing.append(f"{kind} {element.label!r} (key={element.key!r})")
     return missing
@@ -56,3 +51,10 @@ def assert_explained(at: AppTest, page: Page, minimum: int) -> None:
 def captions(at: AppTest) -> str:
     """Every caption's text and tooltip on the page, for checking that a chart's explanation is shown."""
     return " ".join(f"{c.value} {c.help}" for c in at.caption)
+
+
+def column_help(at: AppTest, key: str) -> dict[str, str]:
+    """The header tooltips, by column, of the table keyed ``key`` (clickable ones), else of the one with a column
+    ``key`` (AppTest gives read-only tables no key)."""
+    (table,) = [d for d in at.dataframe if d.key == key or (d.key is None and key in d.value.columns)]
+    return {name: config["help"] for name, config in json.loads(table.proto.columns).items() if "help" in config}

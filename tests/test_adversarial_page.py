@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
+
+from core.models import ImageClassifier
+from ui.resources import load_classifier, sample_image
 
 
 def _run(**params: str) -> AppTest:
@@ -54,7 +59,7 @@ def test_default_view_and_eps_slider():
     assert at.session_state["image_src"] == "Tray" and at.session_state["image_tray"] == name
 
 
-def test_pgd_view_from_url_flips_espresso():
+def test_pgd_view_from_url_flips_espresso(monkeypatch: pytest.MonkeyPatch):
     at = _run(attack="PGD", eps="2", steps="3", alpha="1")
     assert not at.exception
     assert at.segmented_control(key="attack").value == "PGD"
@@ -65,6 +70,28 @@ def test_pgd_view_from_url_flips_espresso():
     assert line.startswith("**Prediction:** espresso") and "✅ fooled" in line
     assert "→ **espresso**" not in line
     assert float(_metric(at, "‖δ‖∞").split("/")[0]) <= 2.0
+    png_line = _png_line(at)  # the PNG's reading, computed with the attack in its job
+
+    # a rerun (any click) reuses PGD's job, the PNG's reading included: the classifier sees only the clean image
+    seen: list[torch.Tensor] = []
+    forward = ImageClassifier.forward
+
+    def recording(self: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return forward(self, x)
+
+    monkeypatch.setattr(ImageClassifier, "forward", recording)
+    at.button(key="to_tray").click().run()
+    assert not at.exception and _prediction(at) == line
+    clean = load_classifier("efficientnet-lite0").preprocess(sample_image("sample.jpg"))
+    assert seen and all(torch.equal(x, clean) for x in seen), "a forward pass on the attacked image ran again"
+    assert _png_line(at) == png_line
+
+
+def _png_line(at: AppTest) -> str:
+    """The line saying how the downloadable PNG (the attack rounded to 8 bits) reads."""
+    (line,) = [e.value for kind in ("caption", "warning") for e in at.get(kind) if "8 bits" in e.value]
+    return line
 
 
 def _curve_spec(at: AppTest) -> str:

@@ -213,3 +213,18 @@ def test_a_file_made_by_the_cli_shows_its_corpus_scores(cli_captions: Path, monk
     assert shown_row["captioner"] == "sat-shapes" and shown_row["images"] == 3
     assert (shown_row["BLEU-4"], shown_row["CIDEr-D"]) == (pytest.approx(bleu), pytest.approx(cider))
     assert frame(at, "rows_table")["path"].tolist() == ["shapes:0", "shapes:1", "shapes:2"]
+
+
+def test_the_results_folder_is_listed_again_only_when_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    write_folder(tmp_path)
+    monkeypatch.setenv(ENV_RESULTS_DIR, str(tmp_path))
+    scans: list[Path] = []
+    monkeypatch.setattr("ui.datasets.listed_files", lambda root: scans.append(root) or listed_files(root))
+    at = page("robustness", "robustness.parquet")
+    at.run()
+    assert not at.exception and len(scans) == 1, "a rerun reuses the listing"
+    (tmp_path / "robustness.parquet").rename(tmp_path / "renamed.parquet")  # the folder changes
+    at.run()
+    assert not at.exception and len(scans) == 2
+    assert "renamed.parquet" in at.selectbox(key="file").options
+    assert "robustness.parquet" not in at.selectbox(key="file").options

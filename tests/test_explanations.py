@@ -1,5 +1,6 @@
-"""Explanations on pages 2–4 (the captioning page's are in tests/captioning/test_page_help.py): every control has a
-tooltip, every chart its caption, each page its "How to read this page", and the texts say what core computes."""
+"""Explanations on pages 2–5 (the captioning page's are in tests/captioning/test_page_help.py): every control has a
+tooltip (the shared image and model pickers too), every chart its caption, each page its "How to read this page",
+and the texts say what core computes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from core.captioning.analysis import MASK_MODES
 from core.captioning.attention import AGGREGATIONS
 from core.captioning.types import STRATEGIES
 from core.saliency import BASELINES, METHODS, SUBSTRATES
-from tests.explained import assert_explained, captions
+from tests.datasets_files import write_folder
+from tests.explained import assert_explained, captions, column_help
+from ui.datasets import ENV_RESULTS_DIR, TASK_LABELS
 from ui.explain import CHOICES, GUIDES, HELP, choices
 from ui.saliency_figures import SIGNS, VIEWS
+from ui.widgets import SOURCES
 
 
 def test_every_option_of_core_is_explained_and_nothing_else():
@@ -21,6 +25,7 @@ def test_every_option_of_core_is_explained_and_nothing_else():
     assert set(CHOICES["strategy"]) == set(STRATEGIES)
     assert set(CHOICES["ig_baseline"]) == set(BASELINES)
     assert set(CHOICES["sign"]) == set(SIGNS) and set(CHOICES["view"]) == set(VIEWS)
+    assert set(CHOICES["task"]) == set(TASK_LABELS) and set(CHOICES["image_source"]) == set(SOURCES)
     for mode in (*SUBSTRATES, *MASK_MODES):  # one text serves both pages' ways of hiding pixels
         assert f"**{mode}**" in HELP["substrate"]
     assert all(kind in HELP for kind in CHOICES), "each choice list opens with its setting's sentence"
@@ -40,6 +45,11 @@ def test_texts_carry_the_key_facts():
     assert "add up to p" in HELP["top_p"] and "below 1" in HELP["temperature"]
     assert "how sure the model was" in HELP["token_probability"]
     assert "0.6" in HELP["sanity_trend"]  # core.saliency.sanity.UNCHANGED_RHO
+    assert "Wilson 95 %" in HELP["ds_accuracy"] and "bootstrap 95 %" in HELP["ds_ranking"]
+    assert "lower is better" in HELP["ds_ranking"] and "random order" in HELP["ds_ranking"]
+    assert "IDF" in HELP["cider_d"] and "this set's" in HELP["cider_d"] and "1- to 4-word" in HELP["bleu4"]
+    assert "/255" in HELP["ds_min_flip"] and "attention peak" in HELP["grounding"]
+    assert "uniform" in HELP["ref_cider"] and "without smoothing" in HELP["ref_bleu4"]  # core.captioning.metrics
 
 
 def test_no_text_is_written_twice():
@@ -94,3 +104,38 @@ def test_style_page_explains_every_control_and_chart(tmp_path, monkeypatch):
     at = AppTest.from_file("../pages/4_Style_Transfer.py", default_timeout=240).run()
     assert_explained(at, "style", minimum=12)
     assert HELP["loss_chart"] in captions(at)
+
+
+def test_datasets_page_explains_every_view_control_and_chart(tmp_path, monkeypatch):
+    write_folder(tmp_path)  # one small results file per view (tests/datasets_files.py)
+    monkeypatch.setenv(ENV_RESULTS_DIR, str(tmp_path))
+    at = AppTest.from_file("../Home.py", default_timeout=120).switch_page("pages/5_Datasets.py")
+    at.session_state["source"] = "Results folder"
+    wanted = {
+        "robustness": (HELP["ds_accuracy"], "95% low", {"95% low": HELP["ds_accuracy_low"]}),
+        "saliency": (HELP["ds_ranking"], "deletion 95%", {"deletion AUC ↓": HELP["deletion"]}),
+        "caption": (HELP["ds_captioners"], "CIDEr-D", {"CIDEr-D": HELP["cider_d"], "BLEU-4": HELP["bleu4"]}),
+    }
+    for task, (caption, table, headers) in wanted.items():
+        at.session_state["task"], at.session_state["file"] = task, f"{task}.parquet"
+        at.run()
+        assert_explained(at, "datasets", minimum=4)
+        assert caption in captions(at), task
+        assert column_help(at, table).items() >= headers.items(), task
+        assert column_help(at, "worst_table"), "the worst cases' score column"
+        assert {m.help for m in at.markdown} >= {HELP["ds_worst"], HELP["ds_rows"]}
+    assert column_help(at, "worst_table") == {"score": HELP["ds_worst_score"]}
+    assert "**Run a job here**" in at.radio(key="source").help
+    at.session_state["source"], at.session_state["task"] = "Run a job here", "robustness"  # the job's settings
+    at.run()
+    assert_explained(at, "datasets", minimum=6)
+    assert at.multiselect(key="job_eps").help == HELP["job_eps"]
+
+
+def test_the_shared_pickers_explain_every_source():
+    at = AppTest.from_file("../pages/2_Saliency.py", default_timeout=120)
+    at.query_params["image_src"] = "Link"
+    at.run()
+    assert all(f"**{source}**" in at.segmented_control(key="image_src").help for source in SOURCES)
+    assert at.text_input(key="image_link").help == HELP["image_link"]
+    assert at.selectbox(key="model").help == HELP["model_choice"]

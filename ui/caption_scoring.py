@@ -20,6 +20,7 @@ from core.models import ModelError
 from core.runtime import Reporter
 from ui.caption_figures import token_scrub_figure, token_strip_figure, word_map_figure
 from ui.captioning import load_captioner
+from ui.explain import HELP
 from ui.figures import plot_config
 from ui.jobs import recall, remember, run_job
 from ui.state import CAPTION_SCORE_A, CAPTION_SCORE_B
@@ -79,9 +80,21 @@ def score_section(
         "looked. Type a second caption to see why it prefers one word to another."
     )
     left, right = st.columns(2)
-    first = left.text_input("Caption A", key=CAPTION_SCORE_A, max_chars=MAX_CHARS, bind="query-params") or ""
+    first = (
+        left.text_input(
+            "Caption A", key=CAPTION_SCORE_A, max_chars=MAX_CHARS, bind="query-params", help=HELP["score_caption"]
+        )
+        or ""
+    )
     second = (
-        right.text_input("Caption B (to compare)", key=CAPTION_SCORE_B, max_chars=MAX_CHARS, bind="query-params") or ""
+        right.text_input(
+            "Caption B (to compare)",
+            key=CAPTION_SCORE_B,
+            max_chars=MAX_CHARS,
+            bind="query-params",
+            help=HELP["score_caption"],
+        )
+        or ""
     )
     typed = [(name, text.strip()) for name, text in (("A", first), ("B", second)) if text.strip()]
     if not typed:
@@ -123,14 +136,15 @@ def _show_score(name: str, found: CaptionScore, view: MapView, opacity: float) -
     model_id = found.model_id
     st.markdown(f"**{name}**: {plain(found.caption)}")
     a, b = st.columns(2)
-    a.metric(f"log p({name})", f"{found.total_logp:.2f}")
-    b.metric("per word", f"{found.total_logp / len(found.words):.2f}")
+    a.metric(f"log p({name})", f"{found.total_logp:.2f}", help=HELP["score_total"])
+    b.metric("per word", f"{found.total_logp / len(found.words):.2f}", help=HELP["score_per_word"])
     st.dataframe(
         word_table(found),
         hide_index=True,
         column_config={
-            "p(word)": st.column_config.NumberColumn(format="%.3f"),
-            "log p": st.column_config.NumberColumn(format="%.2f"),
+            "p(word)": st.column_config.NumberColumn(format="%.3f", help=HELP["score_word_p"]),
+            "log p": st.column_config.NumberColumn(format="%.2f", help=HELP["score_log_p"]),
+            "top alternatives": st.column_config.TextColumn(help=HELP["score_alternatives"]),
         },
     )
     st.plotly_chart(
@@ -150,7 +164,7 @@ def _show_score(name: str, found: CaptionScore, view: MapView, opacity: float) -
 
 
 def _show_comparison(diff: CaptionComparison, a: CaptionScore, b: CaptionScore, view: MapView, opacity: float) -> None:
-    st.metric("Δ log p (A − B)", f"{diff.delta_logp:+.2f}")
+    st.metric("Δ log p (A − B)", f"{diff.delta_logp:+.2f}", help=HELP["score_delta"])
     if diff.index is None:
         st.info("A and B are the same words to this model.")
         return
@@ -160,7 +174,7 @@ def _show_comparison(diff: CaptionComparison, a: CaptionScore, b: CaptionScore, 
     else:
         word_a, word_b = plain(diff.word_a or ""), plain(diff.word_b or "")
         st.markdown(f"First difference at word {diff.index + 1}: why “{word_a}” and not “{word_b}”?")
-        st.metric(f"p({word_a}) / p({word_b})", f"{diff.ratio:.4g}×")
+        st.metric(f"p({word_a}) / p({word_b})", f"{diff.ratio:.4g}×", help=HELP["score_ratio"])
     shown = [
         (name, found, word, view(found.result)[0][diff.index], found.result.view)
         for name, found, word in (("A", a, diff.word_a), ("B", b, diff.word_b))

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 from PIL import Image
+from streamlit.elements.lib.column_types import ColumnConfig
 
 from core.batch.analysis import Case, Failure, Summary, rows_of, summarize
 from core.batch.inputs import shapes_scene
@@ -41,6 +42,8 @@ ENV_RESULTS_DIR = "VISIONLAB_RESULTS_DIR"
 #: Files listed from the results folder, and rows shown in the table (the summaries use every row).
 MAX_LISTED = 500
 MAX_TABLE_ROWS = 1000
+#: This session's last listing of the results folder, in its results (see :func:`current_files`).
+LISTING_KEY = ("datasets-listing",)
 #: The page that shows one image of each task.
 TASK_PAGES: dict[TaskName, str] = {
     "caption": "pages/1_Captioning.py",
@@ -67,10 +70,26 @@ def results_dir() -> Path | None:
 
 def listed_files(root: Path) -> list[str]:
     """The ``*.parquet`` files directly in ``root`` (sorted names); links leading out are left out. One level
-    only: a results folder may also hold the image sets, and every rerun lists it."""
+    only: a results folder may also hold the image sets."""
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.glob("*.parquet") if inside(root, p) is not None and p.is_file())[:MAX_LISTED]
+
+
+def current_files(root: Path) -> list[str]:
+    """:func:`listed_files`, listed again only when the folder changed (its modification time moves when a file is
+    added, removed or renamed in it), else this session's last listing: a rerun costs one ``stat``, however many
+    images the folder also holds. One listing per session, replaced, never accumulated."""
+    try:
+        stamp = root.stat().st_mtime_ns
+    except OSError:
+        return []
+    kept: tuple[str, int, list[str]] | None = recall(LISTING_KEY)
+    if kept is not None and kept[:2] == (str(root), stamp):
+        return kept[2]
+    names = listed_files(root)
+    remember(LISTING_KEY, (str(root), stamp, names))
+    return names
 
 
 def open_table(name: str, meta: Meta, table: pa.Table, expected: TaskName) -> Opened:
@@ -149,13 +168,30 @@ def open_on_page(task: TaskName, index: int, path: str, image: Image.Image | Non
     return True
 
 
+def headers(column_help: Mapping[str, str]) -> dict[str, ColumnConfig]:
+    """Header tooltips (``ui.explain`` texts) by column, as a table's column configuration."""
+    return {name: st.column_config.Column(help=text) for name, text in column_help.items()}
+
+
 def clickable_table(
-    frame: pd.DataFrame, key: str, task: TaskName, images: Mapping[int, Image.Image] | None = None
+    frame: pd.DataFrame,
+    key: str,
+    task: TaskName,
+    images: Mapping[int, Image.Image] | None = None,
+    column_help: Mapping[str, str] | None = None,
 ) -> None:
-    """A table whose row click opens that row's image on the task's page (through the tray).
+    """A table whose row click opens that row's image on the task's page (through the tray); ``column_help``:
+    header tooltips by column.
 
     The click is acted on once: coming back to this page with the same row still selected does not bounce."""
-    event = st.dataframe(frame, hide_index=True, key=key, on_select="rerun", selection_mode="single-row")
+    event = st.dataframe(
+        frame,
+        hide_index=True,
+        key=key,
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config=headers(column_help or {}),
+    )
     rows = list(event.selection.rows)
     done = f"{key}{DATASETS_CLICKED_SUFFIX}"
     if not rows or st.session_state.get(done) == rows:

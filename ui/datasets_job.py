@@ -29,6 +29,7 @@ from core.models import ModelError
 from core.runtime import Reporter
 from core.saliency import METHODS
 from core.samples import sample_names
+from ui.explain import HELP
 from ui.jobs import run_job
 from ui.resources import registry, sample_image
 from ui.state import tray
@@ -54,12 +55,21 @@ def _images(box: DeltaGenerator) -> list[tuple[str, str, Image.Image]]:
     """The chosen images as (name in the rows, identity for the job's key, image); unreadable uploads get a
     sentence each."""
     samples = box.multiselect(
-        "Sample images", sample_names("photo"), default=list(sample_names("photo"))[:3], key="job_samples"
+        "Sample images",
+        sample_names("photo"),
+        default=list(sample_names("photo"))[:3],
+        key="job_samples",
+        help=HELP["job_images"],
     )
     items = tray()
-    from_tray = box.multiselect("Tray images", list(items), key="job_tray")
+    from_tray = box.multiselect("Tray images", list(items), key="job_tray", help=HELP["image_tray"])
     uploads = box.file_uploader(
-        "Upload images", type=IMAGE_TYPES, accept_multiple_files=True, key="job_upload", max_upload_size=25
+        "Upload images",
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
+        key="job_upload",
+        max_upload_size=25,
+        help=HELP["job_images"],
     )
     chosen = [(name, name, sample_image(name)) for name in samples]
     chosen += [(f"tray:{n}", f"tray:{n}:{id(items[n].image)}", items[n].image) for n in from_tray]
@@ -73,13 +83,15 @@ def _images(box: DeltaGenerator) -> list[tuple[str, str, Image.Image]]:
 
 def _options(task: TaskName, box: DeltaGenerator) -> dict[str, object]:
     if task == "robustness":
-        attacks = box.multiselect("Attacks", list(ATTACKS), default=["FGSM"], key="job_attacks")
-        eps = box.multiselect("ε (/255)", EPS_CHOICES, default=[0.0, 2.0, 4.0], key="job_eps")
+        attacks = box.multiselect(
+            "Attacks", list(ATTACKS), default=["FGSM"], key="job_attacks", help=HELP["job_attacks"]
+        )
+        eps = box.multiselect("ε (/255)", EPS_CHOICES, default=[0.0, 2.0, 4.0], key="job_eps", help=HELP["job_eps"])
         return options_dict(RobustnessOptions(attacks=tuple(attacks), eps255=tuple(sorted(eps)), min_eps=False))
     if task == "saliency":
         methods = box.multiselect(
             "Methods", list(METHODS), default=["gradient", "gradcam"], format_func=lambda m: METHODS[m].label,
-            key="job_methods",
+            key="job_methods", help=HELP["job_methods"],
         )  # fmt: skip
         return options_dict(SaliencyOptions(methods=tuple(methods)))
     return options_dict(DecodingConfig())
@@ -93,7 +105,7 @@ def job_section(task: TaskName) -> JobResult | None:
     if not ready:
         box.info("No model for this task is ready on this server.")
         return None
-    models = box.multiselect("Models", ready, default=ready[:1], key="job_models")
+    models = box.multiselect("Models", ready, default=ready[:1], key="job_models", help=HELP["job_models"])
     options = _options(task, box)
     images = _images(box)
     if len(images) > MAX_IMAGES:

@@ -1,4 +1,4 @@
-"""Plain-words explanations of the methods, settings, metrics and charts of pages 1–4, kept in one place.
+"""Plain-words explanations of the methods, settings, metrics and charts of every page, kept in one place.
 
 One sentence per concept, written against what ``core`` computes (checked there, e.g. which substrate the
 deletion curve uses and which direction of its AUC is better). A concept that appears on two pages (ε, the
@@ -9,11 +9,11 @@ show them as captions; ``tests/test_explanations.py`` checks every control has o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import streamlit as st
 
-Page = Literal["captioning", "saliency", "adversarial", "style"]
+Page = Literal["captioning", "saliency", "adversarial", "style", "datasets"]
 
 #: One sentence per control, metric or chart, by concept.
 HELP: Final[Mapping[str, str]] = {
@@ -168,6 +168,77 @@ HELP: Final[Mapping[str, str]] = {
     "loss_chart": "Each loss term times its weight, on a log scale, one point per loss evaluation (total = content "
     "+ style layers + TV): they should fall and flatten, and the largest term dominates the look.",
     "filmstrip": "The picture at saved steps of the run: pick a step to see it large.",
+    # -- datasets -----------------------------------------------------------------------------------------------
+    "task": "Which kind of results file to show: each dataset job writes one kind.",
+    "source": "Where the results come from.",
+    "ds_file": "A results file (.parquet) in this server's results folder.",
+    "ds_upload": "A results file written by `python -m core.batch` (or downloaded from this page's own job).",
+    "ds_accuracy": "Top-1 accuracy over the set at each ε (in grey levels out of 255), one line per model and attack; "
+    "the shaded band is the Wilson 95 % interval (the range the true accuracy lies in, given this many images: "
+    "narrower with more images) and the dotted line the clean accuracy; a curve that falls fast means small "
+    "changes flip most images.",
+    "ds_accuracy_low": "Lower end of the Wilson 95 % interval of the accuracy at this ε.",
+    "ds_accuracy_high": "Upper end of the Wilson 95 % interval of the accuracy at this ε.",
+    "ds_ranking": "Each method's mean deletion AUC (lower is better: removing its top-ranked regions first kills "
+    "the score fast) and insertion AUC (higher is better), with seeded bootstrap 95 % intervals over images (the "
+    "mean's spread when the images are resampled); the dashed line is the random order: a method on its wrong "
+    "side does no better than chance.",
+    "ds_model": "The classifier whose methods are ranked (each model is ranked on its own).",
+    "ds_interval": "Bootstrap 95 % interval of the mean AUC: overlapping intervals mean the set cannot tell the two "
+    "methods apart.",
+    "ds_captioners": "One row per captioner: scores against the reference captions, over the images that have them, "
+    "and the length, vocabulary and confidence of its captions over every image.",
+    "bleu4": "Corpus BLEU-4: how many of the captions' 1- to 4-word runs appear in their references (counted "
+    "over the whole set, with a penalty for short captions), from 0 to 1: higher is closer to the references.",
+    "cider_d": "CIDEr-D: agreement of word runs with the references, weighted by IDF computed over this set's "
+    "references (so words every reference uses count little), 10 for a caption equal to all its references: "
+    "higher is better.",
+    "mean_word_prob": "The model's average probability of the words it wrote: low means it was guessing.",
+    "grounding": "ShapesWorld scenes only: the share of object words whose attention peak lies on the object "
+    "the word names (1 = always looked at the right object).",
+    "ds_worst": "The images each model does worst on: robustness, those flipped at the smallest ε; saliency, "
+    "each method's highest deletion AUC; captions, the lowest mean word probability and lowest CIDEr-D.",
+    "ds_worst_group": "Which model and attack, method or score the worst cases are listed for.",
+    "ds_worst_score": "The group's score of this image: its mean word probability, or its CIDEr-D against its "
+    "references (lowest first).",
+    "ds_min_flip": "Minimal flipping ε in grey levels out of 255 (/255): the smallest budget at which the attack "
+    "changed this image's top-1 (0: already wrong before any attack).",
+    "ds_errors": "Images the job could not process, with why (unreadable, or a model error): they count in no score.",
+    "ds_rows": "The file's rows as the job wrote them, one per image (and model, method or ε); click a row to open "
+    "its image on its own page.",
+    "job_models": "The models the job runs (only those ready on this server).",
+    "job_images": "The images the job runs on: samples, images in your tray, or uploads (50 at most).",
+    "job_attacks": "The attacks run at every ε (FGSM: one gradient step; PGD: several; Noise: random ±ε, the control).",
+    "job_eps": "The budgets ε, in grey levels out of 255, at which every image is attacked (0 = the clean image).",
+    "job_methods": "The saliency methods whose maps are measured by the deletion and insertion test.",
+    "feature_net": "The trained network whose features define content (objects and layout) and style (textures): "
+    "VGG19 is the classic choice; the built-in EfficientNet stands in while it is not downloaded.",
+    # -- shared pickers -------------------------------------------------------------------------------------------
+    "image_source": "Where the image comes from.",
+    "image_sample": "A bundled sample image (the photos carry labels the pages check predictions against).",
+    "image_upload": "A JPEG, PNG, WebP, GIF, BMP or TIFF file of at most 25 MB; only its first frame is used.",
+    "image_camera": "Your browser asks once for permission to use the camera; the photo is kept in this "
+    "session's tray, never stored on the server.",
+    "image_link": "The address of an image on a public site (http or https); it is fetched when you press **Open "
+    "link**, never just by opening a page.",
+    "image_tray": "An image from this session's tray: uploads, photos, links and results other pages sent there.",
+    "model_choice": "The model that runs: the status under it says whether it is ready here, downloadable or not "
+    "available.",
+    # -- captioning tables ----------------------------------------------------------------------------------------
+    "ref_bleu4": "BLEU-4 against your references, without smoothing: 0 unless some 4-word run matches, 1 for a "
+    "caption equal to a reference.",
+    "ref_cider": "CIDEr-D against your references; on one image IDF is uniform (document frequencies need a "
+    "corpus): 10 means the caption equals every reference.",
+    "score_word_p": "How likely the model found this word after the image and the words before it (0 to 1).",
+    "score_log_p": "The natural log of that probability: 0 is certain, more negative is more surprising; a "
+    "caption's log p is their sum.",
+    "score_alternatives": "The words the model itself found most likely at this position, with their probabilities.",
+    "score_total": "The whole caption's log probability for this model (the sum over its words): closer to 0 is "
+    "more likely; longer captions score lower.",
+    "score_per_word": "The caption's log probability divided by its words, to compare captions of different lengths.",
+    "score_caption": "Type a caption: every chosen model reads it word by word and says how likely it finds each word.",
+    "score_delta": "log p(A) − log p(B): above 0 the model prefers caption A, below 0 caption B.",
+    "score_ratio": "How many times likelier the model found A's word than B's at their first difference.",
 }
 
 #: One sentence per option of a multiple-choice setting, keyed by the option's value.
@@ -231,6 +302,23 @@ CHOICES: Final[Mapping[str, Mapping[str, str]]] = {
         "Least likely": "towards the class the model finds least likely for this image (the hardest).",
         "Chosen class": "towards the class picked below.",
     },
+    "image_source": {
+        "Sample": "a bundled sample image.",
+        "Upload": "a file from your device.",
+        "Camera": "a photo from your camera.",
+        "Link": "an image from a public web address.",
+        "Tray": "an image this session already holds: uploads, photos, links and results other pages sent there.",
+    },
+    "task": {
+        "robustness": "accuracy against ε per model and attack, and the images flipped first.",
+        "saliency": "saliency methods ranked by deletion and insertion AUC against the random order.",
+        "caption": "captioners scored against reference captions, with their least confident captions.",
+    },
+    "source": {
+        "Upload": "a results file from your device.",
+        "Results folder": "a file in this server's results folder.",
+        "Run a job here": "run a small job (up to 50 images) on this server now and show its results.",
+    },
 }
 
 #: "How to read this page": a few bullets per page.
@@ -273,10 +361,23 @@ GUIDES: Final[Mapping[Page, tuple[str, ...]]] = {
         "The filmstrip shows the picture at saved steps; the weight explorer compares short runs at several style "
         "weights.",
     ),
+    "datasets": (
+        "A dataset job runs one experiment over a whole image set; pick its kind under **View** and a results file "
+        "(or run a small job here) under **Results**.",
+        "Every score comes with a 95 % interval: Wilson for accuracies, bootstrap for mean AUCs; overlapping "
+        "intervals mean the set is too small to tell two models or methods apart.",
+        "**Robustness**: accuracy against ε in grey levels out of 255; a curve that falls fast means the model is "
+        "easy to fool.",
+        "**Saliency**: deletion AUC lower is better, insertion AUC higher is better, and a method must beat the "
+        "dashed random order to be worth anything.",
+        "**Captions**: BLEU-4 and CIDEr-D compare the captions with references (higher is closer); grounding says "
+        "how often an object word looked at its object.",
+        "**Worst cases** and **Rows**: click a row to open its image on its own page.",
+    ),
 }
 
 
-def choices(kind: str, labels: Mapping[str, str] | None = None) -> str:
+def choices(kind: str, labels: Mapping[Any, str] | None = None) -> str:  # Any: keys may be a Literal type
     """A setting's tooltip: its sentence, then one line per option (under its shown label)."""
     lines = [f"- **{(labels or {}).get(value, value)}**: {text}" for value, text in CHOICES[kind].items()]
     return "\n".join([HELP[kind], "", *lines])

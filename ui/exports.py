@@ -62,7 +62,10 @@ def session_download() -> None:
     kept: dict[str, Bundled] = st.session_state.get(EXPORTS_KEY, {})
     items = [*kept.values(), *filter(None, [_tray_bundle()])]
     if not items:
-        st.caption("Nothing yet: results from the Saliency, Adversarial and Style pages, and the tray, collect here.")
+        st.caption(
+            "Nothing yet: results from the Captioning, Saliency, Adversarial and Style pages, and the tray, "
+            "collect here."
+        )
         return
     st.download_button(
         "Download this session's results",

@@ -41,7 +41,7 @@ TOURS: tuple[Tour, ...] = (
         "Two grey levels fool a classifier",
         "🎯",
         "pages/3_Adversarial.py",
-        {"attack": "PGD", "eps": "2.0", "steps": "10", "alpha": "0.5"},
+        {"attack": "PGD", "eps": "2.0", "steps": "5", "alpha": "0.5"},
         press="Press **Run PGD**.",
         look="No pixel of the coffee photo moves by more than 2 of 255 grey levels, yet EfficientNet-Lite0 stops "
         "seeing an espresso: the prediction line ends in ✅ fooled.",
@@ -102,6 +102,18 @@ TOURS: tuple[Tour, ...] = (
         "press **Use** under the one you like, then **Start** a full run.",
         buttons=("grid",),
         expect="style/content = ",
+    ),
+    Tour(
+        "A whole set, not one photo",
+        "🗂️",
+        "pages/5_Datasets.py",
+        {"task": "robustness", "source": "Run a job here"},
+        press="Press **Run the job**.",
+        look="Three sample photos are attacked with FGSM at ε = 0, 2 and 4/255: the accuracy curve starts at 100% "
+        "(each photo's clean prediction is the label attacked) and falls as ε grows; the shaded Wilson 95% band is "
+        "wide, because three images say little — the CLI runs sets of any size.",
+        buttons=("run_dataset_job",),
+        expect="Accuracy against ε",
     ),
 )
 

@@ -14,6 +14,7 @@ from core.fetch import MAX_URL_CHARS, Fetched, LinkPolicy, fetch_image
 from core.images import ImageInfo, ImageInputError, load_image_with_info
 from core.models import ModelError, Registry, Status, Task
 from core.samples import sample_names
+from ui.explain import HELP, choices
 from ui.resources import profile, progress_to, registry, sample_image
 from ui.state import LINK_FETCHED_KEY, UPLOAD_DECODED_KEY, add_to_tray, tray
 from ui.text import plain
@@ -77,16 +78,30 @@ def image_picker(
     box = container if container is not None else st.sidebar
     sources = SOURCES if profile().links else [s for s in SOURCES if s != "Link"]
     source = box.segmented_control(
-        f"{label} source", sources, default="Sample", required=True, key=f"{key}_src", bind="query-params"
+        f"{label} source",
+        sources,
+        default="Sample",
+        required=True,
+        key=f"{key}_src",
+        bind="query-params",
+        help=choices("image_source"),
     )
     if source == "Upload":
-        upload = box.file_uploader(f"Upload {label.lower()}", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=25)
+        upload = box.file_uploader(
+            f"Upload {label.lower()}",
+            type=IMAGE_TYPES,
+            key=f"{key}_upload",
+            max_upload_size=25,
+            help=HELP["image_upload"],
+        )
         if upload is None:
             box.info("Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file (25 MB at most).")
             return None
         return _decoded(box, key, upload, upload.name, "upload")
     if source == "Camera":
-        shot = box.camera_input(f"Take a photo ({label.lower()})", key=f"{key}_camera", resolution="720p")
+        shot = box.camera_input(
+            f"Take a photo ({label.lower()})", key=f"{key}_camera", resolution="720p", help=HELP["image_camera"]
+        )
         if shot is None:
             box.info("Allow this site to use your camera, then take a photo.")
             return None
@@ -98,13 +113,18 @@ def image_picker(
         if not items:
             box.info("The image tray is empty: upload an image or send one here from another page.")
             return None
-        name = box.selectbox(label, list(items), index=len(items) - 1, key=f"{key}_tray")
+        name = box.selectbox(label, list(items), index=len(items) - 1, key=f"{key}_tray", help=HELP["image_tray"])
         item = items[name]
         box.caption(f"From the tray ({item.origin}).")
         return PickedImage(name, item.image, "tray")
     names = list(sample_names(kind))
     name = box.selectbox(
-        label, names, index=names.index(default) if default in names else 0, key=key, bind="query-params"
+        label,
+        names,
+        index=names.index(default) if default in names else 0,
+        key=key,
+        bind="query-params",
+        help=HELP["image_sample"],
     )
     return PickedImage(name, sample_image(name), "sample")
 
@@ -139,7 +159,11 @@ def _decoded(box: Any, key: str, file: Any, name: str, source: str) -> PickedIma
 def _link(box: Any, key: str, label: str) -> PickedImage | None:
     """ "Image from a link": fetched (``core.fetch``: public addresses only, size cap, timeouts) on a button press."""
     url = box.text_input(
-        f"Link to {label.lower()}", key=f"{key}_link", max_chars=MAX_URL_CHARS, placeholder="https://…/photo.jpg"
+        f"Link to {label.lower()}",
+        key=f"{key}_link",
+        max_chars=MAX_URL_CHARS,
+        placeholder="https://…/photo.jpg",
+        help=HELP["image_link"],
     ).strip()
     cache_key = LINK_FETCHED_KEY.format(key)
     if box.button("Open link", key=f"{key}_fetch", disabled=not url):
@@ -169,8 +193,9 @@ def model_picker(
     default: str | None = None,
     ids: list[str] | None = None,
     container: Any = None,
+    tooltip: str = HELP["model_choice"],
 ) -> str:
-    """Choose one model (of ``task``, or among ``ids``); its status shows under the picker.
+    """Choose one model (of ``task``, or among ``ids``); its status shows under the picker, ``tooltip`` on it.
 
     Options are labelled with stable display names only: a bound widget writes its label into the
     URL, so a status icon in the label would break shared links whenever a model's status changes.
@@ -180,7 +205,13 @@ def model_picker(
     options = ids if ids is not None else [s.id for s in reg.specs(task)]
     index = options.index(default) if default in options else 0
     chosen = box.selectbox(
-        label, options, index=index, key=key, bind="query-params", format_func=lambda i: reg.get(i).display_name
+        label,
+        options,
+        index=index,
+        key=key,
+        bind="query-params",
+        format_func=lambda i: reg.get(i).display_name,
+        help=tooltip,
     )
     state = reg.status(chosen)
     box.caption(f"{STATUS_ICON[state.status]} {STATUS_LABEL[state.status]}")

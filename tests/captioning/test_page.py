@@ -10,12 +10,14 @@ import io
 import json
 import shutil
 import weakref
+import zipfile
 
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.models import ModelSpec
+from ui.state import EXPORTS_KEY
 
 PAGE = "../../pages/1_Captioning.py"
 
@@ -289,6 +291,18 @@ def test_exports_hold_the_maps_on_screen_and_every_figure_downloads_as_png(page,
     for chart in charts:
         config = json.loads(chart.proto.config)
         assert config["modeBarButtons"] == [["toImage"]] and config["toImageButtonOptions"]["format"] == "png"
+
+    # the same files, and the settings that made them, in Home's session zip
+    home = AppTest.from_file("../../Home.py", default_timeout=120)  # this session's kept results, on Home
+    home.session_state[EXPORTS_KEY] = at.session_state[EXPORTS_KEY]
+    home.run()
+    assert not home.exception, home.exception
+    archive = zipfile.ZipFile(io.BytesIO(made["vision-lab-session.zip"]()))
+    assert {f"captioning/{n}" for n in names.values()} <= set(archive.namelist())
+    assert archive.read(f"captioning/{names['npz']}") == made[names["npz"]]()
+    settings = json.loads(archive.read("captioning/settings.json"))
+    assert settings["models"] == ["blip-base", "vit-gpt2"] and settings["aggregation"] == "head-max"
+    assert settings["decoding"]["max_new_tokens"] == at.slider(key="max").value
 
 
 def test_each_models_maps_show_while_the_next_streams_and_a_stop_keeps_them(page, tiny_dir, monkeypatch):
