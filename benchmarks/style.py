@@ -139,10 +139,11 @@ def tutorial_losses(model: nn.Module, style_losses: list, content_losses: list, 
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
-#: The tutorial's ``num_steps``; our image is judged every ``CHECK_EVERY`` full-size steps, up to ``MAX_FINE``.
+#: The tutorial's ``num_steps`` (``--quick``: ``QUICK_EVALS``); our image is judged every ``CHECK_EVERY``
+#: full-size steps, up to as many as the tutorial's evaluations.
 TUTORIAL_EVALS = 300
+QUICK_EVALS = TUTORIAL_EVALS // 10
 CHECK_EVERY = 10
-MAX_FINE = 300
 
 
 def _median_gap(stamps: list[float]) -> float:
@@ -208,12 +209,13 @@ def ours_seconds_per_eval(problem: S.StyleProblem, evals: int) -> tuple[float, f
 
 
 def ours_to_target(extractor: S.FeatureExtractor, content: Image.Image, style: Image.Image, config: S.StyleConfig,
-                   judge: Callable[[torch.Tensor], float], target: float) -> tuple[float, int, float]:  # fmt: skip
+                   judge: Callable[[torch.Tensor], float], target: float,
+                   max_fine: int) -> tuple[float, int, float]:  # fmt: skip
     """(seconds until our image's tutorial loss is at most ``target``, evaluations, that loss); judging excluded.
-    If it is never reached within ``MAX_FINE`` full-size steps: the whole run's figures."""
+    If it is never reached within ``max_fine`` full-size steps: the whole run's figures."""
     began, judging, loss, done = time.perf_counter(), 0.0, float("inf"), 0
     problem = S.StyleProblem(extractor, content, [(style, 1.0)], config)  # its targets are timed: run() makes them
-    for step in S.run(problem, S.start(problem), config.coarse_steps + MAX_FINE):
+    for step in S.run(problem, S.start(problem), config.coarse_steps + max_fine):
         done = step.step
         if (done - config.coarse_steps) % CHECK_EVERY == 0 and done > config.coarse_steps:
             paused = time.perf_counter()
@@ -224,8 +226,10 @@ def ours_to_target(extractor: S.FeatureExtractor, content: Image.Image, style: I
     return time.perf_counter() - began - judging, done, loss
 
 
-def time_to_target(extractor: S.FeatureExtractor, side: int, evals: int) -> Row:
-    """Seconds to the loss the tutorial has after ``evals`` evaluations at ``side`` px: ours vs the tutorial."""
+def time_to_target(extractor: S.FeatureExtractor, side: int, evals: int,
+                   coarse: tuple[S.Stage, ...] = S.COARSE_TO_FINE) -> Row:  # fmt: skip
+    """Seconds to the loss the tutorial has after ``evals`` evaluations at ``side`` px: ours (coarse stages
+    ``coarse``, the page's default) vs the tutorial."""
     content, style = _square("content.jpg", side), _square("style.jpg", side)
     content_t, style_t = to_tensor(content), to_tensor(style)
     plain = S.StyleConfig(extractor.default_content, extractor.default_style, side=side, tv_weight=0.0)
@@ -239,8 +243,8 @@ def time_to_target(extractor: S.FeatureExtractor, side: int, evals: int) -> Row:
         return style_score + sum(float(cl.loss) for cl in content_losses) * plain.content_weight
 
     target = losses[evals - 1]
-    config = replace(plain, coarse=S.COARSE_TO_FINE)
-    ours, done, loss = ours_to_target(extractor, content, style, config, judge, target)
+    config = replace(plain, coarse=coarse)
+    ours, done, loss = ours_to_target(extractor, content, style, config, judge, target, evals)
     reached = loss <= target
     check = f"same loss target reached: {reached} ({loss:.4g} ≤ {target:.4g}; ours {done} evals, tutorial {evals})"
     return Row(f"VGG19 twin, {side} px", ours, ends[evals - 1], "≤ 0.5", "s", check)
@@ -268,8 +272,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
         assert same, f"objectives differ: ours {ours_first} vs the tutorial's {theirs_first}"
         rows = [Row(f"VGG19 twin, {side} px, L-BFGS", ours, theirs, "≤ 0.8", "s/iter", f"same loss: {same}")]
         print_table("Style transfer: seconds per L-BFGS iteration", machine, rows, "PyTorch tutorial")
-        finished = [time_to_target(extractor, s, TUTORIAL_EVALS) for s in ([48] if args.quick else extra.sides)]
-    title = f"Style transfer: seconds to the tutorial's loss after {TUTORIAL_EVALS} L-BFGS evaluations"
+        if args.quick:  # a smoke test, not a figure: a tenth of the evaluations and of each coarse stage's steps
+            quick = tuple(replace(stage, steps=stage.steps // 10) for stage in S.COARSE_TO_FINE)
+            target_evals, finished = QUICK_EVALS, [time_to_target(extractor, 48, QUICK_EVALS, quick)]
+        else:
+            target_evals, finished = TUTORIAL_EVALS, [time_to_target(extractor, s, TUTORIAL_EVALS) for s in extra.sides]
+    title = f"Style transfer: seconds to the tutorial's loss after {target_evals} L-BFGS evaluations"
     print_table(title, machine, finished, "PyTorch tutorial")
     return rows + finished
 

@@ -98,7 +98,7 @@ def _fingerprint(model: torch.nn.Module) -> tuple[str, bool, bool, int]:
 def test_page_work_leaves_the_shared_classifier_untouched(effnet, coffee, work):
     before = _fingerprint(effnet)
     assert before[1:] == (False, False, 0), "the cached classifier must be frozen, in eval mode, without hooks"
-    work(effnet, coffee)
+    work(effnet, coffee[:, :, ::2, ::2].contiguous())  # 112 px, 4× cheaper: what is checked is the model, not the maps
     assert _fingerprint(effnet) == before
 
 
