@@ -79,7 +79,16 @@ FAST = Settings(
 )
 FULL = Settings(
     style="res=128&n=30&ms=false",
-    robustness=("--images", "sample_images/*.jpg", "--attacks", "FGSM,PGD", "--eps", "0,1,2,4,8", "--no-min-eps"),
+    # the four labelled photos: content, grace_hopper, rocket, sample
+    robustness=(
+        "--images",
+        "sample_images/[cgrs][oar]*.jpg",
+        "--attacks",
+        "FGSM,PGD",
+        "--eps",
+        "0,1,2,4",
+        "--no-min-eps",
+    ),
 )
 
 
