@@ -4,6 +4,7 @@ ShapesWorld LSTM offline."""
 
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.captioning.attack import CaptionAttackResult, recoloured
@@ -30,6 +31,7 @@ def _charts(at: AppTest) -> set[str]:
     return {c.key for c in at.get("plotly_chart") if c.key}
 
 
+@pytest.mark.slow
 def test_caption_clean_and_adversarial_highlights_changed_words(registry: Registry, effnet: ImageClassifier):
     at = _page()
     at.query_params["eps"] = "16"

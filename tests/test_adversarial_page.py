@@ -98,6 +98,7 @@ def _curve_spec(at: AppTest) -> str:
     return next(c.proto.spec for c in at.get("plotly_chart") if c.key == "curve")
 
 
+@pytest.mark.slow
 def test_pgd_curve_runs_on_click_and_reports_its_minimal_eps():
     at = _run()
     assert "PGD-5" not in _curve_spec(at)  # FGSM and noise only until the click

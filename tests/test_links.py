@@ -64,6 +64,7 @@ def test_links_open_no_download_and_start_no_job(calls, page, params, expected):
         assert at.session_state[key] == value, "the link still sets the widgets"
 
 
+@pytest.mark.slow
 def test_a_held_job_runs_through_the_gate_after_its_button(calls):
     at = _open("2_Saliency", {"m": "SmoothGrad", "sg_n": "8", "sg_sigma": "11", "faith": "false"})
     assert any("Opened from a link" in i.value for i in at.info)

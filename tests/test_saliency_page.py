@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.markdown import shown
@@ -24,6 +25,7 @@ def chart_spec(app: AppTest, key: str) -> str:
     return spec
 
 
+@pytest.mark.slow
 def test_page_explains_espresso_with_two_methods_and_faithfulness():
     app = page()
     assert not app.exception, app.exception

@@ -67,6 +67,7 @@ def test_batch_stops_when_asked(tiny_registry):
         )
 
 
+@pytest.mark.slow
 def test_batch_holds_one_captioner_at_a_time(tiny_dir, monkeypatch):
     """With room for one model, each captioner is freed before the next loads: batch mode stays in the budget."""
     from core.captioning import families

@@ -4,6 +4,7 @@ are checked against the objects; a photo captioned by the LSTM is flagged as out
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -75,6 +76,7 @@ def _markdown(at: AppTest) -> str:
     return " ".join(m.value for m in at.markdown)
 
 
+@pytest.mark.slow
 def test_fresh_offline_page_opens_on_a_scene_with_per_word_grounding(page, tmp_path):
     at = page(tmp_path)  # an empty models folder: only the built-in LSTM is ready
     at.run()
@@ -99,6 +101,7 @@ def test_fresh_offline_page_opens_on_a_scene_with_per_word_grounding(page, tmp_p
     assert not any(OUT_OF_DOMAIN in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_the_lstm_on_a_photo_says_it_is_outside_its_training_domain(page, tmp_path):
     at = page(tmp_path)
     at.run()

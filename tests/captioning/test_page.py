@@ -13,6 +13,7 @@ import weakref
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -37,6 +38,7 @@ def _scrubs(at: AppTest) -> list[dict]:
     return [f for f in _figures(at).values() if f.get("frames")]
 
 
+@pytest.mark.slow
 def test_tiny_models_side_by_side_with_per_word_heatmaps(page, tiny_dir):
     at = page(tiny_dir)
     at.query_params["models"] = ["vit-gpt2", "blip-base", "git-base"]
@@ -54,6 +56,7 @@ def test_tiny_models_side_by_side_with_per_word_heatmaps(page, tiny_dir):
     assert len([m for m in at.metric if m.label == "Time to caption"]) == 3
 
 
+@pytest.mark.slow
 def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir, monkeypatch):
     from core.captioning import families
 
@@ -80,6 +83,7 @@ def test_an_evicted_captioner_is_freed_before_the_next_one_loads(page, tiny_dir,
     assert alive_at_load[:2] == [[], []]
 
 
+@pytest.mark.slow
 def test_views_switch_without_recomputing_and_references_score(page, tiny_dir):
     at = page(tiny_dir)
     at.query_params["models"] = ["blip-base"]
@@ -124,6 +128,7 @@ def test_offline_with_nothing_installed_stays_usable(page, tmp_path):
     assert at.multiselect(key="models").options  # the page still offers every captioner
 
 
+@pytest.mark.slow
 def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, tiny_dir):
     at = page(tiny_dir)
     at.query_params["models"] = "git-base"
@@ -141,6 +146,7 @@ def test_shapesworld_scene_goes_to_the_tray_with_its_caption_as_reference(page, 
     assert list(at.dataframe[0].value["model"]) == ["git-base"]  # scored against the scene's true caption
 
 
+@pytest.mark.slow
 def test_view_changes_load_no_model_and_run_no_forward_pass(page, tiny_dir, monkeypatch):
     """Opacity, aggregation, layer, head and the reverse view redraw from stored results only (no thrash),
     even when the captioners no longer fit in memory together."""
@@ -205,6 +211,7 @@ def test_model_text_is_shown_as_text(page, tiny_dir, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_an_added_model_is_listed_only_in_the_session_that_added_it(page, tiny_dir):
     shutil.copytree(tiny_dir / "git-base", tiny_dir / "mine", dirs_exist_ok=True)
     mine = page(tiny_dir)
@@ -251,6 +258,7 @@ def _array(z) -> np.ndarray:
     return np.asarray(z, dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_exports_hold_the_maps_on_screen_and_every_figure_downloads_as_png(page, tiny_dir, monkeypatch):
     from streamlit.runtime.media_file_manager import MediaFileManager
 

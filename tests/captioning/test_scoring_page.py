@@ -35,6 +35,7 @@ def _explain(tiny_dir, model_id: str, caption: str) -> np.ndarray:
     return model.explain(load_sample("sample.jpg"), caption).word_probs
 
 
+@pytest.mark.slow
 def test_a_typed_caption_gets_explains_per_word_probabilities(page, tiny_dir):
     at = page(["blip-base", "vit-gpt2"])
     assert at.text_input(key=CAPTION_SCORE_A).value == ""  # nothing scored until a caption is typed
@@ -52,6 +53,7 @@ def test_a_typed_caption_gets_explains_per_word_probabilities(page, tiny_dir):
     assert len([c for c in at.get("plotly_chart") if c.proto.id and "score_scrub" in c.proto.id]) == 2
 
 
+@pytest.mark.slow
 def test_two_typed_captions_show_the_first_differing_word_and_its_ratio(page, tiny_dir):
     at = page(["git-base"])
     at.text_input(key=CAPTION_SCORE_A).set_value(DOG)

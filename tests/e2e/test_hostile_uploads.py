@@ -84,6 +84,7 @@ def _results_files(page, huge: Path) -> None:
 
 
 def _accept_on_picker(page, key: str, case: Case) -> None:
+    wait_for_idle(page)  # a file handed over while the script reruns can be lost with the old uploader
     upload(page, key, [(case.name, case.data)])
     page.get_by_text(_decoded_note(case)).first.wait_for(timeout=180_000)
     wait_for_idle(page)
