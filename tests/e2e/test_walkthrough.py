@@ -147,13 +147,15 @@ class Walk:
         found.wait_for(timeout=timeout * 1000)
         return found
 
-    def show(self, text: str, beats: float = 2.0) -> None:
-        """Scroll ``text`` to the top of the window and let the viewer look."""
+    def show(self, text: str, beats: float = 2.0, *, shot: str | None = None) -> None:
+        """Scroll ``text`` to the top of the window and let the viewer look; then, with ``shot``, :meth:`shoot` it."""
         wait_for_idle(self.page, timeout=600)
         behavior = "smooth" if self.pace else "auto"
         self.see(text).evaluate(f"e => e.scrollIntoView({{block: 'start', behavior: '{behavior}'}})")
         self.page.wait_for_timeout(600)  # the scroll, and charts redrawing after it
         self.beat(beats)
+        if shot is not None:
+            self.shoot(shot)
 
     def shoot(self, name: str) -> None:
         """``<name>-light.png`` and ``<name>-dark.png`` of the window (the app follows the viewer's theme)."""
@@ -204,8 +206,7 @@ def captioning(w: Walk) -> None:
         box.press("Enter")
         wait_for_idle(w.page, timeout=600)
     w.see("First difference at word")
-    w.show("Δ log p", 4)
-    w.shoot("captioning")
+    w.show("Δ log p", 4, shot="captioning")
 
 
 def saliency(w: Walk) -> None:
@@ -218,8 +219,7 @@ def saliency(w: Walk) -> None:
             w.button(key)
             wait_for_idle(w.page, timeout=600)
     w.see("curves ready")
-    w.show("Saliency for", 3)
-    w.shoot("saliency")
+    w.show("Saliency for", 3, shot="saliency")
     w.say("Faithfulness: deleting the top-ranked pixels first should kill the score faster than a random order")
     w.show("Faithfulness: deletion", 4)
 
@@ -255,8 +255,7 @@ def style(w: Walk) -> None:
     w.beat(1)
     goal = re.search(r"step (\d+)", w.see(r"^step \d+$").inner_text())
     assert goal is not None and w.page.evaluate(LOSS_POINTS) == int(goal.group(1)), "one point per step"
-    w.show("Estimated time", 2)
-    w.shoot("style_transfer")
+    w.show("Estimated time", 2, shot="style_transfer")
     w.say("The filmstrip replays the run; the image, the GIF and the loss history download")
     w.show("Filmstrip", 3)
 
@@ -270,8 +269,7 @@ def datasets(w: Walk) -> None:
     assert isinstance(summary, RobustnessSummary)
     assert set(w.page.evaluate(PLOTTED)) >= {f"{c.model} · {c.attack}" for c in summary.curves}
     w.say("Accuracy against ε over the whole image set, with 95 % intervals")
-    w.show("Accuracy against ε", 4)
-    w.shoot("datasets")
+    w.show("Accuracy against ε", 4, shot="datasets")
 
 
 STEPS: tuple[Callable[[Walk], None], ...] = (home, tour, captioning, saliency, adversarial, style, datasets)
