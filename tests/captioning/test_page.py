@@ -367,3 +367,43 @@ def test_each_models_maps_show_while_the_next_streams_and_a_stop_keeps_them(page
     assert calls == ["vit-gpt2", "blip-base", "blip-base"]  # the first model's result was kept, not recomputed
     assert len(scrubbed(at)) == 2
     assert len(quotes(at)) == 2 and not any("▌" in q for q in quotes(at))
+
+
+@pytest.mark.slow
+def test_inputs_beyond_a_later_models_counts_rerun_once_and_redraw_from_stored_results(
+    page, tiny_dir, tmp_path, monkeypatch
+):
+    """A link's layer, head and k fit the first model (3 layers × 4 heads) but not the second (2 × 2): the job
+    draws the first column with the link's inputs, the inputs are then reset within the smaller counts, so the
+    page reruns once and redraws both columns from the stored results, with the bounded inputs, captioning none
+    again."""
+    from core.captioning import families
+
+    from . import tiny_models
+
+    monkeypatch.setattr(tiny_models, "SMALL_GPT2", tiny_models.SMALL_GPT2 | {"n_layer": 3, "n_head": 4})
+    tiny_models.save_twin("vit-gpt2", tmp_path / "vit-gpt2", small=True)  # the deeper, wider model, first
+    shutil.copytree(tiny_dir / "blip-base", tmp_path / "blip-base")
+    calls: list[str] = []
+    original = families.HFCaptioner.caption
+
+    def caption(self, *args, **kwargs):
+        calls.append(self.model_id)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(families.HFCaptioner, "caption", caption)
+    at = page(tmp_path)
+    at.query_params["models"] = ["vit-gpt2", "blip-base"]
+    at.query_params["max"] = "4"
+    at.query_params["agg"] = "layer-head"
+    at.query_params.update(layer="3", head="4", k="3")  # the first layer, last head: valid for vit-gpt2 only
+    _caption(at)
+    assert not at.exception
+    assert calls == ["vit-gpt2", "blip-base"]  # the rerun redrew from the stored results
+    layer, head, k = (at.number_input(key=key) for key in ("layer", "head", "k"))
+    assert (layer.max, head.max, k.max) == (2, 2, 2)
+    assert (layer.value, head.value, k.value) == (1, 1, 2)  # out of the bounds: back to the defaults
+    notes = " ".join(c.value for c in at.caption)
+    assert "layer 3/3, head 1/4" in notes and "layer 2/2, head 1/2" in notes  # both columns, bounded inputs
+    assert "layer 1/3" not in notes and "head 4/4" not in notes  # the job's first drawing was replaced
+    assert len(_scrubs(at)) == 2 and len([m for m in at.metric if m.label == "Time to caption"]) == 2
