@@ -285,7 +285,8 @@ def _fit(img: Image.Image, side: int) -> torch.Tensor:
 
 
 class StyleProblem:
-    """The fixed part of a run: images and targets. Targets are computed once per scale, without autograd."""
+    """The fixed part of a run: images and targets. Targets are computed once per scale, without autograd (and
+    shared with the problems :meth:`reweighted` makes)."""
 
     def __init__(
         self,
@@ -302,6 +303,13 @@ class StyleProblem:
         self.config = config
         self.layer_weights = config.layer_weights or (1.0,) * len(config.style_layers)
         self._targets: dict[int, _Targets] = {}
+
+    def reweighted(self, style_weight: float) -> StyleProblem:
+        """This problem with another style weight, sharing its targets: they are feature passes of the images, which
+        no loss weight changes (the weight explorer's cells then pay for them once, not once each)."""
+        problem = copy.copy(self)  # shallow: the targets' cache is the same dict
+        problem.config = replace(self.config, style_weight=style_weight)
+        return problem
 
     def side_at(self, stage: int) -> int:
         return self.config.side_of(stage, self.content.width / self.content.height)
@@ -520,10 +528,13 @@ def weight_grid(
     steps: int = 20,
     reporter: Reporter = SILENT,
 ) -> Iterator[GridCell]:
-    """Short low-resolution runs over several style weights, to choose a trade-off before a full run."""
+    """Short low-resolution runs over several style weights, to choose a trade-off before a full run.
+
+    The cells differ only in the style weight, so they share one problem's targets (computed for the first cell).
+    """
+    shared = StyleProblem(extractor, content, styles, replace(config, side=side, coarse=()))
     for i, weight in enumerate(style_weights):
-        cfg = replace(config, style_weight=weight, side=side, coarse=())
-        problem = StyleProblem(extractor, content, styles, cfg)
+        problem = shared.reweighted(weight)
         last = None
         for last in run(problem, start(problem), steps):
             reporter.step((i + last.step / steps) / len(style_weights), f"style weight {weight:.0e}")

@@ -135,6 +135,26 @@ def test_higher_style_weight_trades_content_for_style(tiny_vgg, images):
     assert raw_style[1] < raw_style[0] and raw_content[1] > raw_content[0]
 
 
+def test_weight_grid_computes_the_targets_once_and_its_cells_equal_separate_runs(tiny_vgg, images, monkeypatch):
+    content, style = images
+    config, weights = _config(tiny_vgg), [1e2, 1e5]
+    target_passes: list[set[str]] = []
+    forward = S.FeatureExtractor.forward
+
+    def counted(self, x, layers):
+        if torch.is_inference_mode_enabled():  # the targets' passes (the losses' need autograd)
+            target_passes.append(set(layers))
+        return forward(self, x, layers)
+
+    monkeypatch.setattr(S.FeatureExtractor, "forward", counted)
+    cells = list(S.weight_grid(tiny_vgg, content, [(style, 1.0)], config, weights, side=32, steps=3))
+    assert target_passes == [{config.content_layer}, set(config.style_layers)]  # once for the grid, not per cell
+    for weight, cell in zip(weights, cells, strict=True):
+        alone = S.StyleProblem(tiny_vgg, content, [(style, 1.0)], replace(config, style_weight=weight, side=32))
+        last = list(S.run(alone, S.start(alone), 3))[-1]
+        assert torch.equal(cell.image, last.image) and cell.losses == last.losses
+
+
 @pytest.mark.parametrize(
     "settings",
     [
