@@ -120,6 +120,19 @@ def test_rollout_applied_to_rows_equals_the_rows_times_the_product():
     np.testing.assert_allclose(Rollout.of(layers).apply(rows), rows @ rollout(layers), atol=1e-12)
 
 
+def test_rollout_keeps_the_attentions_float32_and_its_numbers():
+    """The models' float32 attention stays float32 through the rollout (a float64 identity used to promote every
+    layer), and the rows agree with the same rollout done in float64."""
+    rng = np.random.default_rng(1)
+    layers = [rng.dirichlet(np.ones(50), size=(3, 50)) for _ in range(6)]
+    rows = rng.dirichlet(np.ones(50), size=4)
+    single = Rollout.of([layer.astype(np.float32) for layer in layers])
+    assert {layer.dtype for layer in single.layers} == {np.dtype(np.float32)}
+    applied = single.apply(rows.astype(np.float32))
+    assert applied.dtype == np.float32
+    np.testing.assert_allclose(applied, rows @ rollout(layers), rtol=1e-5)
+
+
 def _stack(rows: np.ndarray, grads: np.ndarray | None = None) -> AttentionStack:
     return AttentionStack(rows, rows[-1].mean(axis=0), 0, (1, 2), ((0,),), grads)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.captioning.attention import rollout
 from core.captioning.families.base import generate_kwargs
 from core.captioning.types import DecodingConfig
 from core.captioning.user_models import add_user_model
@@ -86,6 +87,20 @@ def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny
     np.testing.assert_array_equal(captioned.attention.rollout, alone.attention.rollout)
     np.testing.assert_array_equal(captioned.attention.rows, alone.attention.rows)
     np.testing.assert_array_equal(captioned.token_probs, alone.token_probs)
+
+
+def test_git_rollout_is_the_caption_rows_of_the_whole_stacks_product(tiny_registry, photo):
+    """GIT's token rollout runs the caption's rows down its image-and-text stack: the same numbers as the rows
+    of the full product through every layer (the textbook rollout), without multiplying (n, n) matrices."""
+    model = tiny_registry.load("git-base")
+    pixels = model.pixels(photo)
+    ids = model.generate_ids(pixels, DecodingConfig(max_new_tokens=4))
+    run = model.maps_pass(pixels, ids)
+    n = run.image_positions
+    first = n + len(model.prefix) - 1
+    full = rollout([a[0].double().numpy() for a in run.attentions])
+    expected = run.vision_rollout.apply(full[first : first + len(ids), :n])
+    np.testing.assert_allclose(model.token_rollout(run, len(ids)), expected, rtol=1e-5, atol=1e-8)
 
 
 def test_the_maps_pass_reuses_the_cross_attention_keys_decoding_computed(tiny_registry, photo):

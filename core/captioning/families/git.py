@@ -7,10 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.models.device import host
-
-from ..attention import rollout
-from .base import Encoded, HFCaptioner, Pass, encoder_rollout
+from ..attention import Rollout
+from .base import Encoded, HFCaptioner, Pass, encoder_rollout, head_mean
 
 
 class GitCaptioner(HFCaptioner):
@@ -36,6 +34,7 @@ class GitCaptioner(HFCaptioner):
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input-patch rollout through GIT's own self-attention (image and text together)."""
         n = run.image_positions
-        full = rollout([host(a[0]) for a in run.attentions])
+        stack = Rollout.of([head_mean(a[0]) for a in run.attentions])
         first = n + len(self.prefix) - 1
-        return run.vision_rollout.apply(full[first : first + n_tokens, :n])
+        queries = np.eye(stack.positions, dtype=np.float32)[first : first + n_tokens]  # only the caption's rows
+        return run.vision_rollout.apply(stack.apply(queries)[:, :n])
