@@ -45,7 +45,7 @@ class BlipCaptioner(HFCaptioner):
             vision = self.model.vision_model(pixel_values=pixels, output_attentions=True)
             states, mixed = vision.last_hidden_state, encoder_rollout(vision.attentions)
         else:
-            states, mixed, reuse = encoded.outputs.last_hidden_state, encoded.rollout, encoded.reuse()
+            states, mixed, reuse = encoded.outputs.last_hidden_state, encoded.rollout, encoded.reuse(ids)
         tokens = torch.tensor([self.prefix + ids], device=states.device)
         out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True, **reuse)
         return Pass(out.logits[0, span], out.cross_attentions, (0, slice(None), span), mixed)

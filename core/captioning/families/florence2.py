@@ -118,7 +118,7 @@ class Florence2Captioner(HFCaptioner):
         if encoded is None:
             source: dict[str, Any] = {"input_ids": self.prompt_ids, "pixel_values": pixels}
         else:
-            source = {"encoder_outputs": encoded.outputs, **encoded.reuse()}
+            source = {"encoder_outputs": encoded.outputs, **encoded.reuse(ids)}
         out = self.model(
             **source,
             decoder_input_ids=torch.tensor([self.prefix + ids], device=self.prompt_ids.device),

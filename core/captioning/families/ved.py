@@ -35,8 +35,10 @@ class VisionEncoderDecoderCaptioner(HFCaptioner):
 
     def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
         span = self.span(len(ids))
-        shared = None if encoded is None else {"encoder_outputs": encoded.outputs, **encoded.reuse()}
-        source = shared or {"pixel_values": pixels}
+        if encoded is None:
+            source: dict[str, Any] = {"pixel_values": pixels}
+        else:  # the model hands its decoder the arguments named "decoder_…"
+            source = {"encoder_outputs": encoded.outputs, **encoded.reuse(ids, "decoder_logits_to_keep")}
         out = self.model(
             **source,
             decoder_input_ids=torch.tensor([self.prefix + ids], device=self.model.device),
