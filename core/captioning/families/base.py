@@ -5,7 +5,8 @@ under the KV cache and beam search are easy to misread. Instead every caption is
 one teacher-forced forward pass with ``output_attentions=True``, so the map drawn for a word is the
 attention of the query that predicted it, for greedy, beam and sampled captions alike. Only that pass
 (and the encoder pass whose attention is rolled out) needs eager attention, which returns the weights;
-decoding runs the SDPA kernel where the family's attention allows it (:mod:`.kernels`).
+decoding runs the SDPA kernel where the family's attention allows it (:mod:`.kernels`). The word probabilities
+of greedy and sampled captions are decoding's own raw logits, so that pass computes no vocabulary-sized rows.
 """
 
 from __future__ import annotations
