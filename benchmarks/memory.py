@@ -86,7 +86,9 @@ def session(quick: bool) -> list[tuple[str, Callable[[], object]]]:
     tokens = "5" if quick else "20"
 
     def style() -> None:
-        at = _app("pages/4_Style_Transfer.py", timeout, net="vgg19", res="128", n="1" if quick else "3")
+        # --quick: one step at 128 px (the stage that holds the most), without the 210 steps of the coarse stages
+        coarse = {"ms": "false"} if quick else {}
+        at = _app("pages/4_Style_Transfer.py", timeout, net="vgg19", res="128", n="1" if quick else "3", **coarse)
         at.button(key="start").click().run()  # type: ignore[attr-defined]
         assert not at.exception, at.exception  # type: ignore[attr-defined]
 
@@ -95,6 +97,16 @@ def session(quick: bool) -> list[tuple[str, Callable[[], object]]]:
         at.button(key="run_captions").click().run()  # type: ignore[attr-defined]
         assert not at.exception, at.exception  # type: ignore[attr-defined]
 
+    def two_maps() -> None:  # --quick: the one-pass maps and their curves, not SmoothGrad's and IG's many passes
+        at = _app("pages/2_Saliency.py", timeout, m=["Gradient", "Grad-CAM"])
+        at.button(key="run_maps").click().run()  # type: ignore[attr-defined]  # a link only sets the methods up
+        assert not at.exception, at.exception  # type: ignore[attr-defined]
+
+    saliency: tuple[str, Callable[[], object]] = (
+        ("Saliency: Gradient and Grad-CAM", two_maps)
+        if quick
+        else ("Saliency: default view", lambda: _app("pages/2_Saliency.py", timeout))
+    )
     walk: list[tuple[str, Callable[[], object]]] = [
         ("Home", lambda: _app("Home.py", timeout)),
         (
@@ -103,7 +115,7 @@ def session(quick: bool) -> list[tuple[str, Callable[[], object]]]:
         ),
         (f"Captioning: Florence-2 base, {tokens} tokens", lambda: caption(["florence-2-base"])),
         ("Captioning: Show-Attend-Tell", lambda: caption(["sat-shapes"])),
-        ("Saliency: default view", lambda: _app("pages/2_Saliency.py", timeout)),
+        saliency,
         ("Adversarial: default FGSM view", lambda: _app("pages/3_Adversarial.py", timeout)),
         ("Style transfer: VGG19 at 128 px", style),
     ]

@@ -3,9 +3,10 @@
 One browser session shows a caption (BLIP-base twin; `--quick`: Show-Attend-Tell) and moves the opacity slider;
 each change is timed from the key press until the word heatmap carries the new opacity and the session's
 script run has finished. Measured on an idle server, then while two other sessions run style transfers
-(VGG19 twin) on the same server. Baseline: the idle server, in the same run. A view change must load no
-model and run no forward pass: the view session's page is watched for any "Loading …", "captioning: …" or queue
-status, and its "Time to caption" must not change (a new forward pass would give a new time).
+(VGG19 twin; `--quick`: EfficientNet-Lite0) on the same server. Baseline: the idle server, in the same run.
+A view change must load no model and run no forward pass: the view session's page is watched for any
+"Loading …", "captioning: …" or queue status, and its "Time to caption" must not change (a new forward pass
+would give a new time).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="visionlab-shared-") as tmp:
-        models = build_twins_apart(Path(tmp), ["vgg19"] if args.quick else ["blip-base", "vgg19"])
+        # --quick writes no twin: Show-Attend-Tell and EfficientNet-Lite0's features are built in
+        models = Path(tmp) if args.quick else build_twins_apart(Path(tmp), ["blip-base", "vgg19"])
         env = {"HF_HUB_OFFLINE": "1", "VISIONLAB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env |= {"VISIONLAB_MODELS_DIR": str(models), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
         with streamlit_server({**os.environ, **env}) as url, sync_playwright() as pw:

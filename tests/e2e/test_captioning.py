@@ -68,7 +68,7 @@ def test_compare_two_captioners_and_scrub_a_word(page, app_url, tiny_server_mode
 
 
 def test_reverse_view_answers_a_click_on_the_image(page, app_url, tiny_server_models):
-    page.goto(f"{app_url}/Captioning?models=vit-gpt2&models=git-base&max=4&tab=Reverse+view")
+    page.goto(f"{app_url}/Captioning?models=vit-gpt2&models=git-base&max=5&tab=Reverse+view")
     page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)
     wait_for_idle(page)
     page.get_by_text("No point chosen yet").wait_for()
@@ -83,7 +83,7 @@ def test_reverse_view_answers_a_click_on_the_image(page, app_url, tiny_server_mo
 
 
 def test_exports_download_from_the_browser_and_every_figure_has_its_png_button(page, app_url, tiny_server_models):
-    page.goto(f"{app_url}/Captioning?models=blip-base&max=4")
+    page.goto(f"{app_url}/Captioning?models=blip-base&max=5")
     page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)
     wait_for_idle(page)
     scrub = _scrubs(page, 1)[0]
@@ -105,7 +105,7 @@ def test_exports_download_from_the_browser_and_every_figure_has_its_png_button(p
 
 def test_two_typed_captions_are_compared_word_by_word(page, app_url, tiny_server_models):
     dog, cat = "a dog sleeping on the grass", "a cat sleeping on the grass"
-    page.goto(f"{app_url}/Captioning?models=git-base&max=4&{urlencode({'say': dog, 'say2': cat})}")
+    page.goto(f"{app_url}/Captioning?models=git-base&max=5&{urlencode({'say': dog, 'say2': cat})}")
     page.get_by_role("button", name="Caption", exact=True).click(timeout=120_000)  # then scoring starts too
     wait_for_idle(page)
     page.get_by_text("First difference at word 2: why “dog” and not “cat”?").wait_for(timeout=120_000)

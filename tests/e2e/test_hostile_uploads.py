@@ -3,9 +3,10 @@
 Upload widgets: Home's tray upload, every image picker of every page (switched to *Upload* through its
 ``<key>_src`` URL parameter) and the captioning page's batch uploader. Every refused file of
 ``tests/corpus.py`` (truncated, bombs, text/HTML/SVG/ZIP renamed ``.jpg``, empty …) goes through Home's
-upload, the first picker of every page and the batch uploader; then every widget (the first one again,
-to see memory once warm) gets one file of each kind of refusal: the pickers share ``ui.widgets`` code,
-and an upload costs about 4 s on 2 busy cores.
+upload, the first page's first picker and the batch uploader; every other page imports the same picker
+(``ui.widgets.image_picker``: the same upload, decoding and refusal code), so its first picker gets one file
+of each kind of refusal to warm up instead. Then every widget (the first one again, to see memory once
+warm) gets one file of each kind of refusal; an upload costs about a second or more on 2 busy cores.
 A 26 MB file is refused by the browser on every widget. Accepted files start the page's model work
 (a caption, an attack, a saliency map), so all of them go through Home (the same decoder) and a few of
 the oddest through each picker. Throughout, the server must stay healthy and its resident memory within
@@ -14,6 +15,7 @@ the models' budget plus the runtime.
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import urllib.error
@@ -48,12 +50,20 @@ KINDS = ["truncated.png", "bomb_zlib.png", "page.jpg", "empty.jpg"]
 OVERSIZE = "huge.jpg"
 #: Memory the server may gain while refusing files once warm (one decoded bomb would be 144 MB or more).
 REFUSE_GROWTH_MB = 60.0
+#: The page whose first picker gets every refused file (with Home's upload, which decodes on its own).
+FULL_PICKER_PAGE = next(f for f in APP_FILES if picker_keys(f))
 
 
 def _decoded_note(case: Case) -> str:
     """The picker's caption for an accepted file, e.g. ``CMYK 96×64``: proof the upload was decoded."""
     img = Image.open(io.BytesIO(case.data))
     return f"{img.mode} {img.size[0]}×{img.size[1]}"
+
+
+def _shares_the_picker(app_file: Path) -> bool:
+    """Whether the page's pickers are ``ui.widgets.image_picker``, the fully tested page's upload code."""
+    imports = (node for node in ast.walk(ast.parse(app_file.read_text())) if isinstance(node, ast.ImportFrom))
+    return any(node.module == "ui.widgets" and "image_picker" in {a.name for a in node.names} for node in imports)
 
 
 def _refuse(page, key: str, case: Case) -> None:
@@ -143,12 +153,18 @@ def test_every_upload_widget_refuses_hostile_files_clearly(page, app_url, app_fi
         assert healthy(app_url)
         return
     uploaders = [f"{k}_upload" for k in keys] or ["home_upload"]
+    kinds = [c for c in REFUSED if c.name in KINDS]
+    if keys and app_file != FULL_PICKER_PAGE:
+        assert _shares_the_picker(app_file) and _shares_the_picker(FULL_PICKER_PAGE), "a page with its own picker"
+        first = kinds
+    else:
+        first = REFUSED
     with track_rss(server) as rss:
-        for case in REFUSED:
+        for case in first:
             _refuse(page, uploaders[0], case)
         warm_mb = rss.sample()  # the first pass warms up caches and allocator arenas
         for key in uploaders:
-            for case in (c for c in REFUSED if c.name in KINDS):
+            for case in kinds:
                 _refuse(page, key, case)
             _too_big(page, key, huge)
         assert rss.sample() - warm_mb < REFUSE_GROWTH_MB, "refusing files must not hold memory"
