@@ -120,14 +120,16 @@ class Encoded:
     logits: torch.Tensor | None = None
     decoded: tuple[int, ...] = ()
 
-    def has_logits(self, ids: Sequence[int]) -> bool:
-        """Whether decoding's logits cover exactly the caption ``ids``."""
-        return self.logits is not None and tuple(ids) == self.decoded[: len(ids)]
+    def logits_for(self, ids: Sequence[int]) -> torch.Tensor | None:
+        """Decoding's logits of the caption ``ids`` (``None`` unless decoding kept them for exactly these tokens)."""
+        if self.logits is None or tuple(ids) != self.decoded[: len(ids)]:
+            return None
+        return self.logits[: len(ids)]
 
     def reuse(self, ids: Sequence[int], logits_key: str = "logits_to_keep") -> dict[str, Any]:
         """Keyword arguments that hand a decoder forward the cross-attention cache (its self-attention fresh) and,
         when decoding's logits cover ``ids``, ask it for one row of logits (``logits_key`` names the argument)."""
-        kept = {logits_key: 1} if self.has_logits(ids) else {}
+        kept = {} if self.logits_for(ids) is None else {logits_key: 1}
         if self.cross is None:
             return kept
         from transformers import DynamicCache, EncoderDecoderCache
@@ -388,9 +390,8 @@ class HFCaptioner:
         logits are decoding's where ``encoded`` kept them for these ``ids`` (the forward then computed one row)."""
         with eager_attention():
             run = self.forward(pixels, ids, encoded)
-        if encoded is not None and encoded.logits is not None and encoded.has_logits(ids):
-            return replace(run, logits=encoded.logits[: len(ids)])
-        return run
+        kept = None if encoded is None else encoded.logits_for(ids)
+        return run if kept is None else replace(run, logits=kept)
 
     def words(self, ids: Sequence[int]) -> list[str]:
         """The caption's words: sub-word tokens merged (GPT-2 ``Ġ``, WordPiece ``##``), each decoded alone."""
