@@ -5,7 +5,8 @@ relu1_1…relu5_1 style; named ``relu_10`` and ``relu_1/3/5/9/13`` in the tutori
 
 - seconds per L-BFGS iteration (one loss and gradient evaluation), 256 px: ours and the tutorial take turns
   (``TURN`` evaluations each, ``--repeats`` turns), medians over all. Each turn's first evaluation is
-  compared: both objectives must agree on the content image.
+  compared: both objectives must agree on the content image. A second row times the network alone (the same
+  convolutions, forward and backward, in each side's memory layout): the floor under that ratio.
 - time to a finished picture, 256 and 512 px: the tutorial's seconds from building its model to its
   300th evaluation, and the loss it reports there, against our seconds (targets included) until our image
   has that loss under the tutorial's own objective (its model, full size, image clamped to [0, 1]). Ours
@@ -213,6 +214,25 @@ def ours_seconds_per_eval(problem: S.StyleProblem, evals: int) -> tuple[list[flo
     return _gaps(stamps), first["total"] - first["tv"]
 
 
+def convolutions_alone(extractor: S.FeatureExtractor, image: torch.Tensor, layer: str) -> tuple[float, float]:
+    """(ours, the tutorial's) seconds for the network alone up to ``layer``, forward and backward to the pixels,
+    each in its own memory layout: the floor under the per-iteration ratio, since both sides run these
+    convolutions once per evaluation and differ only around them."""
+    depth = extractor.layers.index(layer) + 1
+    stack = [m for stage in extractor.stages[:depth] for m in cast(nn.Sequential, stage)]
+    theirs = copy.deepcopy(nn.Sequential(*(nn.ReLU() if isinstance(m, nn.ReLU) else m for m in stack)))
+    theirs.to(memory_format=torch.contiguous_format)  # the tutorial's freshly loaded layout, its ReLUs not in place
+    image = image.to(module_device(extractor))
+
+    def timed(net: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        x = image.clone().requires_grad_(True)
+        began = time.perf_counter()
+        net(x).sum().backward()
+        return time.perf_counter() - began
+
+    return timed(lambda x: extractor(x, [layer])[layer]), timed(theirs)
+
+
 def ours_to_target(extractor: S.FeatureExtractor, content: Image.Image, style: Image.Image, config: S.StyleConfig,
                    judge: Callable[[torch.Tensor], float], target: float,
                    max_fine: int) -> tuple[float, int, float]:  # fmt: skip
@@ -276,6 +296,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         ours: list[float] = []
         theirs: list[float] = []
         content_t, style_t = to_tensor(content), to_tensor(style)
+        deepest = max((config.content_layer, *config.style_layers), key=extractor.layers.index)
+        floor: list[tuple[float, float]] = []
         for _ in range(args.repeats):  # in turns, so a change in the machine's load hits both alike
             gaps, ours_first = ours_seconds_per_eval(problem, evals)
             ours += gaps
@@ -283,8 +305,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
             theirs += gaps
             same = abs(ours_first - theirs_first) <= 1e-4 * abs(theirs_first)
             assert same, f"objectives differ: ours {ours_first} vs the tutorial's {theirs_first}"
+            floor += [convolutions_alone(extractor, content_t, deepest) for _ in range(evals)]
         per_iter = statistics.median(ours), statistics.median(theirs)
-        rows = [Row(f"VGG19 twin, {side} px, L-BFGS", *per_iter, "≤ 0.8", "s/iter", "same loss: True")]
+        rows = [
+            Row(f"VGG19 twin, {side} px, L-BFGS", *per_iter, "≤ 0.8", "s/iter", "same loss: True"),
+            Row(
+                f"the network alone up to {deepest}, forward + backward",
+                *(statistics.median(side_times) for side_times in zip(*floor, strict=True)),
+                "—",
+                "s/iter",
+                "the floor: same convolutions, each side's layout",
+            ),
+        ]
         print_table("Style transfer: seconds per L-BFGS iteration", machine, rows, "PyTorch tutorial")
         if args.quick:  # a smoke test, not a figure: a tenth of the evaluations and of each coarse stage's steps
             quick = tuple(replace(stage, steps=stage.steps // 10) for stage in S.COARSE_TO_FINE)

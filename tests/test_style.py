@@ -55,6 +55,17 @@ def test_gram_matches_pytorch_tutorial():
     torch.testing.assert_close(S.gram(f), expected)
 
 
+def test_gram_gradient_is_autograds():
+    """Its one-matmul backward against autograd's own derivative of the tutorial's formula, and gradcheck."""
+    f = torch.randn(1, 5, 7, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, 5, dtype=torch.float64)  # not symmetric: the backward must not assume it is
+    (ours,) = torch.autograd.grad((S.gram(f) * weights).sum(), f)
+    flat = f.view(5, 42)
+    (expected,) = torch.autograd.grad((torch.mm(flat, flat.t()).div(5 * 42) * weights).sum(), f)
+    torch.testing.assert_close(ours, expected)
+    assert torch.autograd.gradcheck(S.gram, (f,))
+
+
 def test_loss_terms_match_direct_numpy(tiny_vgg, images):
     problem = _problem(
         tiny_vgg, images, content_weight=2.0, style_weight=1e3, tv_weight=0.5, layer_weights=(1, 2, 3, 4)
