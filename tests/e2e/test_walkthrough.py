@@ -241,8 +241,7 @@ def adversarial(w: Walk) -> None:
         w.beat(0.5)
     assert "✅ fooled" in verdict.inner_text()
     w.say(f"Fooled at ε = {slider.input_value()}/255: a change the eye cannot see")
-    w.beat(4)
-    w.shoot("adversarial")
+    w.show("Attacking", 4, shot="adversarial")  # the line above the three images and the flipped prediction
 
 
 def style(w: Walk) -> None:
