@@ -153,7 +153,9 @@ def efficientnet_extractor(classifier: ImageClassifier) -> FeatureExtractor:
 # -- losses ---------------------------------------------------------------------------------------
 class _Gram(torch.autograd.Function):
     """``F Fᵀ / n`` whose backward is one matmul, ``(G' + G'ᵀ) F / n``: autograd would differentiate ``F`` and
-    ``Fᵀ`` separately (two matmuls as large as the forward, then a sum), ~4 % of a VGG19 style step."""
+    ``Fᵀ`` separately (two matmuls as large as the forward, then a sum). The gradient comes out in ``F``'s own
+    memory layout (channels-last features give a transposed ``F``), so adding it to the gradient the network
+    sends back needs no transposing copy."""
 
     @staticmethod
     def forward(ctx: Any, flat: torch.Tensor, n: int) -> torch.Tensor:
@@ -164,7 +166,8 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None]:
         (flat,), (grad,) = ctx.saved_tensors, grads
-        return (grad + grad.T) @ flat / ctx.n, None
+        sym = grad + grad.T
+        return (sym @ flat if flat.is_contiguous() else (flat.T @ sym).T) / ctx.n, None
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:

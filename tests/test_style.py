@@ -55,14 +55,17 @@ def test_gram_matches_pytorch_tutorial():
     torch.testing.assert_close(S.gram(f), expected)
 
 
-def test_gram_gradient_is_autograds():
-    """Its one-matmul backward against autograd's own derivative of the tutorial's formula, and gradcheck."""
-    f = torch.randn(1, 5, 7, 6, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_is_autograds(layout):
+    """Its one-matmul backward against autograd's own derivative of the tutorial's formula, and gradcheck, for
+    both memory layouts (the backward picks its matmul by layout)."""
+    f = torch.randn(1, 5, 7, 6, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
     weights = torch.randn(5, 5, dtype=torch.float64)  # not symmetric: the backward must not assume it is
     (ours,) = torch.autograd.grad((S.gram(f) * weights).sum(), f)
-    flat = f.view(5, 42)
+    flat = f.reshape(5, 42)
     (expected,) = torch.autograd.grad((torch.mm(flat, flat.t()).div(5 * 42) * weights).sum(), f)
     torch.testing.assert_close(ours, expected)
+    assert ours.is_contiguous(memory_format=layout)  # no transposing copy where it meets the network's gradient
     assert torch.autograd.gradcheck(S.gram, (f,))
 
 
