@@ -129,8 +129,8 @@ def test_the_maps_pass_reuses_the_cross_attention_keys_decoding_computed(tiny_re
 
 
 @pytest.mark.parametrize("model_id", ["blip-base", "vit-gpt2", "florence-2-base"])
-def test_the_maps_pass_takes_decodings_logits_and_computes_one_row(tiny_registry, photo, model_id):
-    """Greedy decoding keeps its raw logits, so the teacher-forced pass asks its LM head for one row only; a beam
+def test_the_maps_pass_takes_decodings_logits_and_computes_none(tiny_registry, photo, model_id):
+    """Greedy decoding keeps its raw logits, so the teacher-forced pass runs its LM head on no row; a beam
     caption's logits are not kept, and its pass computes every row."""
     model = tiny_registry.load(model_id)
     pixels = model.pixels(photo)
@@ -145,7 +145,7 @@ def test_the_maps_pass_takes_decodings_logits_and_computes_one_row(tiny_registry
             run = model.maps_pass(pixels, ids, encoded)
             fresh = model.maps_pass(pixels, ids, dataclasses.replace(encoded, logits=None))
             kept = config.strategy == "greedy"
-            assert (encoded.logits is not None) == kept and rows[0] == (1 if kept else len(ids) + len(model.prefix))
+            assert (encoded.logits is not None) == kept and rows[0] == (0 if kept else len(ids) + len(model.prefix))
             assert run.logits.shape == fresh.logits.shape == (len(ids), fresh.logits.shape[-1])
             np.testing.assert_allclose(run.logits.numpy(), fresh.logits.numpy(), rtol=1e-5, atol=1e-6)
     finally:

@@ -115,8 +115,8 @@ class Encoded:
     #: ``DynamicCache``, batch of one): the teacher-forced pass reuses them (BLIP-base: ~16 GFLOP saved).
     cross: Any = None
     #: The raw logits decoding computed for each new token (greedy and sampled captions; a beam's are not kept),
-    #: and the tokens they decoded: the teacher-forced pass then skips its LM head (Florence-2: ~40 % of its
-    #: FLOPs), and the probabilities shown are the ones decoding drew from.
+    #: and the tokens they decoded: the teacher-forced pass then runs its LM head on no row (Florence-2: ~40 % of
+    #: its FLOPs), and the probabilities shown are the ones decoding drew from.
     logits: torch.Tensor | None = None
     decoded: tuple[int, ...] = ()
 
@@ -128,8 +128,10 @@ class Encoded:
 
     def reuse(self, ids: Sequence[int], logits_key: str = "logits_to_keep") -> dict[str, Any]:
         """Keyword arguments that hand a decoder forward the cross-attention cache (its self-attention fresh) and,
-        when decoding's logits cover ``ids``, ask it for one row of logits (``logits_key`` names the argument)."""
-        kept = {} if self.logits_for(ids) is None else {logits_key: 1}
+        when decoding's logits cover ``ids``, ask it for logits at no position (``logits_key`` names the argument:
+        an empty index leaves the LM head nothing to compute, where ``1`` would still read its whole weight)."""
+        none = torch.empty(0, dtype=torch.long, device=self.outputs.last_hidden_state.device)
+        kept = {} if self.logits_for(ids) is None else {logits_key: none}
         if self.cross is None:
             return kept
         from transformers import DynamicCache, EncoderDecoderCache
@@ -387,7 +389,7 @@ class HFCaptioner:
 
     def maps_pass(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
         """:meth:`forward` with eager attention (in this thread only): the pass whose attention is drawn. Its
-        logits are decoding's where ``encoded`` kept them for these ``ids`` (the forward then computed one row)."""
+        logits are decoding's where ``encoded`` kept them for these ``ids`` (the forward then computed none)."""
         with eager_attention():
             run = self.forward(pixels, ids, encoded)
         kept = None if encoded is None else encoded.logits_for(ids)
