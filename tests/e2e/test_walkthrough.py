@@ -241,7 +241,8 @@ def adversarial(w: Walk) -> None:
         w.beat(0.5)
     assert "✅ fooled" in verdict.inner_text()
     w.say(f"Fooled at ε = {slider.input_value()}/255: a change the eye cannot see")
-    w.show("Attacking", 4, shot="adversarial")  # the line above the three images and the flipped prediction
+    # the paragraph two lines above the images: the titles under it clear the page's header
+    w.show("Threat model", 4, shot="adversarial")
 
 
 def style(w: Walk) -> None:
