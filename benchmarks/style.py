@@ -214,23 +214,22 @@ def ours_seconds_per_eval(problem: S.StyleProblem, evals: int) -> tuple[list[flo
     return _gaps(stamps), first["total"] - first["tv"]
 
 
-def convolutions_alone(extractor: S.FeatureExtractor, image: torch.Tensor, layer: str) -> tuple[float, float]:
-    """(ours, the tutorial's) seconds for the network alone up to ``layer``, forward and backward to the pixels,
-    each in its own memory layout: the floor under the per-iteration ratio, since both sides run these
-    convolutions once per evaluation and differ only around them."""
+def convolutions_alone(extractor: S.FeatureExtractor, layer: str) -> Callable[[torch.Tensor], tuple[float, float]]:
+    """A timer of (ours, the tutorial's) seconds for the network alone up to ``layer``, forward and backward to
+    the pixels, each in its own memory layout: the floor under the per-iteration ratio, since both sides run
+    these convolutions once per evaluation and differ only around them. The tutorial's copy is built once."""
     depth = extractor.layers.index(layer) + 1
     stack = [m for stage in extractor.stages[:depth] for m in cast(nn.Sequential, stage)]
     theirs = copy.deepcopy(nn.Sequential(*(nn.ReLU() if isinstance(m, nn.ReLU) else m for m in stack)))
     theirs.to(memory_format=torch.contiguous_format)  # the tutorial's freshly loaded layout, its ReLUs not in place
-    image = image.to(module_device(extractor))
 
-    def timed(net: Callable[[torch.Tensor], torch.Tensor]) -> float:
-        x = image.clone().requires_grad_(True)
+    def timed(net: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor) -> float:
+        x = image.to(module_device(extractor), copy=True).requires_grad_(True)  # the caller's image stays a plain one
         began = time.perf_counter()
         net(x).sum().backward()
         return time.perf_counter() - began
 
-    return timed(lambda x: extractor(x, [layer])[layer]), timed(theirs)
+    return lambda image: (timed(lambda x: extractor(x, [layer])[layer], image), timed(theirs, image))
 
 
 def ours_to_target(extractor: S.FeatureExtractor, content: Image.Image, style: Image.Image, config: S.StyleConfig,
@@ -297,7 +296,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         theirs: list[float] = []
         content_t, style_t = to_tensor(content), to_tensor(style)
         deepest = max((config.content_layer, *config.style_layers), key=extractor.layers.index)
-        floor: list[tuple[float, float]] = []
+        floor_timer, floor = convolutions_alone(extractor, deepest), list[tuple[float, float]]()
         for _ in range(args.repeats):  # in turns, so a change in the machine's load hits both alike
             gaps, ours_first = ours_seconds_per_eval(problem, evals)
             ours += gaps
@@ -305,7 +304,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             theirs += gaps
             same = abs(ours_first - theirs_first) <= 1e-4 * abs(theirs_first)
             assert same, f"objectives differ: ours {ours_first} vs the tutorial's {theirs_first}"
-            floor += [convolutions_alone(extractor, content_t, deepest) for _ in range(evals)]
+            floor += [floor_timer(content_t) for _ in range(evals)]
         per_iter = statistics.median(ours), statistics.median(theirs)
         rows = [
             Row(f"VGG19 twin, {side} px, L-BFGS", *per_iter, "≤ 0.8", "s/iter", "same loss: True"),

@@ -130,8 +130,8 @@ class Encoded:
         """Keyword arguments that hand a decoder forward the cross-attention cache (its self-attention fresh) and,
         when decoding's logits cover ``ids``, ask it for logits at no position (``logits_key`` names the argument:
         an empty index leaves the LM head nothing to compute, where ``1`` would still read its whole weight)."""
-        none = torch.empty(0, dtype=torch.long, device=self.outputs.last_hidden_state.device)
-        kept = {} if self.logits_for(ids) is None else {logits_key: none}
+        device = self.outputs.last_hidden_state.device
+        kept = {} if self.logits_for(ids) is None else {logits_key: torch.empty(0, dtype=torch.long, device=device)}
         if self.cross is None:
             return kept
         from transformers import DynamicCache, EncoderDecoderCache
