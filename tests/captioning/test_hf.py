@@ -155,28 +155,38 @@ def test_the_maps_pass_takes_decodings_logits_and_computes_none(tiny_registry, p
         handle.remove()
 
 
+FEED_FORWARD = {  # each decoder layer's feed-forward input module: it runs only when the layer runs again
+    "blip-base": lambda model: [layer.intermediate for layer in model.text_decoder.bert.encoder.layer],
+    "vit-gpt2": lambda model: [block.mlp for block in model.decoder.transformer.h],
+    "florence-2-base": lambda model: [layer.fc1 for layer in model.model.language_model.decoder.layers],
+}
+
+
 @pytest.mark.parametrize("config", [DecodingConfig(max_new_tokens=6), DecodingConfig("sample", seed=3)])
-def test_vit_gpt2_replays_the_maps_from_decodings_own_queries(tiny_registry, photo, config):
+@pytest.mark.parametrize("model_id", list(FEED_FORWARD))
+def test_the_maps_pass_replays_only_the_cross_attention_on_decodings_own_queries(
+    tiny_registry, photo, model_id, config
+):
     """A greedy or sampled caption's maps pass re-runs only the cross-attention, on the queries decoding formed:
     no decoder layer runs again, and the maps equal a whole teacher-forced pass's, for the caption or any prefix
     of it (a caption that ended on its end token has one query more than its words)."""
-    model = tiny_registry.load("vit-gpt2")
+    model = tiny_registry.load(model_id)
     pixels = model.pixels(photo)
     encoded = model.encode(pixels)
     ids = model.generate_ids(pixels, config, encoded=encoded)
-    assert len(encoded.queries) == len(model.model.decoder.transformer.h) and len(ids) >= 3
+    feed_forward = FEED_FORWARD[model_id](model.model)
+    assert len(encoded.queries) == len(feed_forward) and len(ids) >= 3
     layers: list[int] = []
-    blocks = model.model.decoder.transformer.h
-    handles = [b.mlp.register_forward_hook(lambda *_: layers.append(1)) for b in blocks]
+    handles = [m.register_forward_hook(lambda *_: layers.append(1)) for m in feed_forward]
     try:
         for caption in (ids, ids[:2]):
             replayed = model.maps_pass(pixels, caption, encoded)
             assert not layers
             whole = model.maps_pass(pixels, caption, dataclasses.replace(encoded, queries=()))
-            assert len(layers) == len(blocks)
+            assert len(layers) == len(feed_forward)
             layers.clear()
             for a, b in zip(replayed.rows, whole.rows, strict=True):
-                assert a.shape == b.shape == (b.shape[0], len(caption), replayed.image_positions)
+                assert a.shape == b.shape == (b.shape[0], len(caption), model.grid[0] * model.grid[1] + 1)
                 np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-8)
     finally:
         for handle in handles:

@@ -6,8 +6,12 @@ one teacher-forced forward pass with ``output_attentions=True``, so the map draw
 attention of the query that predicted it, for greedy, beam and sampled captions alike. Only that pass
 (and the encoder pass whose attention is rolled out) needs eager attention, which returns the weights;
 decoding runs the SDPA kernel where the family's attention allows it (:mod:`.kernels`). The word probabilities
-of greedy and sampled captions are decoding's own raw logits, so that pass computes no vocabulary-sized rows;
-where decoding also kept its cross-attention queries (ViT-GPT2, :mod:`.ved`), the pass re-runs only that attention.
+of greedy and sampled captions are decoding's own raw logits, so that pass computes no vocabulary-sized rows.
+For them the pass is even a replay (:meth:`HFCaptioner.replay`): decoding keeps each layer's cross-attention input
+(a hook; the kernel untouched), and only the cross-attention runs again, on those queries and the keys it cached.
+A row of a layer's attention depends only on its own query, so these are the teacher-forced maps to float
+rounding, without re-running the decoder's layers over the caption (GPT-2's read ~400 MB of weights; the
+cross-attention's query and output projections ~57 MB).
 """
 
 from __future__ import annotations
@@ -146,8 +150,7 @@ class Encoded:
     logits: torch.Tensor | None = None
     decoded: tuple[int, ...] = ()
     #: Per decoder layer, the inputs decoding handed its cross-attention, one row per position of the prompt and
-    #: the decoded tokens (``(1, rows, width)``; families that replay the maps from them, greedy and sampled
-    #: captions): the maps pass then re-runs the cross-attention alone, on these queries (:mod:`.ved`).
+    #: the decoded tokens, ``(1, rows, width)`` (greedy and sampled captions): :meth:`HFCaptioner.replay` reads them.
     queries: tuple[torch.Tensor, ...] = ()
 
     def logits_for(self, ids: Sequence[int]) -> torch.Tensor | None:
@@ -215,6 +218,8 @@ class HFCaptioner:
     #: Whether every attention of the family goes through transformers' ``AttentionInterface``, so decoding can
     #: run SDPA and the maps pass eager attention (:mod:`.kernels`); otherwise the model loads with eager only.
     fast_kernel: ClassVar[bool] = True
+    #: The keyword under which the family's cross-attention modules take the encoder states (:meth:`replay`).
+    states_key: ClassVar[str] = "encoder_hidden_states"
 
     def __init__(self, model_id: str, model: Any, image_processor: Any, tokenizer: Any) -> None:
         self.model_id = model_id
@@ -269,6 +274,15 @@ class HFCaptioner:
     def forward(self, pixels: torch.Tensor, ids: list[int], encoded: Encoded | None = None) -> Pass:
         """Run the model over ``prefix + ids`` once; row ``t`` of everything predicts ``ids[t]``."""
         raise NotImplementedError
+
+    def cross_attentions(self) -> list[torch.nn.Module]:
+        """The decoder's cross-attention modules in layer order, whose maps :meth:`replay` re-runs; none (the whole
+        pass always runs) where the family's attention reads more than its own query."""
+        return []
+
+    def cross_index(self, span: slice) -> tuple[Any, ...]:
+        """Selects (heads, caption tokens, image positions) from one layer's cross-attention."""
+        return (0, slice(None), span)
 
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input-patch rollout: the mean cross-attention, through the vision rollout."""
@@ -396,7 +410,13 @@ class HFCaptioner:
         if encoded is not None:  # its cache's cross-attention part and its logits serve the teacher-forced pass
             kwargs |= {"return_dict_in_generate": True, "output_logits": not beams}
         rng = global_rng(config.seed) if config.strategy == "sample" else nullcontext()
-        with torch.inference_mode(), rng:
+        modules = [] if encoded is None or beams else self.cross_attentions()  # a beam's pass runs whole
+        queries: list[list[torch.Tensor]] = [[] for _ in modules]
+
+        def keep(layer: int, args: tuple[torch.Tensor, ...]) -> None:
+            queries[layer].append(args[0])
+
+        with torch.inference_mode(), rng, this_thread(modules, keep, inputs=True):
             generated: Any = self.generate(pixels, encoded, kwargs)
         out: torch.Tensor = generated if encoded is None else generated.sequences
         ids: list[int] = []
@@ -406,6 +426,7 @@ class HFCaptioner:
             ids.append(token)
         if encoded is not None:
             encoded.keep_cross(generated.cache)
+            encoded.queries = tuple(torch.cat(rows, dim=1) for rows in queries)
             if generated.logits is not None:
                 encoded.logits, encoded.decoded = torch.cat(generated.logits)[: len(ids)], tuple(ids)
         if stream is not None and beams:
@@ -416,9 +437,27 @@ class HFCaptioner:
         """:meth:`forward` with eager attention (in this thread only): the pass whose attention is drawn. Its
         logits are decoding's where ``encoded`` kept them for these ``ids`` (the forward then computed none)."""
         with eager_attention():
-            run = self.forward(pixels, ids, encoded)
+            replayed = None if encoded is None else self.replay(encoded, ids)
+            run = replayed or self.forward(pixels, ids, encoded)
         kept = None if encoded is None else encoded.logits_for(ids)
         return run if kept is None else replace(run, logits=kept)
+
+    def replay(self, encoded: Encoded, ids: list[int]) -> Pass | None:
+        """The maps pass from decoding's own cross-attention queries (see the module's docstring), or ``None``
+        where decoding kept none for ``ids`` (a beam, another caption, a family without :meth:`cross_attentions`)."""
+        span = self.span(len(ids))
+        logits = encoded.logits_for(ids)
+        if logits is None or encoded.cross is None or not encoded.queries or encoded.queries[0].shape[1] < span.stop:
+            return None
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        cache = EncoderDecoderCache(DynamicCache(), encoded.cross)  # every layer's keys marked as computed
+        states = {self.states_key: encoded.outputs.last_hidden_state}
+        attentions = tuple(
+            module(queries[:, : span.stop], cache=cache, **states)[1]
+            for module, queries in zip(self.cross_attentions(), encoded.queries, strict=True)
+        )
+        return Pass(logits, attentions, self.cross_index(span), encoded.rollout)
 
     def words(self, ids: Sequence[int]) -> list[str]:
         """The caption's words: sub-word tokens merged (GPT-2 ``Ġ``, WordPiece ``##``), each decoded alone."""

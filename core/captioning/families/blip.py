@@ -23,6 +23,9 @@ class BlipCaptioner(HFCaptioner):
     def vision_encoder(self) -> torch.nn.Module:
         return self.model.vision_model
 
+    def cross_attentions(self) -> list[torch.nn.Module]:
+        return [layer.crossattention for layer in self.model.text_decoder.bert.encoder.layer]
+
     def generate(self, pixels: torch.Tensor, encoded: Encoded | None, kwargs: dict[str, Any]) -> torch.Tensor:
         if encoded is None:
             return self.model.generate(pixel_values=pixels, **kwargs)
@@ -48,4 +51,4 @@ class BlipCaptioner(HFCaptioner):
             states, mixed, reuse = encoded.outputs.last_hidden_state, encoded.rollout, encoded.reuse(ids)
         tokens = torch.tensor([self.prefix + ids], device=states.device)
         out = self.model.text_decoder(input_ids=tokens, encoder_hidden_states=states, output_attentions=True, **reuse)
-        return Pass(out.logits[0, span], out.cross_attentions, (0, slice(None), span), mixed)
+        return Pass(out.logits[0, span], out.cross_attentions, self.cross_index(span), mixed)

@@ -40,6 +40,7 @@ class Florence2Captioner(HFCaptioner):
     family = "florence-2"
     label = "Florence-2"
     model_class = "Florence2ForConditionalGeneration"
+    states_key = "key_value_states"  # BART's cross-attention
 
     def __init__(self, model_id: str, model: Any, image_processor: Any, tokenizer: Any) -> None:
         super().__init__(model_id, model, image_processor, tokenizer)
@@ -125,8 +126,13 @@ class Florence2Captioner(HFCaptioner):
             output_attentions=True,
         )
         mixed = encoder_rollout(out.encoder_attentions) if encoded is None else encoded.rollout
-        index = (0, slice(None), span, slice(0, self.n_image))
-        return Pass(out.logits[0, span], out.cross_attentions, index, mixed)
+        return Pass(out.logits[0, span], out.cross_attentions, self.cross_index(span), mixed)
+
+    def cross_attentions(self) -> list[torch.nn.Module]:
+        return [layer.encoder_attn for layer in self.model.model.language_model.decoder.layers]
+
+    def cross_index(self, span: slice) -> tuple[Any, ...]:
+        return (0, slice(None), span, slice(0, self.n_image))  # the prompt's text tokens follow the image's
 
     def token_rollout(self, run: Pass, n_tokens: int) -> np.ndarray:
         """Token → encoder-input rollout over the whole encoder input, kept to the image positions."""
