@@ -205,23 +205,21 @@ def test_multiscale_runs_coarse_then_fine(tiny_vgg, images):
     assert min(height, width) >= S.MIN_COARSE_SIDE and max(height, width) < 64
 
 
-def _tutorial_loss(problem: S.StyleProblem, image: torch.Tensor) -> float:
-    """The tutorial's objective (content + weighted style, no TV) of a [0, 1] image at the full size."""
-    with torch.no_grad():
-        terms = problem.losses(image, problem.config.stage_of(10**9))
-    return float(sum(v for k, v in terms.items() if k != "tv"))
-
-
-def test_coarse_to_fine_reaches_the_loss_of_a_plain_run_of_as_many_full_size_steps(tiny_vgg, images):
-    """The staged run's final image, judged by the full-size objective, is much better: the coarse
-    stages are a better start, not a different problem."""
+def test_coarse_to_fine_hands_the_full_size_stage_a_far_better_start(tiny_vgg, images):
+    """The coarse stages optimise the same objective at a smaller size: the image they hand the full-size stage,
+    judged by the full-size objective, has a fraction of the plain run's starting loss. What that buys in time to a
+    finished picture is measured at 256 and 512 px (``benchmarks/style.py``). The final images after a few
+    full-size steps are not compared: L-BFGS without a line search (the tutorial's) jumps about from step to step,
+    and which of two tiny runs ended lower after 10 steps changed with the CPU's rounding (12× lower on one
+    machine, 4× higher on another)."""
     plain = _problem(tiny_vgg, images, side=64, tv_weight=0.0, style_weight=1e3)
-    target = _tutorial_loss(plain, list(S.run(plain, S.start(plain), 10))[-1].image)
+    start = next(S.run(plain, S.start(plain), 1)).losses["total"]  # the content image, at the full size
     coarse = (S.Stage(0.25, 20), S.Stage(0.5, 15))
     staged = _problem(tiny_vgg, images, side=64, tv_weight=0.0, style_weight=1e3, coarse=coarse)
-    last = list(S.run(staged, S.start(staged), staged.config.coarse_steps + 10))[-1]
-    assert last.image.shape == plain.targets(0).content.shape
-    assert _tutorial_loss(staged, last.image) < target / 2  # (12× lower when written)
+    *_, handed, first_fine = S.run(staged, S.start(staged), staged.config.coarse_steps + 1)
+    # the first full-size step evaluates the handed image, upsampled, by the full-size objective
+    assert handed.image.shape[-2:] != first_fine.image.shape[-2:] == plain.targets(0).content.shape[-2:]
+    assert first_fine.losses["total"] < start / 3  # 3.5× lower when written
 
 
 def test_noise_init_is_seeded(tiny_vgg, images):

@@ -277,7 +277,7 @@ class HFCaptioner:
 
     def cross_attentions(self) -> list[torch.nn.Module]:
         """The decoder's cross-attention modules in layer order, whose maps :meth:`replay` re-runs; none (the whole
-        pass always runs) where the family's attention reads more than its own query."""
+        pass always runs) where the maps need more than the cross-attention (GIT rolls out its whole stack)."""
         return []
 
     def cross_index(self, span: slice) -> tuple[Any, ...]:
