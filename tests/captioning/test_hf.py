@@ -23,6 +23,10 @@ from core.runtime import Cancelled, Reporter
 from .tiny_models import GRIDS
 
 
+def hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
 def test_decoding_settings_reach_generate():
     assert generate_kwargs(DecodingConfig(strategy="greedy", max_new_tokens=7)) == {
         "max_new_tokens": 7,
@@ -45,12 +49,15 @@ def test_sampling_is_reproducible_from_the_seed(tiny_registry, photo):
 
 
 def test_captioning_stops_when_asked(tiny_registry, photo):
+    """A Stop mid-caption ends decoding at once and leaves none of its query hooks on the shared model."""
     model = tiny_registry.load("blip-base")
+    hooks = hook_count(model.model)
     seen = []
     stop = Reporter(lambda f, m: seen.append(m), should_stop=lambda: len(seen) >= 2)
     with pytest.raises(Cancelled):
         model.caption(photo, DecodingConfig(max_new_tokens=10), stop)
     assert seen == ["token 1", "token 2"]
+    assert hook_count(model.model) == hooks
 
 
 def test_a_local_folder_is_registered_and_loaded_through_the_registry(tiny_registry, tiny_dir, photo):
@@ -191,10 +198,6 @@ def test_the_maps_pass_replays_only_the_cross_attention_on_decodings_own_queries
     finally:
         for handle in handles:
             handle.remove()
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 @pytest.mark.parametrize(
