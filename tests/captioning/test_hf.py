@@ -92,7 +92,7 @@ def test_the_shared_encoder_pass_keeps_only_the_rollout_and_changes_nothing(tiny
     captioned = model.caption(photo, DecodingConfig(max_new_tokens=5))
     alone = model.explain_ids(photo, captioned.token_ids)  # its own encoder pass, attention and all
     assert captioned.words == alone.words
-    # ViT-GPT2's maps are replayed from decoding's own queries (cached, one row at a time): equal up to rounding
+    # the maps are replayed from decoding's own queries (cached, one row at a time): equal up to rounding
     np.testing.assert_allclose(captioned.attention.rows, alone.attention.rows, rtol=1e-6, atol=0)
     np.testing.assert_allclose(captioned.attention.rollout, alone.attention.rollout, rtol=1e-6, atol=0)
     # decoding's own logits (one token at a time, cached) against a fresh pass's: equal up to float rounding
@@ -139,7 +139,7 @@ def test_the_maps_pass_reuses_the_cross_attention_keys_decoding_computed(tiny_re
 
 @pytest.mark.parametrize("model_id", ["blip-base", "vit-gpt2", "florence-2-base"])
 def test_the_maps_pass_takes_decodings_logits_and_computes_none(tiny_registry, photo, model_id):
-    """Greedy decoding keeps its raw logits, so the teacher-forced pass runs its LM head on no row (ViT-GPT2's
+    """Greedy decoding keeps its raw logits, so the teacher-forced pass runs its LM head on no row (its
     replay does not run it at all); a beam caption's logits are not kept, and its pass computes every row."""
     model = tiny_registry.load(model_id)
     pixels = model.pixels(photo)
@@ -208,7 +208,7 @@ def test_the_maps_pass_replays_only_the_cross_attention_on_decodings_own_queries
     ],
 )
 def test_hooks_in_parallel_threads_keep_each_threads_calls_and_leave_nothing(tiny_registry, photo, model_id, maps):
-    """The head-mean hooks (every encoder) and the query hooks (ViT-GPT2's decoding) live on a shared model: each
+    """The head-mean hooks (every encoder) and the query hooks (decoding's) live on a shared model: each
     thread must see only its own calls (another thread's layers would lengthen the rollout's product, another
     thread's queries would become this caption's maps), and no hook may stay."""
     model = tiny_registry.load(model_id)
