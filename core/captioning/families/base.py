@@ -167,9 +167,14 @@ class Encoded:
         kept = {} if self.logits_for(ids) is None else {logits_key: torch.empty(0, dtype=torch.long, device=device)}
         if self.cross is None:
             return kept
+        return {"cache": self.cross_cache(), "use_cache": True, **kept}
+
+    def cross_cache(self) -> Any:
+        """A fresh decoder cache holding :attr:`cross` (every layer's keys marked as computed, so no layer projects
+        the encoder states again) and an empty self-attention part."""
         from transformers import DynamicCache, EncoderDecoderCache
 
-        return {"cache": EncoderDecoderCache(DynamicCache(), self.cross), "use_cache": True, **kept}
+        return EncoderDecoderCache(DynamicCache(), self.cross)
 
     def keep_cross(self, cache: Any) -> None:
         """Keep the cross-attention part of ``generate``'s cache (one row: beams share the encoder states)."""
@@ -445,13 +450,10 @@ class HFCaptioner:
     def replay(self, encoded: Encoded, ids: list[int]) -> Pass | None:
         """The maps pass from decoding's own cross-attention queries (see the module's docstring), or ``None``
         where decoding kept none for ``ids`` (a beam, another caption, a family without :meth:`cross_attentions`)."""
-        span = self.span(len(ids))
-        logits = encoded.logits_for(ids)
-        if logits is None or encoded.cross is None or not encoded.queries or encoded.queries[0].shape[1] < span.stop:
+        logits = encoded.logits_for(ids)  # kept by the same ``generate`` as the queries, so they cover ``ids`` too
+        if logits is None or encoded.cross is None or not encoded.queries:
             return None
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        cache = EncoderDecoderCache(DynamicCache(), encoded.cross)  # every layer's keys marked as computed
+        span, cache = self.span(len(ids)), encoded.cross_cache()
         states = {self.states_key: encoded.outputs.last_hidden_state}
         attentions = tuple(
             module(queries[:, : span.stop], cache=cache, **states)[1]
